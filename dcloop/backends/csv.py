@@ -1,0 +1,79 @@
+"""The label table as a local CSV file: the default backend, no account needed."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from .. import table as tbl
+from ..errors import BackendError, SchemaError
+from ..fsutil import atomic_write_text, file_stamp
+from ..history import RESULT_COLUMNS
+
+MAX_WRITE_ATTEMPTS = 5
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Every cell of a CSV file as a string; a clear SchemaError when it is not a CSV."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                           skip_blank_lines=True, encoding="utf-8")
+    except FileNotFoundError as e:
+        raise BackendError(f"{path}: no such file. Run 'dcloop init' to create a project.") from e
+    except pd.errors.EmptyDataError as e:
+        raise SchemaError(f"{path}: the file is empty; a label table needs a header row with url,label.") from e
+    except UnicodeDecodeError as e:
+        raise SchemaError(f"{path}: not a text CSV file (byte {e.start} is not UTF-8).") from e
+    except pd.errors.ParserError as e:
+        raise SchemaError(f"{path}: not a valid CSV file: {e}".rstrip()) from e
+
+
+def to_csv_text(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+
+
+class CsvBackend:
+    def __init__(self, path: Path, results_path: Path):
+        self.path = Path(path)
+        self.results_path = Path(results_path)
+
+    def read(self) -> pd.DataFrame:
+        return read_csv(self.path)
+
+    def write(self, patch: pd.DataFrame) -> int:
+        # Re-read right before writing, and only rename if nobody saved the file meanwhile:
+        # a person's edits made during training are merged, never overwritten.
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            stamp = file_stamp(self.path)
+            current = tbl.normalize(self.read(), str(self.path))
+            patched = tbl.apply_patch(current, patch)
+            changed = int((patched[current.columns] != current).any(axis=1).sum())
+            if changed == 0:
+                return 0
+            columns = list(current.columns)
+            if atomic_write_text(self.path, to_csv_text(patched[columns]), unchanged_since=stamp):
+                return changed
+        raise BackendError(f"{self.path}: the file kept changing while dcloop tried to write "
+                           f"{MAX_WRITE_ATTEMPTS} times; close the editor's autosave and sync again.")
+
+    def create(self, table: pd.DataFrame) -> None:
+        if self.path.exists():
+            raise BackendError(f"{self.path} already exists; dcloop init will not overwrite a label table.")
+        atomic_write_text(self.path, to_csv_text(table[tbl.COLUMNS]))
+        if not self.results_path.exists():
+            atomic_write_text(self.results_path, to_csv_text(pd.DataFrame(columns=RESULT_COLUMNS)))
+
+    def read_results(self) -> pd.DataFrame:
+        if not self.results_path.exists() or self.results_path.stat().st_size == 0:
+            return pd.DataFrame(columns=RESULT_COLUMNS)
+        return read_csv(self.results_path)
+
+    def append_result(self, row: dict[str, str]) -> None:
+        results = pd.concat([self.read_results(), pd.DataFrame([row], dtype=str)], ignore_index=True)
+        columns = list(dict.fromkeys(RESULT_COLUMNS + list(results.columns)))
+        atomic_write_text(self.results_path, to_csv_text(results.reindex(columns=columns).fillna("")))
+
+    def describe(self) -> str:
+        return self.path.name

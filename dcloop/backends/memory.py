@@ -1,0 +1,35 @@
+"""A label table held in memory: a real backend for tests and for library use."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import table as tbl
+from ..history import RESULT_COLUMNS
+
+
+class MemoryBackend:
+    def __init__(self, table: pd.DataFrame | None = None, name: str = "memory"):
+        self.table = table.copy() if table is not None else pd.DataFrame(columns=tbl.COLUMNS)
+        self.results = pd.DataFrame(columns=RESULT_COLUMNS)
+        self.name = name
+
+    def read(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def write(self, patch: pd.DataFrame) -> int:
+        before = self.table
+        self.table = tbl.apply_patch(before, patch)
+        return int((self.table.reindex(columns=before.columns) != before).any(axis=1).sum())
+
+    def create(self, table: pd.DataFrame) -> None:
+        self.table = table.copy()
+
+    def read_results(self) -> pd.DataFrame:
+        return self.results.copy()
+
+    def append_result(self, row: dict[str, str]) -> None:
+        self.results = pd.concat([self.results, pd.DataFrame([row])], ignore_index=True).fillna("")
+
+    def describe(self) -> str:
+        return self.name

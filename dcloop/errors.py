@@ -1,0 +1,33 @@
+"""The errors dcloop raises on purpose; the CLI turns each into a one-line message and exit code 1."""
+
+
+class DcloopError(Exception):
+    """Base class: something the user can fix, with a message that says how."""
+
+    exit_code = 1
+
+
+class ConfigError(DcloopError):
+    """dcloop.toml or an option is wrong or missing."""
+
+
+class SchemaError(DcloopError):
+    """The label table cannot be used: a missing column, a duplicate id, not a CSV."""
+
+
+class BackendError(DcloopError):
+    """The table's storage (a file, a Google Sheet) could not be read or written."""
+
+
+class ImageError(DcloopError):
+    """An image could not be fetched or decoded."""
+
+
+class CapError(DcloopError):
+    """More train+val rows than the cap allows."""
+
+
+class LockedError(DcloopError):
+    """Another dcloop process holds the project's lock."""
+
+    exit_code = 3

@@ -1,0 +1,50 @@
+"""Small file-system helpers: atomic writes and content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of a file, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def atomic_write_bytes(path: Path, data: bytes, unchanged_since=False) -> bool:
+    """Write via a temp file and rename, so a reader or a crash never sees half a file.
+
+    With ``unchanged_since`` (a file_stamp), the rename happens only if the file still has that
+    stamp; returns False otherwise, and the caller re-reads and tries again.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if unchanged_since is not False and file_stamp(path) != unchanged_since:
+            os.unlink(tmp)
+            return False
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def atomic_write_text(path: Path, text: str, unchanged_since=False) -> bool:
+    return atomic_write_bytes(path, text.encode("utf-8"), unchanged_since)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,86 @@
+"""Label versions and the results table's row format.
+
+A version is a content address of (id, url, label, split) for every row. Each version keeps a
+snapshot of those columns and the rows that changed since its parent, under .dcloop/versions/.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import table as tbl
+from .fsutil import atomic_write_text
+
+RESULT_COLUMNS = [
+    "run_id", "time_utc", "label_version", "kind", "rows_train", "rows_val", "rows_test",
+    "rows_unlabeled", "rows_flagged", "labels_changed", "val_accuracy", "test_accuracy",
+    "val_macro_f1", "test_macro_f1", "best_epoch", "epochs", "preset", "model_fingerprint",
+    "duration_s",
+]
+INDEX_COLUMNS = ["version", "parent", "time_utc", "rows", "changed"]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    version: str
+    parent: str
+    new: bool
+    changes: pd.DataFrame
+
+
+class History:
+    """The versions under ``state/versions``, oldest first in ``index.csv``."""
+
+    def __init__(self, state: Path):
+        self.root = Path(state) / "versions"
+
+    def folder(self, version: str) -> Path:
+        return self.root / version
+
+    def index(self) -> pd.DataFrame:
+        path = self.root / "index.csv"
+        if not path.exists():
+            return pd.DataFrame(columns=INDEX_COLUMNS)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+    def head(self) -> str:
+        index = self.index()
+        return index["version"].iloc[-1] if len(index) else ""
+
+    def snapshot(self, version: str) -> pd.DataFrame:
+        return pd.read_csv(self.folder(version) / "labels.csv", dtype=str, keep_default_na=False)
+
+    def changes(self, version: str) -> pd.DataFrame:
+        return pd.read_csv(self.folder(version) / "changes.csv", dtype=str, keep_default_na=False)
+
+    def record(self, table: pd.DataFrame, now: str) -> Recorded:
+        """Record the table's labels and splits as a version unless it equals the current head."""
+        version, parent = tbl.label_version(table), self.head()
+        if version == parent:
+            return Recorded(version, parent, False, tbl.diff(table, table))
+        before = self.snapshot(parent) if parent else table.iloc[0:0]
+        changes = tbl.diff(before, table)
+        folder = self.folder(version)
+        atomic_write_text(folder / "labels.csv", tbl.versioned_rows(table).to_csv(index=False))
+        atomic_write_text(folder / "changes.csv", changes.to_csv(index=False))
+        row = {"version": version, "parent": parent, "time_utc": now,
+               "rows": str(len(table)), "changed": str(len(changes))}
+        index = pd.concat([self.index(), pd.DataFrame([row])], ignore_index=True)
+        # The index is written last: a crash before this line leaves no half-recorded version.
+        atomic_write_text(self.root / "index.csv", index.to_csv(index=False))
+        return Recorded(version, parent, True, changes)
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return default
+
+
+def write_json(path: Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,208 @@
+"""The label table: its columns, who owns them, validation, versions and the write-back patch.
+
+Everything here is pure: DataFrames of strings in, DataFrames, dicts and strings out.
+Rows are always matched by ``id``, never by position, because people sort and filter their sheets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .errors import SchemaError
+
+COLUMNS = ["id", "image", "url", "label", "split", "note",
+           "prediction", "confidence", "label_prob", "suspicion", "flags"]
+HUMAN_COLUMNS = ["url", "label", "split", "note"]
+MACHINE_COLUMNS = ["id", "image", "prediction", "confidence", "label_prob", "suspicion", "flags"]
+REQUIRED_COLUMNS = ["url", "label"]
+SPLITS = ["train", "val", "test", "exclude"]
+VERSIONED_COLUMNS = ["id", "url", "label", "split"]
+
+# A patch row for a row that had no id carries this key, so the backend can find the row again.
+NEW_ROW_KEY = "_new_row_key"
+HEADER_ROWS = 1  # the header line; row numbers in messages count it, as a spreadsheet does
+
+
+def row_number(position: int) -> int:
+    """The 1-based line of a data row in a CSV file or sheet with one header row."""
+    return position + HEADER_ROWS + 1
+
+
+def normalize(raw: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check the required columns and duplicate ids; add the missing known columns as blanks."""
+    header = [str(c).strip() for c in raw.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise SchemaError(
+            f"{source}: missing required column(s) {', '.join(missing)}; "
+            f"the header is: {', '.join(header) or '(empty)'}. "
+            f"A label table needs at least the columns url,label.")
+    repeated = sorted({c for c in header if header.count(c) > 1 and c in COLUMNS})
+    if repeated:
+        raise SchemaError(f"{source}: column(s) {', '.join(repeated)} appear more than once in the header.")
+    table = raw.copy()
+    table.columns = header
+    table = table.fillna("").astype(str)
+    for column in COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
+    check_unique_ids(table, source)
+    return table.reset_index(drop=True)
+
+
+def check_unique_ids(table: pd.DataFrame, source: str) -> None:
+    """Raise SchemaError naming every id that appears on more than one row."""
+    ids = table["id"].str.strip()
+    taken = ids[ids != ""]
+    dupes = taken[taken.duplicated(keep=False)]
+    if dupes.empty:
+        return
+    where = [f"{i!r} on rows {', '.join(str(row_number(p)) for p in dupes.index[dupes == i])}"
+             for i in sorted(set(dupes))]
+    raise SchemaError(f"{source}: duplicate id(s): {'; '.join(where[:10])}. "
+                      f"Every row needs its own id: clear the id cell of copied rows and dcloop will assign new ones.")
+
+
+def new_row_keys(table: pd.DataFrame) -> pd.Series:
+    """A key for each row without an id: its url and which repeat of that url it is among such rows."""
+    blank = table["id"].str.strip() == ""
+    urls = table.loc[blank, "url"].str.strip()
+    occurrence = urls.groupby(urls).cumcount()
+    return urls + "#" + occurrence.astype(str)
+
+
+def assign_ids(table: pd.DataFrame) -> dict[str, str]:
+    """Deterministic ids for the rows that have none: {new-row key: id}."""
+    keys = new_row_keys(table)
+    taken = set(table["id"].str.strip()) - {""}
+    assigned = {}
+    for key in keys:
+        base = hashlib.sha1(key.encode()).hexdigest()[:10]
+        candidate, n = base, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base}-{n}"
+        taken.add(candidate)
+        assigned[key] = candidate
+    return assigned
+
+
+def with_ids(table: pd.DataFrame, ids: dict[str, str], default_split: str) -> pd.DataFrame:
+    """The table with new rows given their ids and a split where they had none."""
+    out = table.copy()
+    keys = new_row_keys(out)
+    out.loc[keys.index, "id"] = keys.map(ids)
+    blank_split = out["split"].str.strip() == ""
+    out.loc[keys.index.intersection(out.index[blank_split]), "split"] = default_split
+    out["id"] = out["id"].str.strip()
+    return out
+
+
+@dataclass
+class Validated:
+    """A table ready for the pipeline: every row has an id, and every problem row a flag."""
+
+    table: pd.DataFrame
+    classes: list[str]
+    flags: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> pd.Series:
+        return self.table["label"].str.strip()
+
+    @property
+    def split(self) -> pd.Series:
+        return self.table["split"].str.strip().str.lower()
+
+    def usable(self) -> pd.Series:
+        """Rows that validation did not flag."""
+        return ~self.table["id"].isin(self.flags)
+
+    def trainable(self, split: str) -> pd.Series:
+        """Labeled, unflagged rows of one split."""
+        return self.usable() & (self.split == split) & (self.label != "")
+
+    def flag(self, row_id: str, reason: str) -> None:
+        self.flags.setdefault(row_id, []).append(reason)
+
+
+def validate(table: pd.DataFrame, classes: list[str]) -> Validated:
+    """Flag the rows that cannot be used: blank url, unknown label, unknown split."""
+    result = Validated(table=table, classes=list(classes))
+    known = set(classes)
+    for row_id, url, label, split in zip(table["id"], table["url"].str.strip(),
+                                         result.label, result.split):
+        if not url:
+            result.flag(row_id, "blank-url")
+        if label and label not in known:
+            result.flag(row_id, f"unknown-label:{label}")
+        if split not in SPLITS:
+            result.flag(row_id, f"unknown-split:{split or 'blank'}")
+    return result
+
+
+def versioned_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns a label version is made of, stripped and sorted by id."""
+    rows = table[VERSIONED_COLUMNS].apply(lambda s: s.str.strip())
+    rows["split"] = rows["split"].str.lower()
+    return rows.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def label_version(table: pd.DataFrame) -> str:
+    """A content address for the labels and splits: same rows, same version."""
+    rows = versioned_rows(table)
+    digest = hashlib.sha256()
+    for record in rows.itertuples(index=False):
+        digest.update("\x1f".join(record).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:12]
+
+
+def diff(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Rows added, removed, or whose url, label or split changed, one line per row."""
+    old = versioned_rows(before).set_index("id")
+    new = versioned_rows(after).set_index("id")
+    joined = old.join(new, how="outer", lsuffix="_before", rsuffix="_after").fillna("\0")
+    changed = pd.Series(False, index=joined.index)
+    for column in ("url", "label", "split"):
+        changed |= joined[f"{column}_before"] != joined[f"{column}_after"]
+    out = joined[changed].replace("\0", pd.NA).reset_index()
+    out["change"] = "changed"
+    out.loc[out["url_before"].isna(), "change"] = "added"
+    out.loc[out["url_after"].isna(), "change"] = "removed"
+    columns = ["id", "change"] + [f"{c}_{w}" for c in ("url", "label", "split") for w in ("before", "after")]
+    return out[columns].fillna("").reset_index(drop=True)
+
+
+def apply_patch(current: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
+    """Write dcloop's columns of ``patch`` into ``current`` by id; human columns are never touched.
+
+    Rows of ``current`` without an id are found through the patch's NEW_ROW_KEY (url and
+    repeat number) and get their id; ``split`` is written only where the cell is blank.
+    Rows missing from the patch, and rows the patch names but ``current`` lost, are left alone.
+    Applying the same patch twice gives the same table as applying it once.
+    """
+    out = current.copy()
+    for column in MACHINE_COLUMNS:
+        if column not in out.columns:
+            out[column] = ""
+    if NEW_ROW_KEY in patch.columns:
+        keyed = patch[patch[NEW_ROW_KEY].fillna("") != ""].set_index(NEW_ROW_KEY)["id"]
+        keys = new_row_keys(out)
+        found = keys[keys.isin(keyed.index)]
+        out.loc[found.index, "id"] = found.map(keyed)
+    by_id = patch.drop(columns=[NEW_ROW_KEY], errors="ignore").set_index("id")
+    ids = out["id"].str.strip()
+    rows = ids[ids.isin(by_id.index)]
+    for column in by_id.columns:
+        values = rows.map(by_id[column])
+        if column == "split":
+            blank = out.loc[rows.index, "split"].str.strip() == ""
+            values = values[blank]
+        elif column not in MACHINE_COLUMNS:
+            continue
+        out.loc[values.index, column] = values.astype(str)
+    return out

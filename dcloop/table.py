@@ -163,18 +163,16 @@ def label_version(table: pd.DataFrame) -> str:
 
 def diff(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     """Rows added, removed, or whose url, label or split changed, one line per row."""
-    old = versioned_rows(before).set_index("id")
-    new = versioned_rows(after).set_index("id")
-    joined = old.join(new, how="outer", lsuffix="_before", rsuffix="_after").fillna("\0")
-    changed = pd.Series(False, index=joined.index)
+    joined = versioned_rows(before).merge(versioned_rows(after), on="id", how="outer",
+                                          suffixes=("_before", "_after"), indicator=True)
+    compared = [f"{c}_{w}" for c in ("url", "label", "split") for w in ("before", "after")]
+    joined[compared] = joined[compared].fillna("")
+    changed = joined["_merge"] != "both"
     for column in ("url", "label", "split"):
         changed |= joined[f"{column}_before"] != joined[f"{column}_after"]
-    out = joined[changed].replace("\0", pd.NA).reset_index()
-    out["change"] = "changed"
-    out.loc[out["url_before"].isna(), "change"] = "added"
-    out.loc[out["url_after"].isna(), "change"] = "removed"
-    columns = ["id", "change"] + [f"{c}_{w}" for c in ("url", "label", "split") for w in ("before", "after")]
-    return out[columns].fillna("").reset_index(drop=True)
+    out = joined[changed].copy()
+    out["change"] = out["_merge"].map({"both": "changed", "left_only": "removed", "right_only": "added"}).astype(str)
+    return out[["id", "change"] + compared].reset_index(drop=True)
 
 
 def apply_patch(current: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:

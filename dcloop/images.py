@@ -1,0 +1,249 @@
+"""Images: fetch by url, cache by content, decode once, and materialize class folders.
+
+A row's url is a local path (relative to the project folder or absolute), a file:// url or an
+http(s) url. Bytes are stored once per content hash under .dcloop/cache/blobs; decoded, resized
+pixels are kept in one array per image size, so an image is decoded once, not once per epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import requests
+from PIL import Image, UnidentifiedImageError
+
+from .fsutil import atomic_write_bytes, sha256_bytes
+from .history import read_json, write_json
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+HTTP_TIMEOUT_S = 15
+HTTP_ATTEMPTS = 3
+HTTP_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """Where an image's bytes are cached, or why it could not be had."""
+
+    sha: str = ""
+    path: Path | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def is_http(url: str) -> bool:
+    return urlparse(url).scheme in ("http", "https")
+
+
+def local_path(url: str, root: Path) -> Path:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    path = Path(url).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+class ImageStore:
+    """The content-addressed image cache of one project."""
+
+    def __init__(self, root: Path, cache: Path, progress=None):
+        self.root = Path(root)
+        self.blobs = Path(cache) / "blobs"
+        self.stat_index_path = Path(cache) / "local-files.json"
+        self.url_index_path = Path(cache) / "urls.json"
+        self.cache = Path(cache)
+        self.progress = progress or (lambda msg: None)
+
+    def fetch(self, urls: list[str]) -> dict[str, Fetched]:
+        """Fetch every distinct url once; errors become Fetched(error=...), never exceptions."""
+        distinct = sorted(set(u for u in urls if u))
+        local = [u for u in distinct if not is_http(u)]
+        remote = [u for u in distinct if is_http(u)]
+        out = self._fetch_local(local)
+        out.update(self._fetch_remote(remote))
+        return out
+
+    def _fetch_local(self, urls: list[str]) -> dict[str, Fetched]:
+        # (path, size, mtime) -> hash: an unchanged file is not read again.
+        index = read_json(self.stat_index_path, {})
+        fresh, out = {}, {}
+        for url in urls:
+            path = local_path(url, self.root)
+            try:
+                st = path.stat()
+            except OSError:
+                out[url] = Fetched(error=f"missing file {path}")
+                continue
+            key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+            sha = index.get(key)
+            if sha is None or not self.blob_path(sha).exists():
+                if st.st_size > MAX_IMAGE_BYTES:
+                    out[url] = Fetched(error=f"file over {MAX_IMAGE_BYTES // 2**20} MiB")
+                    continue
+                sha = self.store(path.read_bytes())
+            fresh[key] = sha
+            out[url] = Fetched(sha, self.blob_path(sha))
+        if fresh != index:
+            write_json(self.stat_index_path, fresh)
+        return out
+
+    def _fetch_remote(self, urls: list[str]) -> dict[str, Fetched]:
+        index = read_json(self.url_index_path, {})
+        todo = [u for u in urls if u not in index or not self.blob_path(index[u]).exists()]
+        if todo:
+            self.progress(f"fetching {len(todo)} image(s) over http")
+            with ThreadPoolExecutor(HTTP_WORKERS) as pool, requests.Session() as session:
+                results = dict(zip(todo, pool.map(lambda u: self._download(session, u), todo)))
+            for url, result in results.items():
+                if isinstance(result, str):
+                    index.pop(url, None)
+                else:
+                    index[url] = result.sha
+            write_json(self.url_index_path, index)
+        else:
+            results = {}
+        out = {}
+        for url in urls:
+            result = results.get(url)
+            if isinstance(result, str):
+                out[url] = Fetched(error=result)
+            else:
+                out[url] = Fetched(index[url], self.blob_path(index[url]))
+        return out
+
+    def _download(self, session: requests.Session, url: str):
+        """Fetched on success, else the last error as a string; retries with backoff."""
+        error = ""
+        for attempt in range(HTTP_ATTEMPTS):
+            if attempt:
+                time.sleep(min(4.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
+            try:
+                data = read_limited(session, url)
+                return Fetched(self.store(data), None)
+            except requests.HTTPError as e:
+                error = f"http {e.response.status_code}"
+                if e.response.status_code < 500 and e.response.status_code != 429:
+                    return error
+            except (requests.RequestException, ValueError) as e:
+                error = f"fetch failed: {type(e).__name__}: {e}"[:200]
+        return error
+
+    def store(self, data: bytes) -> str:
+        sha = sha256_bytes(data)
+        path = self.blob_path(sha)
+        if not path.exists():
+            atomic_write_bytes(path, data)
+        return sha
+
+    def blob_path(self, sha: str) -> Path:
+        return self.blobs / sha[:2] / sha
+
+
+def read_limited(session: requests.Session, url: str) -> bytes:
+    """The body of a GET, refused past MAX_IMAGE_BYTES (a server may send an endless body)."""
+    with session.get(url, stream=True, timeout=HTTP_TIMEOUT_S) as response:
+        response.raise_for_status()
+        chunks, size = [], 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > MAX_IMAGE_BYTES:
+                raise ValueError(f"body over {MAX_IMAGE_BYTES // 2**20} MiB")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def decode_one(path: Path, size: int) -> np.ndarray:
+    """RGB uint8 pixels, shape (3, size, size), resized as the Keras recipe does.
+
+    Bilinear without antialiasing and without keeping the aspect ratio, like
+    tf.keras.utils.image_dataset_from_directory; raises ValueError for a bad image.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"unreadable image ({type(e).__name__}: {str(e)[:80]})") from e
+    tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float()
+    resized = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    return resized[0].round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+class DecodedCache:
+    """Decoded pixels of every image seen, one uint8 array per size, keyed by content hash."""
+
+    def __init__(self, cache: Path, size: int):
+        self.path = Path(cache) / f"decoded-{size}.npz"
+        self.size = size
+
+    def load(self) -> tuple[dict[str, int], np.ndarray]:
+        if not self.path.exists():
+            return {}, np.zeros((0, 3, self.size, self.size), np.uint8)
+        with np.load(self.path) as data:
+            hashes, pixels = list(data["hashes"]), data["pixels"]
+        return {h: i for i, h in enumerate(hashes)}, pixels
+
+    def get(self, blobs: dict[str, Path], progress=None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """{sha: pixels} for every decodable blob and {sha: error} for the rest."""
+        position, pixels = self.load()
+        todo = [sha for sha in blobs if sha not in position]
+        decoded, errors = [], {}
+        for n, sha in enumerate(todo, 1):
+            if progress and (n % 500 == 0 or n == len(todo)):
+                progress(f"decoding images {n}/{len(todo)}")
+            try:
+                decoded.append((sha, decode_one(blobs[sha], self.size)))
+            except ValueError as e:
+                errors[sha] = str(e)
+        if decoded:
+            start = len(pixels)
+            pixels = np.concatenate([pixels, np.stack([p for _, p in decoded])])
+            position.update({sha: start + i for i, (sha, _) in enumerate(decoded)})
+            self.save(position, pixels)
+        return {sha: pixels[position[sha]] for sha in blobs if sha in position}, errors
+
+    def save(self, position: dict[str, int], pixels: np.ndarray) -> None:
+        hashes = np.array(sorted(position, key=position.get))
+        buffer = io.BytesIO()
+        np.savez(buffer, hashes=hashes, pixels=pixels)
+        atomic_write_bytes(self.path, buffer.getvalue())
+
+
+def suffix_of(url: str) -> str:
+    """The file extension a materialized copy gets: the url's own, else .img."""
+    suffix = Path(urlparse(url).path).suffix.lower()
+    return suffix if 1 < len(suffix) <= 6 else ".img"
+
+
+def materialize(folder: Path, rows: list[tuple[str, str, str, Path, str]]) -> int:
+    """Lay out ``folder/<split>/<class>/<id><ext>`` as hard links (copies where links fail).
+
+    ``rows`` are (id, split, label, blob path, url). Returns how many files were placed.
+    """
+    placed = 0
+    for row_id, split, label, blob, url in rows:
+        target = folder / split / label / f"{row_id}{suffix_of(url)}"
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(blob, target)
+        except OSError:
+            shutil.copyfile(blob, target)
+        placed += 1
+    return placed

@@ -1,0 +1,192 @@
+"""The fixed model: presets, training, prediction and embeddings. torch lives here and nowhere else.
+
+The default preset ``dcai2021`` is the Data-Centric AI Competition 2021 model: a ResNet50 with
+random weights cut after its first stage (Keras' ``conv2_block3_out``), global average pooling
+and a linear layer, trained at 32x32 with Adam (lr 1e-4), batch 8, keeping the weights with the
+best validation accuracy. It is initialised and normalised as the Keras original was.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torchvision
+
+from .errors import ConfigError
+from .fsutil import atomic_write_bytes
+
+# keras.applications.resnet.preprocess_input ("caffe"): RGB -> BGR, minus the ImageNet means.
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+EVAL_BATCH = 512
+
+
+class FixedModel(nn.Module):
+    """A backbone, global average pooling and a linear head; ``embed`` gives the pooled features."""
+
+    def __init__(self, backbone: nn.Module, width: int, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(width, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.backbone(x)).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+def keras_like(module: nn.Module) -> nn.Module:
+    """Keras defaults: glorot-uniform kernels, zero biases, BatchNorm momentum 0.99, eps 1.001e-5."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            m.momentum, m.eps = 0.01, 1.001e-5
+    return module
+
+
+def resnet50_stage1(num_classes: int) -> FixedModel:
+    net = torchvision.models.resnet50(weights=None)
+    backbone = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    return keras_like(FixedModel(backbone, 256, num_classes))
+
+
+def full_resnet(name: str) -> Callable[[int], FixedModel]:
+    def build(num_classes: int) -> FixedModel:
+        net = getattr(torchvision.models, name)(weights=None)
+        width = net.fc.in_features
+        backbone = nn.Sequential(*list(net.children())[:-2])
+        return FixedModel(backbone, width, num_classes)
+    return build
+
+
+PRESETS: dict[str, Callable[[int], FixedModel]] = {
+    "dcai2021": resnet50_stage1,
+    "resnet18": full_resnet("resnet18"),
+    "resnet50": full_resnet("resnet50"),
+}
+
+
+def build_model(preset: str, num_classes: int) -> FixedModel:
+    if preset not in PRESETS:
+        raise ConfigError(f"dcloop.toml: [model] preset = {preset!r} is not one of {', '.join(PRESETS)}.")
+    return PRESETS[preset](num_classes)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"[model] device = {name!r} is not a torch device (try auto, cpu, cuda).") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"[model] device = {name!r}, but torch sees no CUDA GPU here; use auto or cpu.")
+    return device
+
+
+def to_input(pixels: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 3, H, W) RGB -> float32 BGR minus the means, once for the whole set."""
+    x = torch.from_numpy(pixels).to(device).flip(1).float()
+    return x - torch.tensor(CAFFE_BGR_MEAN, device=device).view(1, 3, 1, 1)
+
+
+@dataclass
+class Trained:
+    model: FixedModel
+    best_epoch: int
+    best_val_accuracy: float | None
+    history: list[dict] = field(default_factory=list)
+    images_per_s: float = 0.0
+    seconds: float = 0.0
+
+
+def train(pixels: np.ndarray, labels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
+          num_classes: int, settings, progress: Callable[[str], None] = lambda m: None,
+          should_stop: Callable[[], bool] = lambda: False) -> Trained:
+    """Train the fixed model from scratch; keep the weights of the best validation accuracy.
+
+    ``settings`` is the [model] config. Same data, settings and seed give the same weights on CPU.
+    Without validation rows the last epoch's weights are kept.
+    """
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+    model = build_model(settings.preset, num_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, eps=1e-7)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = to_input(pixels, device), torch.as_tensor(np.array(labels), dtype=torch.long, device=device)
+    x_val, y_val = to_input(val_pixels, device), torch.as_tensor(np.array(val_labels), dtype=torch.long, device=device)
+    order = torch.Generator().manual_seed(settings.seed)
+    best = Trained(model, 0, None)
+    start, seen = time.perf_counter(), 0
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        total_loss = torch.zeros((), device=device)
+        for batch in torch.randperm(len(x), generator=order).to(device).split(settings.batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[batch]), y[batch])
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach() * len(batch)
+        seen += len(x)
+        val_accuracy = accuracy(model, x_val, y_val) if len(x_val) else None
+        record = {"epoch": epoch, "loss": float(total_loss) / max(len(x), 1), "val_accuracy": val_accuracy}
+        best.history.append(record)
+        if val_accuracy is not None and (best.best_val_accuracy is None or val_accuracy > best.best_val_accuracy):
+            best.model, best.best_epoch, best.best_val_accuracy = copy.deepcopy(model), epoch, val_accuracy
+        elapsed = time.perf_counter() - start
+        progress(f"epoch {epoch}/{settings.epochs}  loss {record['loss']:.3f}"
+                 + (f"  val {val_accuracy:.3f}" if val_accuracy is not None else "")
+                 + f"  ({seen / elapsed:.0f} img/s)")
+        if should_stop():
+            break
+    if best.best_val_accuracy is None:
+        best.model, best.best_epoch = model, epoch
+    best.seconds = time.perf_counter() - start
+    best.images_per_s = seen / best.seconds if best.seconds else 0.0
+    best.model.eval()
+    return best
+
+
+@torch.no_grad()
+def accuracy(model: FixedModel, x: torch.Tensor, y: torch.Tensor) -> float:
+    was_training = model.training
+    model.eval()
+    correct = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(EVAL_BATCH), y.split(EVAL_BATCH)))
+    model.train(was_training)
+    return correct / len(x)
+
+
+@torch.no_grad()
+def predict(model: FixedModel, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and pooled embeddings for uint8 (N, 3, H, W) pixels."""
+    device = next(model.parameters()).device
+    model.eval()
+    probs, embeddings = [], []
+    for chunk in np.array_split(pixels, max(1, -(-len(pixels) // EVAL_BATCH))):
+        if not len(chunk):
+            continue
+        features = model.embed(to_input(chunk, device))
+        probs.append(torch.softmax(model.head(features), 1).cpu().numpy())
+        embeddings.append(features.cpu().numpy())
+    if not probs:
+        width = model.head.in_features
+        return np.zeros((0, model.head.out_features), np.float32), np.zeros((0, width), np.float32)
+    return np.concatenate(probs), np.concatenate(embeddings)
+
+
+def save_checkpoint(trained: Trained, path, meta: dict) -> None:
+    """The best weights and what they were trained on, written atomically."""
+    buffer = io.BytesIO()
+    torch.save({"state_dict": trained.model.state_dict(), "meta": meta}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

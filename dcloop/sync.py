@@ -1,0 +1,287 @@
+"""One sync cycle: pull, validate, version, fetch, materialize, train, predict, write back, record.
+
+This is the only module that knows the order of the stages; each stage lives in its own module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import table as tbl
+from .backends import Backend, open_backend
+from .config import STATE_DIR, Config
+from .errors import CapError, DcloopError
+from .history import History, read_json, write_json
+from .images import DecodedCache, ImageStore, materialize
+
+Progress = Callable[[str], None]
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+@dataclass
+class SyncReport:
+    version: str
+    new_version: bool
+    labels_changed: int
+    trained: bool
+    message: str
+    result: dict[str, str] = field(default_factory=dict)
+    flagged: dict[str, list[str]] = field(default_factory=dict)
+    rows_written: int = 0
+
+    def to_json(self) -> dict:
+        return {"version": self.version, "new_version": self.new_version, "trained": self.trained,
+                "labels_changed": self.labels_changed, "message": self.message, "result": self.result,
+                "flagged": {k: "; ".join(v) for k, v in self.flagged.items()},
+                "rows_written": self.rows_written}
+
+
+@dataclass
+class Images:
+    """What fetching and decoding gave: pixels by content hash, each row's hash and blob."""
+
+    sha: dict[str, str]            # row id -> content hash (readable rows only)
+    blob: dict[str, Path]          # row id -> cached file
+    pixels: dict[str, np.ndarray]  # content hash -> uint8 (3, H, W)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def state_dir(root: Path) -> Path:
+    return Path(root) / STATE_DIR
+
+
+def pull(backend: Backend, config: Config) -> pd.DataFrame:
+    """The table with every row given an id; ids of new rows are written back at once."""
+    table = tbl.normalize(backend.read(), backend.describe())
+    ids = tbl.assign_ids(table)
+    if ids:
+        table = tbl.with_ids(table, ids, config.table.default_split)
+        patch = pd.DataFrame({tbl.NEW_ROW_KEY: list(ids), "id": list(ids.values())})
+        patch["split"] = patch["id"].map(table.set_index("id")["split"])
+        backend.write(patch)
+    return table
+
+
+def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Progress) -> Images:
+    """Fetch and decode every row's image; rows that fail are flagged, the sync goes on."""
+    cache = state_dir(root) / "cache"
+    table = checked.table
+    urls = dict(zip(table["id"], table["url"].str.strip()))
+    fetched = ImageStore(root, cache, progress).fetch([u for i, u in urls.items() if u])
+    sha, blob = {}, {}
+    for row_id, url in urls.items():
+        result = fetched.get(url)
+        if result is None:
+            continue
+        if not result.ok:
+            checked.flag(row_id, f"unreadable: {result.error}")
+        else:
+            sha[row_id], blob[row_id] = result.sha, result.path
+    pixels, errors = DecodedCache(cache, config.model.image_size).get(
+        {sha[i]: blob[i] for i in sha}, progress)
+    for row_id in [i for i in sha if sha[i] in errors]:
+        checked.flag(row_id, f"unreadable: {errors[sha.pop(row_id)]}")
+    return Images(sha, blob, pixels)
+
+
+def check_cap(checked: tbl.Validated, images: Images, cap: int) -> None:
+    ready = checked.usable() & checked.table["id"].isin(images.sha) & (checked.label != "")
+    counts = checked.split[ready].value_counts()
+    used = int(counts.get("train", 0) + counts.get("val", 0))
+    if used > cap:
+        raise CapError(f"{used} labeled rows in train+val ({counts.get('train', 0)} train, "
+                       f"{counts.get('val', 0)} val) exceed the cap of {cap}. Move rows to "
+                       f"split 'exclude' or raise [project] cap in dcloop.toml.")
+
+
+def training_key(version: str, config: Config, images: Images) -> str:
+    """Same labels, splits, image contents and model recipe -> same key -> no need to retrain."""
+    digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}".encode())
+    for row_id in sorted(images.sha):
+        digest.update(f"{row_id}:{images.sha[row_id]};".encode())
+    return digest.hexdigest()[:16]
+
+
+def rows_of(checked: tbl.Validated, images: Images, split: str) -> pd.DataFrame:
+    mask = checked.trainable(split) & checked.table["id"].isin(images.sha)
+    return checked.table[mask]
+
+
+def stack(images: Images, ids) -> np.ndarray:
+    size = next(iter(images.pixels.values())).shape if images.pixels else (3, 1, 1)
+    return np.stack([images.pixels[images.sha[i]] for i in ids]) if len(ids) else np.zeros((0, *size), np.uint8)
+
+
+def encode(labels: pd.Series, classes: list[str]) -> np.ndarray:
+    return labels.str.strip().map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
+
+
+def scores(proba: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+    if not len(labels):
+        return {}
+    predicted = proba.argmax(1)
+    return {"accuracy": float((predicted == labels).mean()),
+            "macro_f1": float(f1_score(labels, predicted, labels=range(num_classes),
+                                       average="macro", zero_division=0))}
+
+
+def per_class_accuracy(proba: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float]:
+    predicted = proba.argmax(1)
+    return {c: float((predicted[labels == k] == k).mean()) for k, c in enumerate(classes) if (labels == k).any()}
+
+
+def predictions_patch(ids: list[str], proba: np.ndarray, labels: pd.Series, classes: list[str],
+                      low_label_prob: float) -> pd.DataFrame:
+    """prediction, confidence, label_prob and suspicion for rows with probabilities (pure)."""
+    from .suspicion import suspicion_score
+    best = proba.argmax(1) if len(ids) else np.zeros(0, int)
+    out = pd.DataFrame({"id": ids, "prediction": [classes[k] for k in best],
+                        "confidence": [f"{p:.3f}" for p in proba.max(1)] if len(ids) else []})
+    out["label_prob"], out["suspicion"], out["flags"] = "", "", ""
+    known = labels.isin(classes).to_numpy()
+    if known.any():
+        codes = encode(labels[known], classes)
+        label_prob = proba[known][np.arange(len(codes)), codes]
+        suspicion = suspicion_score(proba[known], codes)
+        out.loc[known, "label_prob"] = [f"{p:.3f}" for p in label_prob]
+        out.loc[known, "suspicion"] = [f"{s:.3f}" for s in suspicion]
+        doubtful = (label_prob < low_label_prob) & (best[known] != codes)
+        where = np.flatnonzero(known)[doubtful]
+        out.loc[where, "flags"] = [f"label? model says {classes[best[i]]} ({proba[i].max():.2f})" for i in where]
+    return out
+
+
+def sync(root: Path, config: Config, force: bool = False, progress: Progress = quiet,
+         backend: Backend | None = None, should_stop: Callable[[], bool] = lambda: False) -> SyncReport:
+    """Run one cycle on the project at ``root``; retrain only when something changed (or ``force``)."""
+    from . import model as fixed
+    from .suspicion import cross_val_proba
+
+    started = time.perf_counter()
+    root = Path(root)
+    backend = backend or open_backend(config, root)
+    classes = config.project.classes
+    table = pull(backend, config)
+    checked = tbl.validate(table, classes)
+    history = History(state_dir(root))
+    recorded = history.record(table, utc_now())
+    images = load_images(root, config, checked, progress)
+    check_cap(checked, images, config.project.cap)
+    key = training_key(recorded.version, config, images)
+    last = read_json(state_dir(root) / "last_trained.json", {})
+    changed = changed_since(history, last.get("version", ""), table)
+    if not force and last.get("key") == key:
+        message = (f"Nothing changed since run {last.get('run_id')} (label version {recorded.version}, "
+                   f"model {config.model.fingerprint()}): not retraining. Use --force to retrain.")
+        return SyncReport(recorded.version, recorded.new, changed, False, message,
+                          flagged=checked.flags)
+
+    train_rows, val_rows, test_rows = (rows_of(checked, images, s) for s in ("train", "val", "test"))
+    if not len(train_rows):
+        raise DcloopError(f"{backend.describe()}: no labeled, readable rows in split 'train' to train on.")
+    folder = history.folder(recorded.version)
+    materialize(folder, [(i, s, lab, images.blob[i], u) for part in (train_rows, val_rows, test_rows)
+                         for i, s, lab, u in zip(part["id"], part["split"].str.strip().str.lower(),
+                                                 part["label"].str.strip(), part["url"].str.strip())])
+    progress(f"training {config.model.preset} on {len(train_rows)} rows, validating on {len(val_rows)}")
+    y_train, y_val, y_test = (encode(p["label"], classes) for p in (train_rows, val_rows, test_rows))
+    trained = fixed.train(stack(images, train_rows["id"]), y_train, stack(images, val_rows["id"]), y_val,
+                          len(classes), config.model, progress, should_stop)
+
+    progress("predicting every row and scoring training rows out of sample")
+    readable = checked.table[checked.table["id"].isin(images.sha)]
+    proba, embeddings = fixed.predict(trained.model, stack(images, readable["id"]))
+    position = {row_id: n for n, row_id in enumerate(readable["id"])}
+    in_train = [position[i] for i in train_rows["id"]]
+    proba[in_train] = cross_val_proba(embeddings[in_train], y_train, len(classes),
+                                      config.suspicion.folds, config.model.seed)
+    patch = predictions_patch(list(readable["id"]), proba, readable["label"].str.strip(), classes,
+                              config.suspicion.low_label_prob)
+    patch = merge_flags(patch, checked, images, root)
+    val_scores = scores(proba[[position[i] for i in val_rows["id"]]], y_val, len(classes))
+    test_scores = scores(proba[[position[i] for i in test_rows["id"]]], y_test, len(classes))
+
+    run_id = uuid.uuid4().hex[:8]
+    fixed.save_checkpoint(trained, state_dir(root) / "runs" / run_id / "model.pt",
+                          {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
+    written = backend.write(patch)
+    result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
+                        val_scores, test_scores, trained, time.perf_counter() - started)
+    backend.append_result(result)
+    if hasattr(backend, "update_classes"):
+        backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))
+    # Written last: a sync killed before this point trains again next time.
+    write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version})
+    message = (f"Run {run_id}: val accuracy {fmt(val_scores.get('accuracy'))}, "
+               f"test accuracy {fmt(test_scores.get('accuracy'))} (label version {recorded.version}, "
+               f"{changed} row(s) changed since the last training, {time.perf_counter() - started:.0f}s)")
+    return SyncReport(recorded.version, recorded.new, changed, True, message,
+                      result, checked.flags, written)
+
+
+def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, root: Path) -> pd.DataFrame:
+    """Add the validation and image flags; every row of the table gets a patch row."""
+    everyone = pd.DataFrame({"id": checked.table["id"]})
+    out = everyone.merge(patch, on="id", how="left").fillna("")
+    extra = out["id"].map(lambda i: "; ".join(checked.flags.get(i, [])))
+    out["flags"] = [("; ".join(p for p in (a, b) if p)) for a, b in zip(extra, out["flags"])]
+    out["image"] = out["id"].map(lambda i: image_cell(images.blob.get(i), root))
+    return out
+
+
+def image_cell(blob: Path | None, root: Path) -> str:
+    return str(blob.relative_to(root)) if blob is not None else ""
+
+
+def class_rows(checked, classes, proba, position, val_rows, y_val) -> list[dict[str, str]]:
+    val_accuracy = per_class_accuracy(proba[[position[i] for i in val_rows["id"]]], y_val, classes)
+    rows = []
+    for name in classes:
+        mine = checked.label == name
+        row = {"class": name, **{s: str(int((mine & (checked.split == s)).sum())) for s in tbl.SPLITS}}
+        row["val_accuracy"] = fmt(val_accuracy.get(name))
+        rows.append(row)
+    return rows
+
+
+def changed_since(history: History, version: str, table: pd.DataFrame) -> int:
+    """Rows whose url, label or split differ from a recorded version (all rows if there is none)."""
+    if not version or not history.folder(version).exists():
+        return len(table)
+    return len(tbl.diff(history.snapshot(version), table))
+
+
+def result_row(run_id, version, changed, config, checked, parts, val_scores, test_scores, trained, seconds) -> dict:
+    train_rows, val_rows, test_rows = parts
+    unlabeled = checked.usable() & (checked.label == "")
+    return {
+        "run_id": run_id, "time_utc": utc_now(), "label_version": version, "kind": "full",
+        "rows_train": str(len(train_rows)), "rows_val": str(len(val_rows)), "rows_test": str(len(test_rows)),
+        "rows_unlabeled": str(int(unlabeled.sum())), "rows_flagged": str(len(checked.flags)),
+        "labels_changed": str(changed),
+        "val_accuracy": fmt(val_scores.get("accuracy")), "test_accuracy": fmt(test_scores.get("accuracy")),
+        "val_macro_f1": fmt(val_scores.get("macro_f1")), "test_macro_f1": fmt(test_scores.get("macro_f1")),
+        "best_epoch": str(trained.best_epoch), "epochs": str(config.model.epochs),
+        "preset": config.model.preset, "model_fingerprint": config.model.fingerprint(),
+        "duration_s": f"{seconds:.1f}",
+    }
+
+
+def fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"

@@ -1,0 +1,109 @@
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dcloop import table as tbl
+from dcloop.errors import SchemaError
+
+
+def frame(rows, columns=None):
+    return pd.DataFrame(rows, columns=columns or tbl.COLUMNS).astype(object).fillna("").astype(str)
+
+
+def test_normalize_adds_missing_known_columns_and_keeps_user_columns():
+    raw = pd.DataFrame({"url": ["a.png"], "label": ["x"], "reviewer": ["ann"]})
+    out = tbl.normalize(raw, "labels.csv")
+    assert list(out.columns[:3]) == ["url", "label", "reviewer"]
+    assert set(tbl.COLUMNS) <= set(out.columns)
+    assert out.loc[0, "reviewer"] == "ann"
+
+
+def test_missing_required_column_names_file_and_column():
+    with pytest.raises(SchemaError, match=r"labels.csv: missing required column\(s\) label; the header is: url, split"):
+        tbl.normalize(pd.DataFrame({"url": ["a"], "split": ["train"]}), "labels.csv")
+
+
+def test_duplicate_ids_name_the_id_and_rows():
+    raw = frame([{"id": "a", "url": "1"}, {"id": "b", "url": "2"}, {"id": "a", "url": "3"}])
+    with pytest.raises(SchemaError, match=r"duplicate id\(s\): 'a' on rows 2, 4"):
+        tbl.normalize(raw, "labels.csv")
+
+
+def test_assign_ids_is_deterministic_and_distinguishes_repeated_urls():
+    table = frame([{"id": "", "url": "x.png"}, {"id": "", "url": "x.png"}, {"id": "keep", "url": "y.png"}])
+    ids = tbl.assign_ids(table)
+    assert ids == tbl.assign_ids(table)
+    assert len(set(ids.values())) == 2 and "keep" not in ids.values()
+
+
+def test_with_ids_fills_blank_split_of_new_rows_only():
+    table = frame([{"id": "", "url": "a", "split": ""}, {"id": "", "url": "b", "split": "val"},
+                   {"id": "old", "url": "c", "split": ""}])
+    out = tbl.with_ids(table, tbl.assign_ids(table), "train")
+    assert list(out["split"]) == ["train", "val", ""]
+    assert (out["id"] != "").all()
+
+
+def test_validate_flags_unknown_label_split_and_blank_url():
+    table = frame([{"id": "1", "url": "a", "label": "cat", "split": "train"},
+                   {"id": "2", "url": "", "label": "dog", "split": "train"},
+                   {"id": "3", "url": "c", "label": "cow", "split": "train"},
+                   {"id": "4", "url": "d", "label": "", "split": "holdout"}])
+    checked = tbl.validate(table, ["cat", "dog"])
+    assert checked.flags == {"2": ["blank-url"], "3": ["unknown-label:cow"], "4": ["unknown-split:holdout"]}
+    assert list(checked.trainable("train")) == [True, False, False, False]
+
+
+def test_label_version_ignores_row_order_and_machine_columns():
+    a = frame([{"id": "1", "url": "u1", "label": "x", "split": "train"},
+               {"id": "2", "url": "u2", "label": "y", "split": "val", "prediction": "x"}])
+    b = a.iloc[::-1].copy()
+    b["prediction"] = "z"
+    assert tbl.label_version(a) == tbl.label_version(b)
+    b.loc[b["id"] == "1", "label"] = "y"
+    assert tbl.label_version(a) != tbl.label_version(b)
+
+
+def test_diff_lists_changed_added_and_removed_rows():
+    before = frame([{"id": "1", "url": "u1", "label": "x", "split": "train"},
+                    {"id": "2", "url": "u2", "label": "y", "split": "train"}])
+    after = frame([{"id": "1", "url": "u1", "label": "y", "split": "train"},
+                   {"id": "3", "url": "u3", "label": "x", "split": "val"}])
+    d = tbl.diff(before, after).set_index("id")
+    assert d.loc["1", "change"] == "changed" and d.loc["1", "label_before"] == "x" and d.loc["1", "label_after"] == "y"
+    assert d.loc["2", "change"] == "removed" and d.loc["3", "change"] == "added"
+
+
+def test_apply_patch_matches_by_id_after_a_sort_and_never_touches_human_cells():
+    current = frame([{"id": "b", "url": "ub", "label": "y", "note": "mine"},
+                     {"id": "a", "url": "ua", "label": "x"}])
+    patch = pd.DataFrame({"id": ["a", "b"], "prediction": ["pa", "pb"], "label": ["HACK", "HACK"]})
+    out = tbl.apply_patch(current, patch)
+    assert list(out["prediction"]) == ["pb", "pa"]
+    assert list(out["label"]) == ["y", "x"] and out.loc[0, "note"] == "mine"
+
+
+def test_apply_patch_gives_new_rows_their_id_by_url_and_repeat():
+    current = frame([{"id": "", "url": "same"}, {"id": "z", "url": "other"}, {"id": "", "url": "same"}])
+    ids = tbl.assign_ids(current)
+    patch = pd.DataFrame({tbl.NEW_ROW_KEY: list(ids), "id": list(ids.values()), "split": ["val", "val"]})
+    out = tbl.apply_patch(current, patch)
+    assert list(out["id"]) == [ids["same#0"], "z", ids["same#1"]]
+    assert list(out["split"]) == ["val", "", "val"]
+
+
+cell = st.text(alphabet="abc019 ,\"=+", max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(cell, cell, cell), min_size=1, max_size=8), st.randoms())
+def test_apply_patch_is_idempotent_and_keeps_human_columns(rows, rnd):
+    current = frame([{"id": f"r{n}", "url": u, "label": lab, "note": note} for n, (u, lab, note) in enumerate(rows)])
+    ids = list(current["id"])
+    rnd.shuffle(ids)
+    patch = pd.DataFrame({"id": ids, "prediction": [i[::-1] for i in ids], "suspicion": ["0.5"] * len(ids)})
+    once = tbl.apply_patch(current, patch)
+    assert once.equals(tbl.apply_patch(once, patch))
+    assert once[tbl.HUMAN_COLUMNS].equals(current[tbl.HUMAN_COLUMNS])
+    assert (once["prediction"] == once["id"].str[::-1]).all()

@@ -20,6 +20,7 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import STATE_DIR, Config
 from .errors import CapError, DcloopError
+from .fsutil import atomic_write_bytes
 from .history import History, read_json, write_json
 from .images import DecodedCache, ImageStore, materialize
 
@@ -218,8 +219,10 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     test_scores = scores(proba[[position[i] for i in test_rows["id"]]], y_test, len(classes))
 
     run_id = uuid.uuid4().hex[:8]
-    fixed.save_checkpoint(trained, state_dir(root) / "runs" / run_id / "model.pt",
+    run_dir = state_dir(root) / "runs" / run_id
+    fixed.save_checkpoint(trained, run_dir / "model.pt",
                           {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
+    save_predictions(run_dir, readable, proba, embeddings, trained.history)
     written = backend.write(patch)
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
                         val_scores, test_scores, trained, time.perf_counter() - started)
@@ -233,6 +236,18 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
                f"{changed} row(s) changed since the last training, {time.perf_counter() - started:.0f}s)")
     return SyncReport(recorded.version, recorded.new, changed, True, message,
                       result, checked.flags, written)
+
+
+def save_predictions(run_dir: Path, rows: pd.DataFrame, proba: np.ndarray, embeddings: np.ndarray,
+                     epochs: list[dict]) -> None:
+    """What later stages (reports, re-evaluation) need from a run, without retraining."""
+    import io
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, ids=rows["id"].to_numpy(str), labels=rows["label"].str.strip().to_numpy(str),
+                        splits=rows["split"].str.strip().str.lower().to_numpy(str),
+                        proba=proba.astype(np.float32), embeddings=embeddings.astype(np.float32))
+    atomic_write_bytes(run_dir / "predictions.npz", buffer.getvalue())
+    write_json(run_dir / "epochs.json", epochs)
 
 
 def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, root: Path) -> pd.DataFrame:

@@ -19,7 +19,7 @@ RESULT_COLUMNS = [
     "run_id", "time_utc", "label_version", "kind", "rows_train", "rows_val", "rows_test",
     "rows_unlabeled", "rows_flagged", "labels_changed", "val_accuracy", "test_accuracy",
     "val_macro_f1", "test_macro_f1", "best_epoch", "epochs", "preset", "model_fingerprint",
-    "duration_s",
+    "images_per_s", "duration_s",
 ]
 INDEX_COLUMNS = ["version", "parent", "time_utc", "rows", "changed"]
 

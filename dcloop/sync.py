@@ -294,7 +294,7 @@ def result_row(run_id, version, changed, config, checked, parts, val_scores, tes
         "val_macro_f1": fmt(val_scores.get("macro_f1")), "test_macro_f1": fmt(test_scores.get("macro_f1")),
         "best_epoch": str(trained.best_epoch), "epochs": str(config.model.epochs),
         "preset": config.model.preset, "model_fingerprint": config.model.fingerprint(),
-        "duration_s": f"{seconds:.1f}",
+        "images_per_s": f"{trained.images_per_s:.0f}", "duration_s": f"{seconds:.1f}",
     }
 
 

@@ -256,13 +256,11 @@ class Grid:
                  for c in range(c0, c1)] for r in range(r0, r1)]
 
     def move_rows(self, start: int, shift: int) -> None:
-        """Move every cell at row >= start by ``shift`` rows (negative: up, dropping what falls off)."""
-        self.cells = {((r + shift) if r >= start else r, c): v for (r, c), v in self.cells.items()
-                      if r < start or r + shift >= start}
+        """Move every cell at row >= start by ``shift`` rows; the rows moved over must be empty already."""
+        self.cells = {((r + shift) if r >= start else r, c): v for (r, c), v in self.cells.items()}
 
     def move_columns(self, start: int, shift: int) -> None:
-        self.cells = {(r, (c + shift) if c >= start else c): v for (r, c), v in self.cells.items()
-                      if c < start or c + shift >= start}
+        self.cells = {(r, (c + shift) if c >= start else c): v for (r, c), v in self.cells.items()}
 
     def crop(self) -> None:
         self.cells = {(r, c): v for (r, c), v in self.cells.items() if r < self.rows and c < self.columns}

@@ -409,7 +409,7 @@ class SheetsEmulator:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.emulator = self
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self.base_url
 
     @property
@@ -618,7 +618,8 @@ class SheetsEmulator:
     def append(self, book: Book, rng: str, query: dict, payload: dict) -> dict:
         grid, r0, _, c0, c1, single = self.locate(book, rng)
         c1 = grid.columns if c1 is None or single else c1
-        used = [r for (r, c) in grid.cells if r >= r0 and c0 <= c < c1]
+        table = [(r, c) for (r, c) in grid.cells if r >= r0 and c0 <= c < c1]
+        used = [r for r, _ in table]
         start = max(used) + 1 if used else r0
         values = payload.get("values", [])
         option = option_of(query, payload)
@@ -634,7 +635,7 @@ class SheetsEmulator:
         updates["spreadsheetId"] = book.key
         out = {"spreadsheetId": book.key, "updates": updates}
         if used:
-            out["tableRange"] = range_a1(grid.title, min(used), c0, start, c1)
+            out["tableRange"] = range_a1(grid.title, min(used), c0, start, max(c for _, c in table) + 1)
         return out
 
     def clear(self, book: Book, rng: str) -> str:
@@ -869,6 +870,8 @@ def bad(path: str):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16  # headers and body leave in one send, flushed after each request
 
     def answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

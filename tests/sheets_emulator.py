@@ -467,7 +467,8 @@ class SheetsEmulator:
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
                 message = {429: "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per "
                                 "minute per user' of service 'sheets.googleapis.com'.",
-                           503: "The service is currently unavailable."}.get(fault.status, "Internal error encountered.")
+                           503: "The service is currently unavailable."}.get(fault.status,
+                                                                             "Internal error encountered.")
                 raise Refusal(fault.status, message, headers=headers)
 
     def authorize(self, headers, key: str) -> Book:

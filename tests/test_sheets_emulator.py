@@ -100,7 +100,8 @@ def test_append_and_clear(book):
     assert "tableRange" not in first and first["updates"]["updatedRange"] == "Sheet1!A1:B1"
     second = book.values_append("Sheet1!A1", params, {"values": [["a", "b"], ["c", "d"]]})
     assert second["tableRange"] == "Sheet1!A1:B1" and second["updates"]["updatedRange"] == "Sheet1!A2:B3"
-    assert book.fetch_sheet_metadata()["sheets"][0]["properties"]["gridProperties"]["rowCount"] == 13  # INSERT_ROWS adds rows
+    grid = book.fetch_sheet_metadata()["sheets"][0]["properties"]["gridProperties"]
+    assert grid["rowCount"] == 13  # INSERT_ROWS inserts rows for what it appends
     book.values_clear("Sheet1!A2:B2")
     assert book.values_get("Sheet1!A1:B3")["values"] == [["h1", "h2"], [], ["c", "d"]]
 

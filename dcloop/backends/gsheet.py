@@ -22,11 +22,10 @@ from google.auth import exceptions as auth_errors
 from gspread.exceptions import APIError, NoValidUrlKeyFound
 from gspread.utils import extract_id_from_url
 
-from .. import table as tbl
 from ..errors import BackendError, ConfigError
 from ..history import RESULT_COLUMNS
 from . import sheet_layout as layout
-from .sheet_grid import (MAX_CELLS, READ_PARAMS, a1, cell_text, grid_frame, header_of, image_formula,
+from .sheet_grid import (MAX_CELLS, READ_PARAMS, a1, grid_frame, header_of, image_formula,
                          plan_write, quote_title, table_of, typed)
 from .sheet_http import (GaveUp, RetryingHTTPClient, RetryPolicy, authorized_session, credentials_path,
                          load_credentials, translate)
@@ -251,7 +250,6 @@ class Layout:
 
     def plan_tab(self, tab: layout.Tab, values: list[list] | None) -> dict:
         """Header, new cells and grid size for one tab, from what it holds now (None: no such tab)."""
-        values = values if values is None else list(values)
         held = header_of(values) if values else []
         if values and tab.title == self.tabs["labels"].title:
             table_of(values, f"{self.backend.describe()} tab {tab.title}")  # a clear error for a foreign table

@@ -7,6 +7,7 @@ Row numbers are the sheet's own (1 is the header), so a write lands on the row i
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ from .. import table as tbl
 
 MAX_CELLS = 10_000_000  # Google's limit for all tabs of one spreadsheet together
 FIRST_DATA_ROW = tbl.HEADER_ROWS + 1
+SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 # Read formulas as their text (so =IMAGE(...) survives) and dates as the text people see;
 # strings stay strings, so an id like 007 written as text comes back as 007.
 READ_PARAMS = {"valueRenderOption": "FORMULA", "dateTimeRenderOption": "FORMATTED_STRING",
@@ -72,7 +74,7 @@ def typed(text: str, numeric: bool):
 def image_formula(url: str) -> str:
     """=IMAGE("url") for a well-formed http(s) url, quotes doubled; blank for anything else."""
     url = url.strip()
-    if any(c.isspace() or ord(c) < 32 for c in url):
+    if SPACE_OR_CONTROL.search(url):
         return ""
     try:
         parts = urlsplit(url)
@@ -129,8 +131,8 @@ def patched_table(current: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
     if "image" not in patch.columns:
         return patched
     latest = patch.drop_duplicates("id", keep="last").set_index("id")["image"]
-    wanted = latest.fillna("").astype(str).str.strip() != ""
-    rows = patched["id"].isin(wanted.index)
+    wanted = (latest.fillna("").astype(str).str.strip() != "").to_dict()
+    rows = patched["id"].isin(latest.index)
     patched.loc[rows, "image"] = [image_formula(url) if wanted[row_id] else ""
                                   for row_id, url in zip(patched.loc[rows, "id"], patched.loc[rows, "url"])]
     return patched

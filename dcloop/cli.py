@@ -75,18 +75,19 @@ def init(directory, folder, csv_file, classes, sheet, credentials):
         dcloop init roman --from-folder data/roman-numerals
         dcloop init pets --from-csv pets.csv --classes cat,dog
     """
-    from .config import Config
+    from .config import new_config
     from .project import init_project, rows_from_csv, rows_from_folder
 
     if bool(folder) == bool(csv_file):
         raise click.UsageError("give exactly one of --from-folder PATH or --from-csv FILE.")
     rows = rows_from_folder(folder) if folder else rows_from_csv(csv_file)
-    config = Config()
-    if sheet:
-        config.table.backend, config.table.sheet = "gsheet", sheet
-        config.table.credentials = str(credentials.resolve()) if credentials else ""
+    sheet_settings = {"backend": "gsheet", "sheet": sheet,
+                      "credentials": str(credentials.resolve()) if credentials else None} if sheet else {}
+    config = new_config({"table": sheet_settings})
     class_list = [c.strip() for c in classes.split(",")] if classes else None
-    config, table = init_project(directory, rows, class_list, config)
+    config, table, findings = init_project(directory, rows, class_list, config)
+    for finding in findings:
+        say(finding)
     counts = table["split"].value_counts()
     click.echo(f"Created {directory} with {len(table)} rows "
                f"({', '.join(f'{counts[s]} {s}' for s in counts.index)}) and classes {', '.join(config.project.classes)}.")

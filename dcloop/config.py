@@ -111,6 +111,16 @@ def load_config(root: Path, overrides: dict | None = None, environ: dict | None 
         raise ConfigError(f"{path}: {problems}") from e
 
 
+def new_config(overrides: dict | None = None, environ: dict | None = None) -> Config:
+    """A config for a new project: defaults, then DCLOOP_* variables, then ``overrides``."""
+    data = merge(env_overrides(os.environ if environ is None else environ), overrides or {})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ConfigError(problems) from e
+
+
 def to_toml(config: Config) -> str:
     """dcloop.toml text for a config; every field written, so the file documents itself."""
     lines = ["# dcloop project settings. Flags and DCLOOP_<SECTION>_<FIELD> variables override these.", ""]

@@ -68,8 +68,11 @@ def build_table(rows: pd.DataFrame, default_split: str) -> pd.DataFrame:
 
 
 def init_project(directory: Path, rows: pd.DataFrame, classes: list[str] | None = None,
-                 config: Config | None = None) -> tuple[Config, pd.DataFrame]:
-    """Write dcloop.toml, the label and results tables and .dcloop/ in ``directory``."""
+                 config: Config | None = None) -> tuple[Config, pd.DataFrame, list[str]]:
+    """Write dcloop.toml, the label and results tables and .dcloop/ in ``directory``.
+
+    Returns the config, the table and what the backend found (a sheet may hold data already).
+    """
     directory = Path(directory)
     if (directory / CONFIG_FILE).exists():
         raise ConfigError(f"{directory / CONFIG_FILE} already exists: {directory} is a dcloop project already.")
@@ -80,7 +83,7 @@ def init_project(directory: Path, rows: pd.DataFrame, classes: list[str] | None 
         raise SchemaError("no labels found in the input and no --classes given: dcloop needs the class names.")
     table = build_table(rows, config.table.default_split)
     directory.mkdir(parents=True, exist_ok=True)
-    open_backend(config, directory).create(table)
+    findings = open_backend(config, directory).create(table) or []
     (directory / STATE_DIR).mkdir(exist_ok=True)
     atomic_write_text(directory / CONFIG_FILE, to_toml(config))
-    return config, table
+    return config, table, findings

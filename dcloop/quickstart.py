@@ -52,6 +52,6 @@ def create_demo(directory: Path, epochs: int = 15, batch_size: int = 32) -> tupl
     rows, truth = digit_rows(directory / "images")
     config = Config()
     config.model.epochs, config.model.batch_size = epochs, batch_size
-    config, _ = init_project(directory, rows, [str(d) for d in range(10)], config)
+    config, _, _ = init_project(directory, rows, [str(d) for d in range(10)], config)
     truth.to_csv(directory / "flipped_labels.csv", index=False)
     return config, truth

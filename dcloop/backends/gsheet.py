@@ -1,0 +1,344 @@
+"""The label table as a Google Sheet, through gspread and a service account.
+
+Requests to the Sheets API per operation, constant in the number of rows:
+
+- ``read``: 1 values.batchGet (the labels tab, and the classes tab's first column to know its size);
+- ``write``: 1 values.get re-read of the labels tab, then, when a cell differs, 1 values.batchUpdate
+  RAW, plus 1 USER_ENTERED for changed ``=IMAGE`` formulas (the only cells written as formulas);
+- ``append_result``: 1 values.append; ``update_classes``: 1 values.update;
+- ``create``: about 6 (metadata, current values, tabs and grid, values, formulas, formats).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import requests
+from google.auth import exceptions as auth_errors
+from gspread.exceptions import APIError, NoValidUrlKeyFound
+from gspread.utils import extract_id_from_url
+
+from ..errors import BackendError, ConfigError
+from ..history import RESULT_COLUMNS
+from . import sheet_layout as layout
+from .sheet_grid import (MAX_CELLS, READ_PARAMS, a1, grid_frame, header_of, image_formula,
+                         plan_write, quote_title, table_of, typed)
+from .sheet_http import (GaveUp, RetryingHTTPClient, RetryPolicy, authorized_session, credentials_path,
+                         load_credentials, translate)
+
+KEY = re.compile(r"[A-Za-z0-9_-]{20,}")
+
+
+def sheet_key(sheet: str) -> str:
+    """The spreadsheet key from a browser url or a bare key."""
+    sheet = sheet.strip()
+    if not sheet:
+        raise ConfigError("no Google Sheet given: pass --sheet URL or set [table] sheet in dcloop.toml.")
+    if "/" in sheet:
+        try:
+            return extract_id_from_url(sheet)
+        except NoValidUrlKeyFound as e:
+            raise ConfigError(f"{sheet!r} is not a Google Sheets url; copy the address of the sheet "
+                              f"(https://docs.google.com/spreadsheets/d/KEY/edit).") from e
+    if not KEY.fullmatch(sheet):
+        raise ConfigError(f"{sheet!r} is neither a Google Sheets url nor a sheet key.")
+    return sheet
+
+
+def retrying(client, policy: RetryPolicy) -> RetryingHTTPClient:
+    """Our retrying HTTP client over the session of a gspread Client, Spreadsheet or HTTPClient."""
+    if isinstance(client, RetryingHTTPClient):
+        return client
+    http = getattr(client, "http_client", None) or getattr(client, "client", None) or client
+    return RetryingHTTPClient(getattr(http, "auth", None), http.session, policy)
+
+
+class SheetBackend:
+    """A Google Sheet with tabs labels, results and classes, laid out from ``sheets_templates/``."""
+
+    def __init__(self, client, key: str | None = None, *, classes=(), tabs: dict | None = None,
+                 account: str | None = None, retry: RetryPolicy = RetryPolicy()):
+        self.http = retrying(client, retry)
+        self.key = key or getattr(client, "id", "")
+        if not self.key:
+            raise ConfigError("SheetBackend needs the key of a spreadsheet.")
+        self.classes = list(classes)
+        self.tabs = tabs or layout.load_tabs()
+        credentials = getattr(self.http.session, "credentials", None)
+        self.account = account if account is not None else getattr(credentials, "service_account_email", "")
+        self.class_rows: int | None = None  # rows in the classes tab when last seen
+
+    @classmethod
+    def from_config(cls, config, root: Path) -> SheetBackend:
+        """The sheet ``[table] sheet`` names, opened with the key that credentials_path finds."""
+        key = sheet_key(config.table.sheet)
+        path = credentials_path(config.table.credentials, root, os.environ, Path.home())
+        credentials = load_credentials(path)
+        session = authorized_session(credentials, config.table.endpoint)
+        return cls(RetryingHTTPClient(credentials, session), key, classes=config.project.classes,
+                   account=credentials.service_account_email)
+
+    @property
+    def labels(self) -> layout.Tab:
+        return self.tabs["labels"]
+
+    def describe(self) -> str:
+        return f"Google Sheet {self.key}"
+
+    @contextmanager
+    def errors(self):
+        """Turn gspread, google-auth and requests errors into dcloop's, with what to do."""
+        try:
+            yield
+        except (GaveUp, APIError, auth_errors.GoogleAuthError, requests.RequestException) as e:
+            raise translate(e, self.describe(), self.account) from e
+
+    # --- the Backend protocol -------------------------------------------------------------
+
+    def read(self) -> pd.DataFrame:
+        with self.errors():
+            values = self.read_labels()
+        return grid_frame(values).reset_index(drop=True)
+
+    def write(self, patch: pd.DataFrame) -> int:
+        if patch.empty:
+            return 0
+        with self.errors():
+            # Re-read right before writing: people sort, insert and delete rows while a model trains.
+            values = self.values(quote_title(self.labels.title))
+            plan = plan_write(values, patch, self.labels.title, self.labels.numeric, self.describe())
+            if plan.new_columns:
+                self.ensure_grid(self.labels.title, columns=plan.columns_needed(header_of(values)))
+            self.send_values(plan.raw, "RAW")
+            self.send_values(plan.formulas, "USER_ENTERED")
+        return plan.rows_changed
+
+    def create(self, table: pd.DataFrame) -> list[str]:
+        """Lay out the tabs from the templates and fill ``labels``; on an existing sheet add only what is missing."""
+        with self.errors():
+            return Layout(self, table).run()
+
+    def read_results(self) -> pd.DataFrame:
+        with self.errors():
+            values = self.values(quote_title(self.tabs["results"].title))
+        if not values:
+            return pd.DataFrame(columns=RESULT_COLUMNS)
+        return grid_frame(values).reset_index(drop=True)
+
+    def append_result(self, row: dict[str, str]) -> None:
+        tab = self.tabs["results"]
+        columns = tab.header + [c for c in row if c not in tab.header]
+        values = [[typed(str(row.get(c, "")), c in tab.numeric) for c in columns]]
+        with self.errors():
+            self.http.values_append(self.key, f"{quote_title(tab.title)}!A1",
+                                    {"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
+                                    {"values": values})
+
+    def update_classes(self, rows: list[dict[str, str]]) -> None:
+        """Rewrite the classes tab: per class, rows per split and the last per-class accuracy."""
+        tab = self.tabs["classes"]
+        columns = tab.header + [c for row in rows for c in row if c not in tab.header]
+        columns = list(dict.fromkeys(columns))
+        body = [columns] + [[typed(str(row.get(c, "")), c in tab.numeric) for c in columns] for row in rows]
+        with self.errors():
+            if self.class_rows is None:
+                self.class_rows = len(self.values(f"{quote_title(tab.title)}!A:A"))
+            # Blank the rows of classes that are gone, in the same call.
+            body += [[""] * len(columns)] * max(0, self.class_rows - len(body))
+            rng = a1(tab.title, 1, 0, len(body), len(columns) - 1)
+            try:
+                self.http.values_update(self.key, rng, {"valueInputOption": "RAW"}, {"values": body})
+            except APIError as e:
+                if "exceeds grid limits" not in str(e):
+                    raise
+                self.ensure_grid(tab.title, rows=len(body), columns=len(columns))
+                self.http.values_update(self.key, rng, {"valueInputOption": "RAW"}, {"values": body})
+        self.class_rows = len(rows) + 1
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def read_labels(self) -> list[list]:
+        """The labels tab in one call; the classes tab's first column rides along to learn its size."""
+        ranges = [quote_title(self.labels.title), f"{quote_title(self.tabs['classes'].title)}!A:A"]
+        try:
+            answer = self.http.values_batch_get(self.key, ranges, dict(READ_PARAMS))
+        except APIError as e:
+            if e.response.status_code != 400:
+                raise
+            return self.values(ranges[0])  # no classes tab: fine for reading
+        labels, classes = (r.get("values", []) for r in answer["valueRanges"])
+        self.class_rows = len(classes)
+        return labels
+
+    def values(self, rng: str) -> list[list]:
+        return self.http.values_get(self.key, rng, dict(READ_PARAMS)).get("values", [])
+
+    def send_values(self, data: list[dict], option: str) -> None:
+        if data:
+            self.http.values_batch_update(self.key, {"valueInputOption": option, "data": data})
+
+    def metadata(self) -> dict:
+        return self.http.fetch_sheet_metadata(self.key)
+
+    def ensure_grid(self, title: str, rows: int = 0, columns: int = 0) -> None:
+        """Grow tab ``title`` to at least rows x columns; says so before passing Google's cell limit."""
+        sheets = {s["properties"]["title"]: s["properties"] for s in self.metadata()["sheets"]}
+        grid = sheets[title]["gridProperties"]
+        want = max(rows, grid["rowCount"]), max(columns, grid["columnCount"])
+        if want == (grid["rowCount"], grid["columnCount"]):
+            return
+        sizes = {t: (p["gridProperties"]["rowCount"], p["gridProperties"]["columnCount"]) for t, p in sheets.items()}
+        check_cell_limit({**sizes, title: want}, self.describe())
+        self.http.batch_update(self.key, {"requests": [layout.resize_sheet(sheets[title]["sheetId"], *want)]})
+
+
+def check_cell_limit(sizes: dict[str, tuple[int, int]], where: str) -> None:
+    """Raise before a layout would pass Google's 10 million cells per spreadsheet."""
+    total = sum(rows * columns for rows, columns in sizes.values())
+    if total > MAX_CELLS:
+        detail = ", ".join(f"{t} {r}x{c}" for t, (r, c) in sizes.items())
+        raise BackendError(f"{where}: the sheet would need {total:,} cells ({detail}); Google Sheets holds "
+                           f"at most {MAX_CELLS:,} per spreadsheet. Delete unused tabs, rows or columns, "
+                           f"or keep this table in a CSV file (backend = \"csv\").")
+
+
+class Layout:
+    """One run of ``create``: look at the sheet, then add tabs, grid, rows and formats that are missing."""
+
+    def __init__(self, backend: SheetBackend, table: pd.DataFrame):
+        self.backend, self.table = backend, table.fillna("").astype(str)
+        self.tabs = backend.tabs
+        self.findings: list[str] = []
+
+    def run(self) -> list[str]:
+        b = self.backend
+        sheets = {s["properties"]["title"]: s for s in b.metadata()["sheets"]}
+        found = {t.title: [] for t in self.tabs.values() if t.title in sheets}
+        blank = self.reusable_blank_tab(sheets)
+        if found or blank:
+            names = list(found) + ([blank] if blank else [])
+            answer = b.http.values_batch_get(b.key, [quote_title(n) for n in names], dict(READ_PARAMS))
+            contents = [r.get("values", []) for r in answer["valueRanges"]]
+            found.update(zip(names, contents))
+            if blank and found.pop(blank):
+                blank = None  # it has data after all
+        plans = {name: self.plan_tab(tab, found.get(tab.title)) for name, tab in self.tabs.items()}
+        ids = self.structure(sheets, plans, blank)
+        b.send_values([r for p in plans.values() for r in p["raw"]], "RAW")
+        b.send_values([r for p in plans.values() for r in p["formulas"]], "USER_ENTERED")
+        requests_ = [r for name, p in plans.items()
+                     for r in layout.format_requests(self.tabs[name], ids[name], p["header"], p["rows"],
+                                                     self.classes(), p["found"], p["images"])]
+        b.http.batch_update(b.key, {"requests": requests_})
+        return self.findings
+
+    def classes(self) -> list[str]:
+        if self.backend.classes:
+            return self.backend.classes
+        return sorted(set(self.table["label"].str.strip()) - {""}) if "label" in self.table else []
+
+    def reusable_blank_tab(self, sheets: dict) -> str | None:
+        """A new spreadsheet's only tab ('Sheet1'), which becomes labels if it holds nothing."""
+        titles = {t.title for t in self.tabs.values()}
+        if len(sheets) != 1 or titles & set(sheets):
+            return None
+        return next(iter(sheets))
+
+    def plan_tab(self, tab: layout.Tab, values: list[list] | None) -> dict:
+        """Header, new cells and grid size for one tab, from what it holds now (None: no such tab)."""
+        held = header_of(values) if values else []
+        if values and tab.title == self.tabs["labels"].title:
+            table_of(values, f"{self.backend.describe()} tab {tab.title}")  # a clear error for a foreign table
+        missing = [c for c in tab.header if c not in held]
+        header = held + missing if held else tab.header
+        rows = self.new_rows(values) if tab.title == self.tabs["labels"].title else self.table.iloc[0:0]
+        first_free = max(len(values or []), 1) + 1
+        raw, formulas = self.cells(tab, header, rows, first_free)
+        if missing:
+            raw.append({"range": a1(tab.title, 1, len(held), 1, len(header) - 1), "values": [missing]})
+        self.note(tab, values, rows, missing if held else [])
+        images = bool(formulas) or any(str(v).startswith("=IMAGE(") for row in values or [] for v in row)
+        needed = first_free - 1 + len(rows) + tab.spare_rows
+        if tab.title == self.tabs["classes"].title:
+            needed = max(needed, 1 + len(self.classes()) + tab.spare_rows)
+        return {"header": header, "raw": raw, "formulas": formulas, "images": images,
+                "rows": max(needed, tab.frozen_rows + 1), "columns": len(header)}
+
+    def new_rows(self, values: list[list] | None) -> pd.DataFrame:
+        """Rows of the table that the labels tab does not hold yet (by id, then by url)."""
+        if not values:
+            return self.table
+        held = grid_frame(values)
+        known_ids = set(held.get("id", pd.Series(dtype=str)).str.strip()) - {""}
+        known_urls = set(held.get("url", pd.Series(dtype=str)).str.strip()) - {""}
+        fresh = ~self.table["id"].str.strip().isin(known_ids) & ~self.table["url"].str.strip().isin(known_urls)
+        return self.table[fresh]
+
+    def cells(self, tab: layout.Tab, header: list[str], rows: pd.DataFrame, first_row: int):
+        """Value ranges for new rows, one per column: RAW data, and =IMAGE formulas built from the url."""
+        raw, formulas = [], []
+        if rows.empty:
+            return raw, formulas
+        last = first_row + len(rows) - 1
+        for position, column in enumerate(header):
+            if column == "image":
+                cells = [[image_formula(u)] for u in rows["url"]]
+                formulas.append({"range": a1(tab.title, first_row, position, last), "values": cells})
+            elif column in rows:
+                cells = [[typed(v, column in tab.numeric)] for v in rows[column]]
+                raw.append({"range": a1(tab.title, first_row, position, last), "values": cells})
+        return raw, formulas
+
+    def note(self, tab: layout.Tab, values: list[list] | None, rows: pd.DataFrame, missing: list[str]) -> None:
+        if values is None:
+            self.findings.append(f"tab {tab.title}: created" + (f", {len(rows)} row(s) written" if len(rows) else ""))
+            return
+        kept = len(values) - 1 if values else 0
+        what = f"tab {tab.title}: found" + (f" with {kept} row(s), kept them" if kept else (
+            ", header only" if values else ", empty"))
+        if len(rows):
+            what += f"; added {len(rows)} new row(s)"
+        if missing:
+            what += f"; added column(s) {', '.join(missing)}"
+        self.findings.append(what)
+
+    def structure(self, sheets: dict, plans: dict, blank: str | None) -> dict[str, int]:
+        """Add or rename tabs and grow grids in one batchUpdate; return each tab's sheetId."""
+        requests_, ids, sizes = [], {}, {}
+        for title, sheet in sheets.items():
+            grid = sheet["properties"]["gridProperties"]
+            sizes[title] = (grid["rowCount"], grid["columnCount"])
+        adds = []
+        for name, plan in plans.items():
+            tab = self.tabs[name]
+            if tab.title in sheets:
+                props = sheets[tab.title]["properties"]
+                ids[name] = props["sheetId"]
+                grow = (max(plan["rows"], sizes[tab.title][0]), max(plan["columns"], sizes[tab.title][1]))
+                if grow != sizes[tab.title]:
+                    requests_.append(layout.resize_sheet(props["sheetId"], *grow))
+                    sizes[tab.title] = grow
+            elif name == "labels" and blank:
+                ids[name] = sheets[blank]["properties"]["sheetId"]
+                requests_ += [layout.rename_sheet(ids[name], tab.title),
+                              layout.resize_sheet(ids[name], plan["rows"], plan["columns"])]
+                sizes.pop(blank)
+                sizes[tab.title] = (plan["rows"], plan["columns"])
+                self.findings.insert(0, f"renamed the empty tab {blank!r} to {tab.title}")
+            else:
+                adds.append(name)
+                requests_.append(layout.add_sheet(tab.title, plan["rows"], plan["columns"], tab.frozen_rows))
+                sizes[tab.title] = (plan["rows"], plan["columns"])
+        check_cell_limit(sizes, self.backend.describe())
+        for plan, name in ((plans[n], n) for n in plans):
+            plan["rows"] = sizes[self.tabs[name].title][0]
+            plan["found"] = layout.decorations(sheets.get(self.tabs[name].title, {}))
+        if requests_:
+            answer = self.backend.http.batch_update(self.backend.key, {"requests": requests_})
+            added = [r["addSheet"]["properties"]["sheetId"] for r in answer.get("replies", []) if "addSheet" in r]
+            ids.update(zip(adds, added))
+        return ids

@@ -1,0 +1,158 @@
+"""One contract, every backend: memory, csv and gsheet (real gspread against the local emulator).
+
+A "person" per backend changes the table between dcloop's read and write, the way people sort
+and add rows while a model trains.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dcloop import table as tbl
+from dcloop.backends.csv import CsvBackend
+from dcloop.backends.memory import MemoryBackend
+
+from .conftest import make_table
+
+COMPARED = [c for c in tbl.COLUMNS if c != "image"]  # image is a path in a CSV, an =IMAGE formula in a sheet
+
+
+class MemoryPerson:
+    def __init__(self, backend):
+        self.backend = backend
+
+    def sort_by(self, column, descending=True):
+        self.backend.table = self.backend.table.sort_values(column, ascending=not descending).reset_index(drop=True)
+
+    def add_row(self, cells: dict):
+        self.backend.table = pd.concat([self.backend.table, pd.DataFrame([cells])], ignore_index=True).fillna("")
+
+
+class CsvPerson:
+    def __init__(self, backend):
+        self.backend = backend
+
+    def table(self):
+        return tbl.normalize(self.backend.read(), "test")
+
+    def save(self, frame):
+        frame.to_csv(self.backend.path, index=False)
+
+    def sort_by(self, column, descending=True):
+        self.save(self.table().sort_values(column, ascending=not descending))
+
+    def add_row(self, cells: dict):
+        self.save(pd.concat([self.table(), pd.DataFrame([cells])], ignore_index=True).fillna(""))
+
+
+class SheetPerson:
+    def __init__(self, backend, emulator):
+        self.backend, self.emulator = backend, emulator
+
+    def sort_by(self, column, descending=True):
+        self.emulator.sort(self.backend.key, "labels", column, descending)
+
+    def add_row(self, cells: dict):
+        header = self.emulator.values(self.backend.key, "labels!1:1")[0]
+        row = len(self.emulator.values(self.backend.key, "labels")) + 1
+        self.emulator.set_values(self.backend.key, f"labels!A{row}", [[cells.get(c, "") for c in header]])
+
+
+@pytest.fixture(params=["memory", "csv", "gsheet"])
+def backend_and_person(request, tmp_path):
+    if request.param == "memory":
+        backend = MemoryBackend()
+        return backend, MemoryPerson(backend)
+    if request.param == "csv":
+        backend = CsvBackend(tmp_path / "labels.csv", tmp_path / "results.csv")
+        return backend, CsvPerson(backend)
+    emulator = request.getfixturevalue("emulator")
+    backend = request.getfixturevalue("open_sheet")(request.getfixturevalue("blank_sheet"))
+    return backend, SheetPerson(backend, emulator)
+
+
+def current(backend) -> pd.DataFrame:
+    return tbl.normalize(backend.read(), backend.describe())
+
+
+def by_id(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.set_index("id").sort_index()[[c for c in COMPARED if c != "id"]]
+
+
+def predictions(ids, offset: int = 0) -> pd.DataFrame:
+    """A patch of dcloop's columns whose values are easy to check: each names its own row."""
+    return pd.DataFrame({"id": ids, "image": [f"images/{i}.png" for i in ids],
+                         "prediction": [f"pred-{i}" for i in ids],
+                         "confidence": [str((n + offset) % 7 / 8) for n, _ in enumerate(ids)],
+                         "label_prob": ["0.25"] * len(ids), "suspicion": ["0.5"] * len(ids),
+                         "flags": [f"flag-{i}" for i in ids]})
+
+
+def test_round_trip(backend_and_person):
+    backend, _ = backend_and_person
+    table = make_table(8)
+    backend.create(table)
+    pd.testing.assert_frame_equal(by_id(current(backend)), by_id(table))
+
+
+def test_write_back_by_id_after_a_sort(backend_and_person):
+    backend, person = backend_and_person
+    backend.create(make_table(10))
+    ids = list(current(backend)["id"])
+    person.sort_by("id", descending=True)
+    assert backend.write(predictions(ids)) == 10
+    after = current(backend)
+    assert list(after["id"]) == sorted(ids, reverse=True)  # the person's order is kept
+    for row in after.itertuples():
+        assert (row.prediction, row.flags) == (f"pred-{row.id}", f"flag-{row.id}")
+
+
+def test_new_rows_without_id_get_one(backend_and_person):
+    backend, person = backend_and_person
+    backend.create(make_table(4))
+    person.add_row({"url": "https://img.example/new.png", "label": "dog"})
+    table = current(backend)
+    ids = tbl.assign_ids(table)
+    assert len(ids) == 1
+    patch = pd.DataFrame({tbl.NEW_ROW_KEY: list(ids), "id": list(ids.values()), "split": ["train"]})
+    assert backend.write(patch) == 1
+    after = current(backend)
+    new = after[after["url"] == "https://img.example/new.png"].iloc[0]
+    assert (new["id"], new["split"], new["label"]) == (list(ids.values())[0], "train", "dog")
+    assert len(after) == 5
+
+
+def test_human_columns_are_never_written(backend_and_person):
+    backend, _ = backend_and_person
+    table = make_table(6)
+    backend.create(table)
+    patch = predictions(list(table["id"]))
+    patch["url"], patch["label"], patch["note"] = "https://evil.example/x.png", "hacked", "overwritten"
+    patch["split"] = "test"  # split is written only where blank, and no split here is blank
+    backend.write(patch)
+    after = by_id(current(backend))
+    pd.testing.assert_frame_equal(after[tbl.HUMAN_COLUMNS], by_id(table)[tbl.HUMAN_COLUMNS])
+    assert (after["prediction"] == [f"pred-{i}" for i in after.index]).all()
+
+
+def test_rewriting_the_same_patch_changes_nothing(backend_and_person):
+    backend, _ = backend_and_person
+    table = make_table(6)
+    backend.create(table)
+    patch = predictions(list(table["id"]))
+    assert backend.write(patch) == 6
+    once = current(backend)
+    assert backend.write(patch) == 0
+    pd.testing.assert_frame_equal(current(backend), once)
+
+
+def test_results_round_trip(backend_and_person):
+    backend, _ = backend_and_person
+    backend.create(make_table(2))
+    backend.append_result({"run_id": "a1", "val_accuracy": "0.75", "rows_train": "10"})
+    backend.append_result({"run_id": "b2", "val_accuracy": "0.5", "rows_train": "12"})
+    results = backend.read_results()
+    assert list(results["run_id"]) == ["a1", "b2"]
+    assert list(results["val_accuracy"]) == ["0.75", "0.5"]
+    assert list(results["rows_train"]) == ["10", "12"]

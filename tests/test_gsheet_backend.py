@@ -1,0 +1,368 @@
+"""The Google Sheets backend through real gspread and google-auth, against the local emulator."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from dcloop import table as tbl
+from dcloop.backends import open_backend
+from dcloop.backends.gsheet import SheetBackend, check_cell_limit, sheet_key
+from dcloop.backends.sheet_http import RetryPolicy, credentials_path, load_credentials
+from dcloop.errors import BackendError, ConfigError, SchemaError
+
+from .conftest import ACCOUNT, CLASSES, make_table, sheet_config, write_key
+
+FULL_SYNC_CALLS = 8
+NO_CHANGE_SYNC_CALLS = 3
+
+
+def labels(emulator, key, rng="labels", render="FORMULA"):
+    return emulator.values(key, rng, render)
+
+
+def frame(emulator, key) -> pd.DataFrame:
+    values = labels(emulator, key)
+    return pd.DataFrame([r + [""] * (len(values[0]) - len(r)) for r in values[1:]], columns=values[0])
+
+
+def predictions(ids) -> pd.DataFrame:
+    return pd.DataFrame({"id": ids, "image": [f"images/{i}.png" for i in ids],
+                         "prediction": [f"pred-{i}" for i in ids], "confidence": ["0.9"] * len(ids),
+                         "label_prob": ["0.125"] * len(ids), "suspicion": ["0.875"] * len(ids),
+                         "flags": [""] * len(ids)})
+
+
+def simulate_sync(backend: SheetBackend) -> int:
+    """The backend calls of one full ``dcloop sync``: read, ids for new rows, predictions, results, classes."""
+    table = tbl.normalize(backend.read(), backend.describe())
+    ids = tbl.assign_ids(table)
+    if ids:
+        table = tbl.with_ids(table, ids, "train")
+        patch = pd.DataFrame({tbl.NEW_ROW_KEY: list(ids), "id": list(ids.values())})
+        patch["split"] = patch["id"].map(table.set_index("id")["split"])
+        backend.write(patch)
+    written = backend.write(predictions(list(table["id"])))
+    backend.append_result({"run_id": "r1", "val_accuracy": "0.8", "test_accuracy": "0.7"})
+    backend.update_classes([{"class": c, "train": "3", "val": "1", "test": "1", "exclude": "0",
+                             "val_accuracy": "0.5"} for c in CLASSES])
+    return written
+
+
+# --- init ---------------------------------------------------------------------------------------
+
+def test_init_on_an_empty_sheet_lays_out_every_tab(open_sheet, blank_sheet, emulator):
+    backend = open_sheet(blank_sheet)
+    findings = backend.create(make_table(12))
+    assert findings[0] == "renamed the empty tab 'Sheet1' to labels"
+    assert "tab labels: created, 12 row(s) written" in findings
+    book = emulator.books[blank_sheet]
+    assert [s.title for s in book.sheets] == ["labels", "results", "classes"]
+    grid = book.grid("labels")
+    assert labels(emulator, blank_sheet, "labels!1:1") == [tbl.COLUMNS]
+    assert grid.frozen_rows == 1 and grid.rows == 1 + 12 + 200 and grid.columns == len(tbl.COLUMNS)
+    assert labels(emulator, blank_sheet, "labels!B2")[0][0] == '=IMAGE("https://img.example/0.png")'
+    assert grid.sizes[("ROWS", 1, grid.rows)] == {"pixelSize": 80}
+    dropdowns = {v["range"]["startColumnIndex"]: [c["userEnteredValue"] for c in v["rule"]["condition"]["values"]]
+                 for v in grid.validations}
+    assert dropdowns == {3: CLASSES, 4: tbl.SPLITS}
+    protected = {p["range"]["startColumnIndex"] for p in grid.protected}
+    assert protected == {tbl.COLUMNS.index(c) for c in tbl.MACHINE_COLUMNS}
+    assert all(p["warningOnly"] for p in grid.protected)
+    assert grid.conditional[0]["ranges"][0]["startColumnIndex"] == tbl.COLUMNS.index("suspicion")
+    chart = book.grid("results").charts[0]["spec"]
+    assert chart["basicChart"]["chartType"] == "LINE" and len(chart["basicChart"]["series"]) == 2
+    assert labels(emulator, blank_sheet, "classes!1:1")[0][:2] == ["class", "train"]
+
+
+def test_init_again_keeps_data_and_adds_only_what_is_missing(open_sheet, blank_sheet, emulator):
+    backend = open_sheet(blank_sheet)
+    backend.create(make_table(5))
+    emulator.set_values(blank_sheet, "labels!D2", [["dog"]])  # a person relabels the first row
+    backend.append_result({"run_id": "r1", "val_accuracy": "0.5"})
+    findings = backend.create(make_table(7))
+    assert findings == ["tab labels: found with 5 row(s), kept them; added 2 new row(s)",
+                        "tab results: found with 1 row(s), kept them",
+                        "tab classes: found, header only"]
+    table = frame(emulator, blank_sheet)
+    assert list(table["id"]) == [f"r{i:04d}" for i in range(7)]
+    assert table.loc[0, "label"] == "dog"
+    grid = emulator.books[blank_sheet].grid("labels")
+    assert len(grid.protected) == len(tbl.MACHINE_COLUMNS)  # not added twice
+    assert len(grid.conditional) == 1 and len(emulator.books[blank_sheet].grid("results").charts) == 1
+
+
+def test_init_on_a_sheet_with_its_own_columns_adds_dcloops(open_sheet, emulator):
+    key = emulator.create_spreadsheet(editors=[ACCOUNT], tabs=[("labels", 10, 3)])
+    emulator.set_values(key, "labels!A1", [["url", "label", "my notes"], ["https://x.example/1.png", "cat", "007"]],
+                        option="RAW")
+    findings = open_sheet(key).create(make_table(0))
+    assert findings[0] == ("tab labels: found with 1 row(s), kept them; added column(s) "
+                           "id, image, split, note, prediction, confidence, label_prob, suspicion, flags")
+    header = labels(emulator, key, "labels!1:1")[0]
+    assert header[:3] == ["url", "label", "my notes"] and set(tbl.COLUMNS) <= set(header)
+    assert labels(emulator, key, "labels!C2")[0][0] == "007"
+
+
+def test_init_refuses_a_tab_that_is_not_a_label_table(open_sheet, emulator):
+    key = emulator.create_spreadsheet(editors=[ACCOUNT], tabs=[("labels", 10, 3)])
+    emulator.set_values(key, "labels!A1", [["name", "amount"], ["rent", "100"]])
+    with pytest.raises(SchemaError, match="missing required column"):
+        open_sheet(key).create(make_table(2))
+    assert labels(emulator, key) == [["name", "amount"], ["rent", 100]]
+
+
+def test_init_says_so_before_passing_the_cell_limit(open_sheet, emulator):
+    key = emulator.create_spreadsheet(editors=[ACCOUNT], tabs=[("Sheet1", 1000, 26), ("data", 384_600, 26)])
+    emulator.reset_counts()
+    with pytest.raises(BackendError, match="at most 10,000,000"):
+        open_sheet(key).create(make_table(3))
+    assert emulator.api_calls("spreadsheets.batchUpdate") == 0
+
+
+def test_check_cell_limit():
+    check_cell_limit({"a": (1000, 26), "b": (100_000, 99)}, "sheet")
+    with pytest.raises(BackendError, match="10,000,001 cells"):
+        check_cell_limit({"a": (10_000_001, 1)}, "sheet")
+
+
+# --- sync ---------------------------------------------------------------------------------------
+
+def test_full_sync_through_the_emulator_within_the_call_budget(sheet, emulator, open_sheet):
+    key = sheet.key
+    emulator.set_values(key, "labels!C14", [["https://img.example/new.png", "bird"]])  # a person adds a row
+    backend = open_sheet(key)  # a new process: nothing cached
+    emulator.reset_counts()
+    assert simulate_sync(backend) == 13
+    assert emulator.api_calls() <= FULL_SYNC_CALLS
+    table = frame(emulator, key)
+    new = table[table["url"] == "https://img.example/new.png"].iloc[0]
+    assert new["id"] and new["split"] == "train" and new["prediction"] == f"pred-{new['id']}"
+    assert new["image"] == '=IMAGE("https://img.example/new.png")'
+    assert labels(emulator, key, "results!A2:A")[0] == ["r1"]
+    assert labels(emulator, key, "classes!A2:A") == [[c] for c in CLASSES]
+
+    again = open_sheet(key)
+    emulator.reset_counts()
+    table = tbl.normalize(again.read(), again.describe())
+    assert again.write(predictions(list(table["id"]))) == 0
+    assert emulator.api_calls() <= NO_CHANGE_SYNC_CALLS
+    assert emulator.api_calls("values.batchUpdate") == 0
+
+
+def test_person_edits_sorts_inserts_and_deletes_between_read_and_write(sheet, emulator):
+    key = sheet.key
+    table = tbl.normalize(sheet.read(), "sheet")
+    # While the model trains, a person relabels a row, sorts by label, inserts two blank rows, deletes one.
+    emulator.set_values(key, "labels!D3", [["bird"]])
+    relabeled = table.loc[1, "id"]
+    emulator.sort(key, "labels", "label")
+    emulator.insert_rows(key, "labels", before_row=4, count=2)
+    gone = labels(emulator, key, "labels!A8")[0][0]
+    emulator.delete_rows(key, "labels", first_row=8)
+    assert sheet.write(predictions(list(table["id"]))) == 11
+    after = frame(emulator, key)
+    after = after[after["id"] != ""]
+    assert set(after["id"]) == set(table["id"]) - {gone}
+    assert (after["prediction"] == "pred-" + after["id"]).all()
+    assert (after["image"] == '=IMAGE("' + after["url"] + '")').all()
+    assert after.set_index("id").loc[relabeled, "label"] == "bird"
+    assert list(after["label"]) == sorted(after["label"])
+
+
+def test_person_sorts_right_before_the_re_read(sheet, emulator):
+    table = tbl.normalize(sheet.read(), "sheet")
+    emulator.on("values.get", lambda emu: emu.sort(sheet.key, "labels", "url", descending=True))
+    sheet.write(predictions(list(table["id"])))
+    after = frame(emulator, sheet.key)
+    assert (after["prediction"] == "pred-" + after["id"]).all()
+
+
+def test_formula_looking_values_are_written_as_plain_text(sheet, emulator):
+    ids = list(tbl.normalize(sheet.read(), "sheet")["id"])
+    patch = predictions(ids[:2])
+    patch["prediction"] = ['=HYPERLINK("https://evil.example","click")', "+cmd|' /C calc'!A0"]
+    patch["flags"] = ["@SUM(1)", "-2+3"]
+    sheet.write(patch)
+    grid = emulator.books[sheet.key].grid("labels")
+    column = tbl.COLUMNS.index
+    for row in (1, 2):
+        for name in ("prediction", "flags"):
+            assert grid.cells[(row, column(name))].kind == "string"
+    assert grid.cells[(1, column("prediction"))].value == '=HYPERLINK("https://evil.example","click")'
+    assert grid.cells[(1, column("image"))].kind == "formula"
+    assert grid.cells[(1, column("confidence"))] == ("number", 0.9)
+
+
+def test_image_formulas_only_for_http_urls_with_quotes_escaped(sheet, emulator):
+    key = sheet.key
+    emulator.set_values(key, "labels!C2:C4", [['https://img.example/a"b.png'], ["javascript:alert(1)"],
+                                              ["/local/file.png"]], option="RAW")
+    ids = list(tbl.normalize(sheet.read(), "sheet")["id"])
+    sheet.write(predictions(ids))
+    images = [r[0] if r else "" for r in labels(emulator, key, "labels!B2:B4")]
+    images += [""] * (3 - len(images))
+    assert images == ['=IMAGE("https://img.example/a""b.png")', "", ""]
+
+
+def test_numbers_as_text_and_formulas_survive_a_read(sheet, emulator):
+    emulator.set_values(sheet.key, "labels!F2", [["007"]], option="RAW")
+    emulator.set_values(sheet.key, "labels!F3", [["0.50"]], option="USER_ENTERED")
+    table = sheet.read()
+    assert table.loc[0, "note"] == "007"
+    assert table.loc[1, "note"] == "0.5"  # a person typed a number: Sheets keeps the number
+    assert table.loc[0, "image"].startswith("=IMAGE(")
+
+
+def test_adds_missing_machine_columns_and_grows_the_grid(open_sheet, emulator):
+    key = emulator.create_spreadsheet(editors=[ACCOUNT], tabs=[("labels", 5, 2)])
+    emulator.set_values(key, "labels!A1", [["url", "label"], ["https://x.example/1.png", "cat"]])
+    backend = open_sheet(key)
+    table = tbl.normalize(backend.read(), "sheet")
+    ids = tbl.assign_ids(table)
+    backend.write(pd.DataFrame({tbl.NEW_ROW_KEY: list(ids), "id": list(ids.values()), "split": ["val"]}))
+    assert labels(emulator, key) == [["url", "label", "id", "split"],
+                                     ["https://x.example/1.png", "cat", list(ids.values())[0], "val"]]
+
+
+def test_update_classes_blanks_classes_that_are_gone(sheet, emulator):
+    sheet.read()
+    sheet.update_classes([{"class": c, "train": "2"} for c in CLASSES])
+    sheet.update_classes([{"class": "cat", "train": "5", "val_accuracy": "0.25"}])
+    assert labels(emulator, sheet.key, "classes") == [
+        ["class", "train", "val", "test", "exclude", "val_accuracy", "test_accuracy"],
+        ["cat", 5, "", "", "", 0.25]]
+
+
+# --- quota and failures ---------------------------------------------------------------------------
+
+def test_a_burst_of_429s_is_survived_with_backoff(sheet, emulator):
+    waits = []
+    sheet.http.sleep = waits.append
+    emulator.fail(429, times=4, retry_after="2")
+    assert len(sheet.read()) == 12
+    assert len(waits) == 4 and all(w >= 2 for w in waits)  # Retry-After honoured
+
+
+def test_backoff_without_retry_after_grows_and_is_jittered(sheet, emulator):
+    waits = []
+    sheet.http.sleep = waits.append
+    sheet.http.policy = RetryPolicy(attempts=5, base_s=1.0, cap_s=4.0, deadline_s=60)
+    emulator.fail(503, times=4)
+    sheet.read()
+    assert [w <= cap for w, cap in zip(waits, [1, 2, 4, 4])] == [True] * 4
+
+
+def test_a_persistent_500_ends_in_a_clear_error_and_the_sheet_is_unchanged(sheet, emulator):
+    before = labels(emulator, sheet.key)
+    ids = list(tbl.normalize(sheet.read(), "sheet")["id"])
+    emulator.fail(500, times=None, kind="values.batchUpdate")
+    with pytest.raises(BackendError, match=r"kept failing with 500 .* after 6 tries"):
+        sheet.write(predictions(ids))
+    assert labels(emulator, sheet.key) == before
+
+
+def test_retries_stop_at_the_time_limit(sheet, emulator):
+    clock = iter(range(0, 1000, 10))
+    sheet.http.clock = lambda: next(clock)
+    sheet.http.policy = RetryPolicy(attempts=100, base_s=1, cap_s=1, deadline_s=25)
+    sheet.http.sleep = lambda s: None
+    emulator.fail(429, times=None)
+    with pytest.raises(BackendError, match="quota .* stayed exceeded after 3 tries"):
+        sheet.read()
+
+
+# --- errors a person meets -------------------------------------------------------------------------
+
+def test_sheet_not_found(open_sheet, emulator):
+    with pytest.raises(BackendError, match="was not found. Check the sheet url"):
+        open_sheet("x" * 44).read()
+
+
+def test_sheet_not_shared_names_the_account(open_sheet, emulator):
+    key = emulator.create_spreadsheet(editors=["someone@example.com"])
+    with pytest.raises(BackendError, match=f"Share the sheet with {ACCOUNT} as Editor"):
+        open_sheet(key).read()
+
+
+def test_api_not_enabled(sheet, emulator):
+    emulator.api_enabled = False
+    with pytest.raises(BackendError, match="Sheets API is not enabled"):
+        sheet.read()
+
+
+def test_missing_tab_says_to_run_init(open_sheet, blank_sheet):
+    with pytest.raises(BackendError, match="run 'dcloop init|Run 'dcloop init"):
+        open_sheet(blank_sheet).read()
+
+
+def test_a_key_google_does_not_know(blank_sheet, emulator, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    key = write_key(tmp_path / "other.json", stranger, ACCOUNT, emulator.token_uri)
+    emulator.add_account(ACCOUNT, rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key())
+    backend = SheetBackend.from_config(sheet_config(blank_sheet, key, emulator.base_url), tmp_path)
+    with pytest.raises(BackendError, match="Google refused the service-account key"):
+        backend.read()
+
+
+def test_open_backend_dispatches_to_sheets(blank_sheet, key_file, emulator, tmp_path):
+    backend = open_backend(sheet_config(blank_sheet, key_file, emulator.base_url), tmp_path)
+    assert isinstance(backend, SheetBackend) and backend.account == ACCOUNT
+
+
+def test_accepts_a_gspread_client(blank_sheet, key_file, emulator):
+    import gspread
+    from dcloop.backends.sheet_http import authorized_session
+    credentials = load_credentials(key_file)
+    client = gspread.Client(None, session=authorized_session(credentials, emulator.base_url))
+    backend = SheetBackend(client, blank_sheet)
+    assert backend.create(make_table(2))[1] == "tab labels: created, 2 row(s) written"
+    assert backend.account == ACCOUNT
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+def test_credentials_lookup_order(tmp_path):
+    home, root = tmp_path / "home", tmp_path / "project"
+    default = home / ".config/gspread/service_account.json"
+    default.parent.mkdir(parents=True)
+    root.mkdir()
+    for f in (default, root / "key.json", tmp_path / "env.json"):
+        f.write_text("{}")
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "env.json")}
+    assert credentials_path("key.json", root, env, home) == root / "key.json"
+    assert credentials_path("", root, env, home) == tmp_path / "env.json"
+    assert credentials_path("", root, {}, home) == default
+    with pytest.raises(ConfigError, match="names .*missing.json, which is not a file"):
+        credentials_path("missing.json", root, env, home)
+    default.unlink()
+    with pytest.raises(ConfigError, match="no Google service-account key found"):
+        credentials_path("", root, {}, home)
+
+
+def test_a_key_that_is_not_a_service_account(tmp_path):
+    path = tmp_path / "client_secret.json"
+    path.write_text(json.dumps({"installed": {"client_id": "x"}}))
+    with pytest.raises(ConfigError, match="is not a service-account key"):
+        load_credentials(path)
+    path.write_text("not json")
+    with pytest.raises(ConfigError, match="not a readable JSON key file"):
+        load_credentials(path)
+
+
+@pytest.mark.parametrize("given, key", [
+    ("https://docs.google.com/spreadsheets/d/1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789/edit#gid=0",
+     "1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
+    ("1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
+])
+def test_sheet_key(given, key):
+    assert sheet_key(given) == key
+
+
+@pytest.mark.parametrize("given", ["", "https://example.com/nothing", "my sheet"])
+def test_sheet_key_refuses(given):
+    with pytest.raises(ConfigError):
+        sheet_key(given)

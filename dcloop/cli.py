@@ -103,8 +103,10 @@ def table_name(config) -> str:
 @click.option("--force", is_flag=True, help="Retrain even when nothing changed.")
 @click.option("--epochs", type=int, help="Override [model] epochs (changes the model fingerprint).")
 @click.option("--device", help="Train on this torch device (auto, cpu, cuda); default from dcloop.toml.")
+@click.option("--quick", is_flag=True,
+              help="Train a tenth of the epochs for fast feedback; the result row is marked kind=quick.")
 @json_option
-def sync(directory, force, epochs, device, as_json):
+def sync(directory, force, epochs, device, quick, as_json):
     """Pull the labels, retrain the fixed model if anything changed, write predictions back.
 
     \b
@@ -115,7 +117,7 @@ def sync(directory, force, epochs, device, as_json):
     from .sync import sync as run_sync
 
     config = load_config(directory, {"model": {"epochs": epochs, "device": device}})
-    report = run_sync(directory, config, force=force, progress=say)
+    report = run_sync(directory, config, force=force, progress=say, quick=quick)
     print_sync_report(report, as_json)
 
 

@@ -55,10 +55,11 @@ class ModelSection(Section):
     seed: int = 123
     learning_rate: float = Field(1e-4, gt=0)
     device: str = "auto"
+    threads: int = Field(0, ge=0, description="CPU threads for training; 0 picks the faster of 1 and all cores")
 
     def fingerprint(self) -> str:
         """Identifies the fixed model: scores are comparable only under the same fingerprint."""
-        recipe = self.model_dump(exclude={"device"})
+        recipe = self.model_dump(exclude={"device", "threads"})
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -73,6 +74,15 @@ class Config(BaseModel):
     table: TableSection = Field(default_factory=TableSection)
     model: ModelSection = Field(default_factory=ModelSection)
     suspicion: SuspicionSection = Field(default_factory=SuspicionSection)
+
+
+QUICK_EPOCH_SHARE = 10  # a quick schedule trains a tenth of the epochs
+
+
+def quick_config(config: Config) -> Config:
+    """The same project on the quick schedule: fewer epochs, hence its own model fingerprint."""
+    epochs = max(1, config.model.epochs // QUICK_EPOCH_SHARE)
+    return config.model_copy(update={"model": config.model.model_copy(update={"epochs": epochs})})
 
 
 def env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:

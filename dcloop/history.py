@@ -61,7 +61,7 @@ class History:
         """Record the table's labels and splits as a version unless it equals the current head."""
         version, parent = tbl.label_version(table), self.head()
         if version == parent:
-            return Recorded(version, parent, False, tbl.diff(table, table))
+            return Recorded(version, parent, False, tbl.diff(table.iloc[0:0], table.iloc[0:0]))
         before = self.snapshot(parent) if parent else table.iloc[0:0]
         changes = tbl.diff(before, table)
         folder = self.folder(version)

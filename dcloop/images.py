@@ -44,14 +44,13 @@ class Fetched:
 
 
 def is_http(url: str) -> bool:
-    return urlparse(url).scheme in ("http", "https")
+    return url[:8].lower().startswith(("http://", "https://"))
 
 
 def local_path(url: str, root: Path) -> Path:
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    path = Path(url).expanduser()
+    if url[:5].lower() == "file:":
+        return Path(unquote(urlparse(url).path))
+    path = Path(os.path.expanduser(url) if url.startswith("~") else url)
     return path if path.is_absolute() else root / path
 
 
@@ -61,6 +60,7 @@ class ImageStore:
     def __init__(self, root: Path, cache: Path, progress=None):
         self.root = Path(root)
         self.blobs = Path(cache) / "blobs"
+        self.blobs_prefix = str(self.blobs) + os.sep
         self.stat_index_path = Path(cache) / "local-files.json"
         self.url_index_path = Path(cache) / "urls.json"
         self.cache = Path(cache)
@@ -78,21 +78,23 @@ class ImageStore:
     def _fetch_local(self, urls: list[str]) -> dict[str, Fetched]:
         # (path, size, mtime) -> hash: an unchanged file is not read again.
         index = read_json(self.stat_index_path, {})
+        stored = self.stored() if urls else set()
         fresh, out = {}, {}
         for url in urls:
             path = local_path(url, self.root)
             try:
-                st = path.stat()
+                st = os.stat(path)
             except OSError:
                 out[url] = Fetched(error=f"missing file {path}")
                 continue
             key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
             sha = index.get(key)
-            if sha is None or not self.blob_path(sha).exists():
+            if sha is None or sha not in stored:
                 if st.st_size > MAX_IMAGE_BYTES:
                     out[url] = Fetched(error=f"file over {MAX_IMAGE_BYTES // 2**20} MiB")
                     continue
                 sha = self.store(path.read_bytes())
+                stored.add(sha)
             fresh[key] = sha
             out[url] = Fetched(sha, self.blob_path(sha))
         if fresh != index:
@@ -148,7 +150,14 @@ class ImageStore:
         return sha
 
     def blob_path(self, sha: str) -> Path:
-        return self.blobs / sha[:2] / sha
+        return Path(f"{self.blobs_prefix}{sha[:2]}{os.sep}{sha}")
+
+    def stored(self) -> set[str]:
+        """The hashes of every cached blob: one directory listing per prefix, not one stat per row."""
+        if not self.blobs.is_dir():
+            return set()
+        return {entry.name for prefix in os.scandir(self.blobs) if prefix.is_dir()
+                for entry in os.scandir(prefix.path)}
 
 
 def read_limited(session: requests.Session, url: str) -> bytes:
@@ -184,6 +193,29 @@ def decode_one(path: Path, size: int) -> np.ndarray:
     return resized[0].round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def decode_many(paths: list[Path], size: int):
+    """decode_one over many files, in order: pixels, or the error as a string.
+
+    One torch thread per image and one image per core: these ops are too small to split, and
+    split ones run many times slower when other processes keep the cores busy.
+    """
+    import torch
+
+    def attempt(path: Path):
+        try:
+            return decode_one(path, size)
+        except ValueError as e:
+            return str(e)
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+            yield from pool.map(attempt, paths)
+    finally:
+        torch.set_num_threads(previous)
+
+
 class DecodedCache:
     """Decoded pixels of every image seen, one uint8 array per size, keyed by content hash."""
 
@@ -203,13 +235,13 @@ class DecodedCache:
         position, pixels = self.load()
         todo = [sha for sha in blobs if sha not in position]
         decoded, errors = [], {}
-        for n, sha in enumerate(todo, 1):
+        for n, (sha, result) in enumerate(zip(todo, decode_many([blobs[s] for s in todo], self.size)), 1):
             if progress and (n % 500 == 0 or n == len(todo)):
                 progress(f"decoding images {n}/{len(todo)}")
-            try:
-                decoded.append((sha, decode_one(blobs[sha], self.size)))
-            except ValueError as e:
-                errors[sha] = str(e)
+            if isinstance(result, str):
+                errors[sha] = result
+            else:
+                decoded.append((sha, result))
         if decoded:
             start = len(pixels)
             pixels = np.concatenate([pixels, np.stack([p for _, p in decoded])])

@@ -19,6 +19,7 @@ def project_status(root: Path, config: Config) -> dict:
     history = History(state_dir(root))
     trained = read_json(state_dir(root) / "last_trained.json", {}).get("version", "")
     results = backend.read_results()
+    results = results[results["kind"] != "quick"] if "kind" in results else results  # quick runs are not scores
     per_class = {}
     for label in config.project.classes + sorted(set(checked.label) - set(config.project.classes) - {""}):
         mine = checked.label == label

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import table as tbl
 from .backends import Backend, open_backend
-from .config import STATE_DIR, Config
+from .config import STATE_DIR, Config, quick_config
 from .errors import CapError, DcloopError
 from .fsutil import atomic_write_bytes
 from .history import History, read_json, write_json
@@ -169,12 +169,18 @@ def predictions_patch(ids: list[str], proba: np.ndarray, labels: pd.Series, clas
 
 
 def sync(root: Path, config: Config, force: bool = False, progress: Progress = quiet,
-         backend: Backend | None = None, should_stop: Callable[[], bool] = lambda: False) -> SyncReport:
-    """Run one cycle on the project at ``root``; retrain only when something changed (or ``force``)."""
+         backend: Backend | None = None, should_stop: Callable[[], bool] = lambda: False,
+         quick: bool = False) -> SyncReport:
+    """Run one cycle on the project at ``root``; retrain only when something changed (or ``force``).
+
+    ``quick`` trains on the quick schedule; its result row says kind "quick" and has its own
+    model fingerprint, so it is never compared with full trainings.
+    """
     from . import model as fixed
     from .suspicion import cross_val_proba
 
     started = time.perf_counter()
+    config = quick_config(config) if quick else config
     root = Path(root)
     backend = backend or open_backend(config, root)
     classes = config.project.classes
@@ -186,7 +192,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     check_cap(checked, images, config.project.cap)
     key = training_key(recorded.version, config, images)
     last = read_json(state_dir(root) / "last_trained.json", {})
-    changed = changed_since(history, last.get("version", ""), table)
+    changed = 0 if last.get("version") == recorded.version else changed_since(history, last.get("version", ""), table)
     if not force and last.get("key") == key:
         message = (f"Nothing changed since run {last.get('run_id')} (label version {recorded.version}, "
                    f"model {config.model.fingerprint()}): not retraining. Use --force to retrain.")
@@ -226,6 +232,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     written = backend.write(patch)
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
                         val_scores, test_scores, trained, time.perf_counter() - started)
+    result["kind"] = "quick" if quick else "full"
     backend.append_result(result)
     if hasattr(backend, "update_classes"):
         backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))

@@ -1,0 +1,354 @@
+"""dcloop's speed, measured side by side in one run: training, the ceiling, the rest of a sync.
+
+    python scripts/bench.py ../shared/data/roman-numerals [--small] [--json-out bench.json]
+
+1. Training the dcai2021 recipe (batch 8, Adam 1e-4, best-val weights) on train/ and val/, scored
+   on label_book/: dcloop's sync against a plain hand-written torchvision loop (ImageFolder, PIL
+   decode and resize every epoch), 2 seeds each, with images/s, wall time and both accuracies.
+2. The ceiling: raw forward+backward on random tensors at the same batch size, per thread count
+   and memory layout; dcloop's training images/s as a percent of the best of them.
+3. The rest of a sync (everything but training and prediction) at 1,000/3,000/10,000 rows:
+   synthetic tables pointing at the real image files, cold (images served once from a local HTTP
+   server on 127.0.0.1) and warm (cache filled), and a no-change sync at the largest size.
+
+Ratios mean something within one run only; the machine's other load moves all the figures.
+The images are read by path; nothing is copied into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import http.server
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dcloop import model as fixed
+from dcloop import sync as dsync
+from dcloop.config import load_config
+from dcloop.project import init_project, rows_from_folder
+
+BATCH = 8
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# 1. Training -------------------------------------------------------------------------------------
+
+def train_dcloop(data: Path, epochs: int, seed: int, threads: int) -> dict:
+    """One real sync of a fresh project: decode once, then train, predict, write back."""
+    with tempfile.TemporaryDirectory(prefix="bench-dcloop-") as folder:
+        root = Path(folder) / "roman"
+        init_project(root, rows_from_folder(data))
+        config = load_config(root, {"model": {"epochs": epochs, "seed": seed, "threads": threads}}, environ={})
+        started = time.perf_counter()
+        report = dsync.sync(root, config, progress=lambda m: None)
+        wall = time.perf_counter() - started
+    result = report.result
+    return {"kind": "dcloop", "seed": seed, "epochs": epochs, "wall_s": wall,
+            "train_images_per_s": float(result["images_per_s"]),
+            "val_accuracy": float(result["val_accuracy"]), "label_book_accuracy": float(result["test_accuracy"])}
+
+
+def train_baseline(data: Path, epochs: int, seed: int) -> dict:
+    """The recipe as one would write it by hand with torchvision: decode and resize every epoch."""
+    from torchvision import datasets, transforms
+
+    mean = torch.tensor(fixed.CAFFE_BGR_MEAN).view(3, 1, 1)
+    prepare = transforms.Compose([
+        transforms.PILToTensor(),
+        transforms.Resize((32, 32), interpolation=transforms.InterpolationMode.BILINEAR, antialias=False),
+        transforms.Lambda(lambda x: x.flip(0).float() - mean),  # keras' caffe preprocessing
+    ])
+    train_set, val_set, book_set = (datasets.ImageFolder(str(data / split), transform=prepare)
+                                    for split in ("train", "val", "label_book"))
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=BATCH, shuffle=True)
+    model = fixed.build_model("dcai2021", len(train_set.classes))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    best_accuracy, best_state = -1.0, None
+    started = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss_fn(model(x), y).backward()
+            optimizer.step()
+        accuracy = evaluate(model, val_set)
+        if accuracy > best_accuracy:
+            best_accuracy, best_state = accuracy, copy.deepcopy(model.state_dict())
+    wall = time.perf_counter() - started
+    model.load_state_dict(best_state)
+    return {"kind": "baseline", "seed": seed, "epochs": epochs, "wall_s": wall,
+            "train_images_per_s": epochs * len(train_set) / wall, "val_accuracy": best_accuracy,
+            "label_book_accuracy": evaluate(model, book_set)}
+
+
+@torch.no_grad()
+def evaluate(model, dataset) -> float:
+    model.eval()
+    correct = 0
+    for x, y in torch.utils.data.DataLoader(dataset, batch_size=64):
+        correct += int((model(x).argmax(1) == y).sum())
+    return correct / len(dataset)
+
+
+# 2. The ceiling ----------------------------------------------------------------------------------
+
+def ceiling(threads: int, channels_last: bool, seconds: float) -> float:
+    """Images/s of forward+backward alone on random tensors, batch 8, the dcai2021 model."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = fixed.build_model("dcai2021", 10).to(memory_format=layout)
+    x = torch.randn(BATCH, 3, 32, 32).contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (BATCH,))
+    try:
+        for _ in range(3):
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+        steps, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            model.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            steps += 1
+        return steps * BATCH / (time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def ceilings(seconds: float) -> list[dict]:
+    cores = fixed.usable_cores()
+    return [{"threads": t, "layout": "channels_last" if cl else "contiguous",
+             "images_per_s": ceiling(t, cl, seconds)}
+            for t in sorted({1, cores}) for cl in (False, True)]
+
+
+# 3. The rest of a sync ---------------------------------------------------------------------------
+
+class Stages:
+    """Wall time of each stage of dcloop.sync.sync, by wrapping (not replacing) its functions."""
+
+    NAMES = ["pull", "load_images", "materialize", "save_predictions", "changed_since"]
+    MODEL = ["train", "predict"]
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def timed(self, name, function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+        return wrapper
+
+    @contextlib.contextmanager
+    def installed(self):
+        import dcloop.suspicion as suspicion
+        saved = [(dsync, n, getattr(dsync, n)) for n in self.NAMES]
+        saved += [(fixed, n, getattr(fixed, n)) for n in self.MODEL]
+        saved.append((suspicion, "cross_val_proba", suspicion.cross_val_proba))
+        for module, name, function in saved:
+            setattr(module, name, self.timed(name, function))
+        try:
+            yield self
+        finally:
+            for module, name, function in saved:
+                setattr(module, name, function)
+
+
+@contextlib.contextmanager
+def image_server(folder: Path):
+    """Serve ``folder`` on 127.0.0.1:<free port>; yields the base url and a request counter."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def synthetic_rows(source: pd.DataFrame, n: int, farm: Path, base_url: str) -> pd.DataFrame:
+    """n rows, each its own url (a link to a real image), 200 train and 100 val, the rest test."""
+    rows = []
+    for i in range(n):
+        real = source.iloc[i % len(source)]
+        link = farm / f"{i:06d}.png"
+        if not link.exists():
+            os.symlink(real["url"], link)
+        split = "train" if i < 200 else "val" if i < 300 else "test"
+        rows.append({"url": f"{base_url}/{link.name}", "label": real["label"], "split": split})
+    return pd.DataFrame(rows)
+
+
+def open_csv(root: Path, rows: pd.DataFrame):
+    init_project(root, rows)
+    return None, {}
+
+
+# A backend setup takes (project folder, rows) and returns (backend object or None, its API-call
+# counts). The Sheets emulator registers "gsheet" here once it exists.
+BACKENDS = {"csv": open_csv}
+
+
+def sync_timings(data: Path, sizes: list[int], backends: list[str], work: Path) -> tuple[list[dict], dict]:
+    source = rows_from_folder(data)
+    farm = work / "images"
+    farm.mkdir()
+    out, no_change = [], {}
+    with image_server(farm) as base_url:
+        for backend_name in backends:
+            for n in sizes:
+                rows = synthetic_rows(source, n, farm, base_url)
+                root = work / f"{backend_name}-{n}"
+                backend, calls = BACKENDS[backend_name](root, rows)
+                config = load_config(root, {"model": {"epochs": 1}}, environ={})
+                for case in ("cold", "warm"):
+                    say(f"sync {backend_name} {n} rows, {case} cache")
+                    out.append(timed_sync(root, config, backend, n, case, backend_name, calls))
+                if n == max(sizes):
+                    no_change = no_change_sync(root, config, backend, n, backend_name)
+    return out, no_change
+
+
+def timed_sync(root, config, backend, n, case, backend_name, calls) -> dict:
+    stages = Stages()
+    with stages.installed():
+        started = time.perf_counter()
+        dsync.sync(root, config, force=True, backend=backend)
+        total = time.perf_counter() - started
+    model = sum(stages.seconds.get(k, 0.0) for k in ("train", "predict", "cross_val_proba"))
+    return {"backend": backend_name, "rows": n, "cache": case, "total_s": total, "model_s": model,
+            "rest_s": total - model, **{f"{k}_s": v for k, v in stages.seconds.items()},
+            "api_calls": dict(calls)}
+
+
+def no_change_sync(root, config, backend, n, backend_name, repeats: int = 3) -> dict:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        report = dsync.sync(root, config, backend=backend)
+        times.append(time.perf_counter() - started)
+        assert not report.trained, report.message
+    return {"backend": backend_name, "rows": n, "median_s": float(np.median(times)), "runs_s": times}
+
+
+# The run and its table ---------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="folder with train/, val/, label_book/")
+    parser.add_argument("--small", action="store_true", help="a ~2 minute version: 1 seed, 2 epochs, small tables")
+    parser.add_argument("--epochs", type=int, help="training epochs (default 100; 2 with --small)")
+    parser.add_argument("--seeds", type=int, help="seeds per training path (default 2; 1 with --small)")
+    parser.add_argument("--rows", help="table sizes, comma-separated (default 1000,3000,10000)")
+    parser.add_argument("--backends", default="csv", help=f"comma-separated, of: {', '.join(BACKENDS)}")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="dcloop's [model] threads (0: it picks); the baseline uses the count dcloop picked")
+    parser.add_argument("--json-out", type=Path, default=Path("bench.json"))
+    args = parser.parse_args()
+    epochs = args.epochs or (2 if args.small else 100)
+    seeds = args.seeds or (1 if args.small else 2)
+    sizes = [int(s) for s in (args.rows or ("300,1000" if args.small else "1000,3000,10000")).split(",")]
+    figures = {"machine": machine(), "epochs": epochs, "batch_size": BATCH}
+
+    say("ceiling: raw forward+backward on random tensors")
+    figures["ceiling"] = ceilings(2.0 if args.small else 5.0)
+    threads = args.threads or fixed.pick_threads(recipe_settings(), 10, torch.device("cpu"))
+    figures["threads"] = threads
+    runs = []
+    for seed in range(1, seeds + 1):
+        say(f"training dcloop, seed {seed}, {epochs} epochs")
+        runs.append(train_dcloop(args.data, epochs, seed, threads))
+        say(f"training the torchvision baseline, seed {seed}, {epochs} epochs, {threads} thread(s)")
+        with torch_threads(threads):
+            runs.append(train_baseline(args.data, epochs, seed))
+    figures["training"] = runs
+    figures["ceiling"] += [dict(c, when="after") for c in ceilings(2.0 if args.small else 5.0)]
+
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as folder:
+        figures["sync"], figures["no_change"] = sync_timings(args.data, sizes, args.backends.split(","), Path(folder))
+    args.json_out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(report(figures))
+    say(f"figures written to {args.json_out}")
+
+
+def recipe_settings():
+    """The default [model] settings (the recipe) for timing the thread choice."""
+    from dcloop.config import ModelSection
+    return ModelSection()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def machine() -> dict:
+    return {"cores": fixed.usable_cores(), "torch": torch.__version__, "load_avg_start": os.getloadavg()[0]}
+
+
+def report(f: dict) -> str:
+    lines = [f"machine: {f['machine']['cores']} cores, torch {f['machine']['torch']}, "
+             f"load average at start {f['machine']['load_avg_start']:.1f}; dcloop trained with "
+             f"{f['threads']} thread(s); {f['epochs']} epochs, batch {f['batch_size']}", ""]
+    runs = pd.DataFrame(f["training"])
+    lines.append("training        seed  wall s   img/s   val   label_book")
+    for r in runs.itertuples():
+        lines.append(f"{r.kind:<14}{r.seed:>6}{r.wall_s:>8.1f}{r.train_images_per_s:>8.0f}"
+                     f"{r.val_accuracy:>7.3f}{r.label_book_accuracy:>9.3f}")
+    mean = runs.groupby("kind")[["wall_s", "train_images_per_s", "val_accuracy", "label_book_accuracy"]].mean()
+    if {"dcloop", "baseline"} <= set(mean.index):
+        lines.append(f"dcloop vs baseline: {mean.loc['baseline', 'wall_s'] / mean.loc['dcloop', 'wall_s']:.2f}x "
+                     f"faster wall time; val {mean.loc['dcloop', 'val_accuracy']:.3f} vs "
+                     f"{mean.loc['baseline', 'val_accuracy']:.3f}, label_book "
+                     f"{mean.loc['dcloop', 'label_book_accuracy']:.3f} vs {mean.loc['baseline', 'label_book_accuracy']:.3f}")
+    lines += ["", "ceiling (fwd+bwd, random tensors, batch 8)  threads  layout          img/s"]
+    for c in f["ceiling"]:
+        lines.append(f"{'  after training' if c.get('when') else '  before training':<44}{c['threads']:>7}  "
+                     f"{c['layout']:<14}{c['images_per_s']:>7.0f}")
+    best = max(c["images_per_s"] for c in f["ceiling"])
+    if "dcloop" in mean.index:
+        lines.append(f"dcloop's training (optimizer and per-epoch validation included): "
+                     f"{100 * mean.loc['dcloop', 'train_images_per_s'] / best:.0f}% of the best ceiling")
+    lines += ["", "sync without training  rows  cache   total s  model s  rest s  rest per 1k rows"]
+    for s in f["sync"]:
+        lines.append(f"  {s['backend']:<20}{s['rows']:>6}  {s['cache']:<6}{s['total_s']:>8.1f}{s['model_s']:>9.1f}"
+                     f"{s['rest_s']:>8.2f}{1000 * s['rest_s'] / s['rows']:>10.2f}")
+    nc = f["no_change"]
+    if nc:
+        lines.append(f"\nno-change sync, {nc['rows']} rows ({nc['backend']}): median {nc['median_s']:.2f} s "
+                     f"(target < 1 s)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -55,7 +55,7 @@ class ModelSection(Section):
     seed: int = 123
     learning_rate: float = Field(1e-4, gt=0)
     device: str = "auto"
-    threads: int = Field(0, ge=0, description="CPU threads for training; 0 picks the faster of 1 and all cores")
+    threads: int = Field(0, ge=-1, description="CPU threads for training: N, 0 all cores, -1 the faster of 1 and all")
 
     def fingerprint(self) -> str:
         """Identifies the fixed model: scores are comparable only under the same fingerprint."""

@@ -140,18 +140,19 @@ def step_seconds(settings, num_classes: int, device: torch.device, steps: int = 
 
 
 def pick_threads(settings, num_classes: int, device: torch.device) -> int:
-    """``[model] threads``, or with 0 the faster of 1 and all usable cores, timed here and now.
+    """``[model] threads``: N > 0 as given, 0 all usable cores, -1 the faster of 1 and all cores, timed now.
 
-    At batch 8 every op is small: on a machine whose cores are busy with other work, OpenMP threads
+    0 is the default because it is reproducible: same data, settings and machine, same weights.
+    -1 is for shared machines: at batch 8 every op is small: on a machine whose cores are busy with other work, OpenMP threads
     wait on each other and two threads can run 10-100x slower than one. Timing both is the only
     reliable guide; a count that is far slower is given up on early. The count only moves
     floating-point noise, not the recipe.
     """
-    if settings.threads or device.type != "cpu":
+    if settings.threads > 0 or device.type != "cpu":
         return settings.threads or torch.get_num_threads()
     cores = usable_cores()
-    if cores == 1:
-        return 1
+    if settings.threads == 0 or cores == 1:
+        return 1 if cores == 1 else cores
     previous, timed = torch.get_num_threads(), {1: np.inf, cores: np.inf}
     try:
         for threads in (1, cores, 1, cores):

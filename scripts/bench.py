@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument("--rows", help="table sizes, comma-separated (default 1000,3000,10000)")
     parser.add_argument("--backends", default="csv", help=f"comma-separated, of: {', '.join(BACKENDS)}")
     parser.add_argument("--threads", type=int, default=0,
-                        help="dcloop's [model] threads (0: it picks); the baseline uses the count dcloop picked")
+                        help="dcloop's [model] threads (0: all cores, -1: time 1 vs all); the baseline uses the same count")
     parser.add_argument("--json-out", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
     epochs = args.epochs or (2 if args.small else 100)
@@ -277,7 +277,7 @@ def main() -> None:
 
     say("ceiling: raw forward+backward on random tensors")
     figures["ceiling"] = ceilings(2.0 if args.small else 5.0)
-    threads = args.threads or fixed.pick_threads(recipe_settings(), 10, torch.device("cpu"))
+    threads = fixed.pick_threads(recipe_settings(args.threads), 10, torch.device("cpu"))
     figures["threads"] = threads
     runs = []
     for seed in range(1, seeds + 1):
@@ -296,10 +296,10 @@ def main() -> None:
     say(f"figures written to {args.json_out}")
 
 
-def recipe_settings():
-    """The default [model] settings (the recipe) for timing the thread choice."""
+def recipe_settings(threads: int = 0):
+    """The default [model] settings (the recipe), with a thread setting to resolve."""
     from dcloop.config import ModelSection
-    return ModelSection()
+    return ModelSection(threads=threads)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,8 @@ from dcloop.sync import sync
 
 def test_auto_threads_pick_one_or_all_usable_cores_and_restore_the_setting():
     before = torch.get_num_threads()
-    picked = fixed.pick_threads(ModelSection(batch_size=2, image_size=16), 3, torch.device("cpu"))
+    assert fixed.pick_threads(ModelSection(), 3, torch.device("cpu")) == fixed.usable_cores()
+    picked = fixed.pick_threads(ModelSection(batch_size=2, image_size=16, threads=-1), 3, torch.device("cpu"))
     assert picked in {1, fixed.usable_cores()}
     assert torch.get_num_threads() == before
 

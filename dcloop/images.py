@@ -128,19 +128,19 @@ class ImageStore:
                 out[url] = Fetched(index[url], self.blob_path(index[url]))
         return out
 
-    def _download(self, session: requests.Session, url: str, failures: "HostFailures"):
+    def _download(self, session: requests.Session, url: str, failures: HostFailures):
         """Fetched on success, else the last error as a string; retries with backoff.
 
-        A 4xx answer and a body over the size limit are final. Once a host has failed
-        HOST_FAILURE_LIMIT attempts this cycle, its remaining urls are not tried: a host that
-        is down costs a few timeouts, not a few per url.
+        A 4xx answer and a body over the size limit are final. Once HOST_FAILURE_LIMIT urls of
+        a host could not be reached this cycle, its other urls are not tried: a host that is
+        down costs a few timeouts, not a few per url.
         """
-        error, host = "", urlparse(url).netloc
+        error = ""
         for attempt in range(self.attempts):
             if attempt:
                 time.sleep(min(4.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
-            if failures.given_up(host):
-                return error or f"skipped: {host} failed {failures.limit} times this cycle"
+            if failures.given_up(url):
+                return error or f"skipped: {urlparse(url).netloc} could not be reached for {failures.limit} urls"
             try:
                 data = read_limited(session, url, self.timeout_s, self.max_bytes)
                 return Fetched(self.store(data), None)
@@ -150,9 +150,11 @@ class ImageStore:
                 error = f"http {e.response.status_code}"
                 if e.response.status_code < 500 and e.response.status_code != 429:
                     return error
+            except (requests.ConnectionError, requests.Timeout) as e:
+                error = f"fetch failed: {type(e).__name__}: {e}"[:200]
+                failures.add(url)
             except (requests.RequestException, ValueError) as e:
                 error = f"fetch failed: {type(e).__name__}: {e}"[:200]
-            failures.add(host)
         return error
 
     def store(self, data: bytes) -> str:
@@ -171,18 +173,21 @@ class TooLarge(ValueError):
 
 
 class HostFailures:
-    """Failed attempts per host during one fetch, shared by the download threads."""
+    """Urls per host that could not be reached this fetch (timeouts, refused or reset connections).
+
+    Shared by the download threads. An HTTP error status does not count: the host is up.
+    """
 
     def __init__(self, limit: int = HOST_FAILURE_LIMIT):
-        self.limit, self.counts, self.lock = limit, {}, threading.Lock()
+        self.limit, self.urls, self.lock = limit, {}, threading.Lock()
 
-    def add(self, host: str) -> None:
+    def add(self, url: str) -> None:
         with self.lock:
-            self.counts[host] = self.counts.get(host, 0) + 1
+            self.urls.setdefault(urlparse(url).netloc, set()).add(url)
 
-    def given_up(self, host: str) -> bool:
+    def given_up(self, url: str) -> bool:
         with self.lock:
-            return self.counts.get(host, 0) >= self.limit
+            return len(self.urls.get(urlparse(url).netloc, ())) >= self.limit
 
 
 def read_limited(session: requests.Session, url: str, timeout_s: float = HTTP_TIMEOUT_S,

@@ -11,7 +11,7 @@ from dcloop.cli import cli
 from dcloop.config import Config
 from dcloop.errors import LockedError
 from dcloop.lock import ProjectLock, project_lock
-from tests.processes import REPO
+from tests.unattended import REPO
 
 HOLD = """
 import sys

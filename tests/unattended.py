@@ -1,4 +1,4 @@
-"""Real dcloop processes for the lock, signal and crash tests: start, watch stderr, kill."""
+"""Helpers for the tests of running unattended: real dcloop processes (start, watch stderr, kill)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = "from dcloop.cli import cli; cli()"
 
@@ -22,11 +24,21 @@ def _die(*args, **kwargs):
 """
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny trainings on a shared 2-core machine run faster, and burn less CPU, on one thread."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Dcloop:
     """A `dcloop ARGS` subprocess whose stderr lines are collected as they come."""
 
     def __init__(self, *args, prelude: str = ""):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen([sys.executable, "-c", prelude + "\n" + CLI, *map(str, args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: queue.Queue[str] = queue.Queue()

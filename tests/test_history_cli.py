@@ -134,3 +134,33 @@ def test_restore_asks_then_writes_labels_and_splits_back_as_a_new_version(three_
     log = json.loads(run("log", root, "--json").stdout)
     assert [e["version"] for e in log] == [v1, v3, v2, v1] and log[0]["parent"] == v3
     assert run("restore", root, v1, "--yes").stdout.startswith(f"The table already has the labels and splits of version {v1}")
+
+
+def test_apply_restore_sets_label_and_split_by_id_adds_lost_rows_and_is_idempotent():
+    from dcloop import table as tbl
+
+    snapshot = pd.DataFrame({"id": ["a", "b", "c"], "url": ["a.png", "b.png", "c.png"],
+                             "label": ["1", "7", "0"], "split": ["train", "val", "train"]})
+    current = tbl.normalize(pd.DataFrame({
+        "id": ["b", "a", "d"], "url": ["b.png", "a-moved.png", "d.png"], "label": ["1", "1", "7"],
+        "split": ["train", "TRAIN", "val"], "note": ["mine", "", ""], "prediction": ["7", "1", "7"],
+        "mine": ["x", "y", "z"]}), "t")
+    restored = tbl.apply_restore(current, snapshot)
+    assert list(restored["id"]) == ["b", "a", "d", "c"]
+    assert list(restored["label"]) == ["7", "1", "7", "0"] and list(restored["split"]) == ["val", "train", "val", "train"]
+    assert list(restored["url"]) == ["b.png", "a-moved.png", "d.png", "c.png"]  # urls are not restored
+    assert list(restored["note"]) == ["mine", "", "", ""] and list(restored["mine"]) == ["x", "y", "z", ""]
+    assert list(restored["prediction"]) == ["7", "1", "7", ""]
+    assert tbl.apply_restore(restored, snapshot).equals(restored)
+    assert tbl.rows_changed(current, restored) == 3 and tbl.rows_changed(restored, restored) == 0
+
+
+def test_a_results_row_belongs_to_the_latest_entry_of_its_version_recorded_before_it():
+    from dcloop.history import scores_by_entry
+
+    index = pd.DataFrame({"version": ["v1", "v2", "v1"], "time_utc": ["2026-01-01T00:00:00Z",
+                                                                      "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"]})
+    results = pd.DataFrame({"label_version": ["v1", "v2", "v1", "v1"], "run_id": ["r1", "r2", "r3", "r4"],
+                            "time_utc": ["2026-01-01T01:00:00Z", "2026-01-02T01:00:00Z",
+                                         "2026-01-01T02:00:00Z", "2026-01-03T01:00:00Z"]})
+    assert {n: row["run_id"] for n, row in scores_by_entry(index, results).items()} == {0: "r3", 1: "r2", 2: "r4"}

@@ -125,3 +125,26 @@ def test_sync_watch_prints_a_json_line_per_cycle_holds_the_lock_and_exits_0_on_s
     assert "SIGTERM: stopping at the next safe point" in stderr and "stopped after 1 cycle(s)" in stderr
     assert "cycle 1: Run " in stderr
     assert len(results(root)) == 1
+
+
+def test_the_probe_reads_a_csv_only_when_its_stamp_moved_and_matches_the_version_sync_records(tmp_path):
+    import pandas as pd
+
+    from dcloop import table as tbl
+    from dcloop.backends.csv import CsvBackend
+    from dcloop.watch import TableProbe
+
+    path = tmp_path / "labels.csv"
+    path.write_text("url,label,split\na.png,1,train\nb.png,7,\n")
+    backend = CsvBackend(path, tmp_path / "results.csv")
+    reads = []
+    backend.read = lambda real=backend.read: reads.append(1) or real()
+    probe = TableProbe(backend, "train")
+    version = probe()
+    table = tbl.normalize(pd.read_csv(path, dtype=str, keep_default_na=False), "t")
+    assert version == tbl.label_version(tbl.with_ids(table, tbl.assign_ids(table), "train"))
+    assert probe() == version and len(reads) == 1
+    save_unchanged(path)
+    assert probe() == version and len(reads) == 2
+    path.write_text("url,label,split\na.png,7,train\nb.png,7,\n")
+    assert probe() != version

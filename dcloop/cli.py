@@ -127,6 +127,7 @@ def sync(directory, force, epochs, device, as_json, watch, interval, settle):
     from .lock import project_lock
     from .sync import sync as run_sync
 
+    check_watch_options(watch)
     config = load_config(directory, {"model": {"epochs": epochs, "device": device}})
     if watch:
         return watch_project(directory, config, force, interval, settle, as_json)
@@ -249,6 +250,15 @@ def main():  # pragma: no cover
 
 
 # --- Issue 5: running unattended (watch mode, the lock) and the label history commands ---
+
+def check_watch_options(watch: bool) -> None:
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [f"--{p}" for p in ("interval", "settle") if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE]
+    if given and not watch:
+        raise click.UsageError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --watch.")
+
 
 def watch_project(directory: Path, config, force: bool, interval: float, settle: float, as_json: bool) -> None:
     """sync --watch: hold the lock, loop until SIGINT/SIGTERM, one summary (and JSON) per cycle."""

@@ -11,6 +11,7 @@ from dcloop.cli import cli
 from dcloop.config import load_config
 from dcloop.errors import DcloopError
 from dcloop.history import History
+from dcloop.lock import ProjectLock
 from dcloop.sync import utc_now
 from dcloop.versions import current_table
 from dcloop.backends.csv import CsvBackend
@@ -133,6 +134,10 @@ def test_restore_asks_then_writes_labels_and_splits_back_as_a_new_version(three_
     assert table.loc[noted, "note"] == "looked at it twice" and table.loc[first, "prediction"] != ""
     log = json.loads(run("log", root, "--json").stdout)
     assert [e["version"] for e in log] == [v1, v3, v2, v1] and log[0]["parent"] == v3
+    with ProjectLock(root / ".dcloop", "dcloop sync --watch"):
+        locked = run("restore", root, v2, "--yes")
+    assert locked.exit_code == 3 and "(dcloop sync --watch)" in locked.stderr
+    assert labels(root).set_index("id").loc[first, "label"] == snapshot.loc[first, "label"]  # not v2's
     assert run("restore", root, v1, "--yes").stdout.startswith(f"The table already has the labels and splits of version {v1}")
 
 

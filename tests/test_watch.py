@@ -148,3 +148,10 @@ def test_the_probe_reads_a_csv_only_when_its_stamp_moved_and_matches_the_version
     assert probe() == version and len(reads) == 2
     path.write_text("url,label,split\na.png,7,train\nb.png,7,\n")
     assert probe() != version
+
+
+def test_interval_and_settle_without_watch_are_a_usage_error():
+    result = CliRunner().invoke(cli, ["sync", "somewhere", "--settle", "3"])
+    assert result.exit_code == 2 and "Error: --settle needs --watch." in result.stderr
+    result = CliRunner().invoke(cli, ["sync", "somewhere", "--interval", "1", "--settle", "3"])
+    assert result.exit_code == 2 and "Error: --interval and --settle need --watch." in result.stderr

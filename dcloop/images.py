@@ -290,9 +290,16 @@ def materialize(folder: Path, rows: list[tuple[str, str, str, Path, str]], link:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if not (link and try_link(blob, target)):
-            shutil.copyfile(blob, target)
+            copy_whole(blob, target)
         placed += 1
     return placed
+
+
+def copy_whole(source: Path, target: Path) -> None:
+    """Copy under a temporary name, then rename: a killed copy never leaves a truncated image."""
+    temporary = target.with_name(f".{target.name}.copy.tmp")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
 
 
 def try_link(source: Path, target: Path) -> bool:

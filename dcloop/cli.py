@@ -98,6 +98,15 @@ def table_name(config) -> str:
     return config.table.path if config.table.backend == "csv" else f"the sheet {config.table.sheet}"
 
 
+def watch_options(function):
+    """--watch, --interval, --settle for sync (issue 5)."""
+    function = click.option("--settle", type=click.FloatRange(min=0), default=10.0, show_default=True,
+                            help="With --watch: seconds the table must stay unchanged before a cycle.")(function)
+    function = click.option("--interval", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
+                            help="With --watch: seconds between looks at the table.")(function)
+    return click.option("--watch", is_flag=True, help="Keep running; sync whenever labels or splits change.")(function)
+
+
 @cli.command()
 @project_dir
 @click.option("--force", is_flag=True, help="Retrain even when nothing changed.")
@@ -106,18 +115,27 @@ def table_name(config) -> str:
 @click.option("--quick", is_flag=True,
               help="Train a tenth of the epochs for fast feedback; the result row is marked kind=quick.")
 @json_option
-def sync(directory, force, epochs, device, quick, as_json):
+@watch_options
+def sync(directory, force, epochs, device, quick, as_json, watch, interval, settle):
     """Pull the labels, retrain the fixed model if anything changed, write predictions back.
 
+    With --watch, keep going: sync again whenever the labels or splits change (see docs/unattended.md).
+
     \b
-    Example:
+    Examples:
         dcloop sync demo
+        dcloop sync demo --watch --interval 5 --settle 30
     """
     from .config import load_config
+    from .lock import project_lock
     from .sync import sync as run_sync
 
+    check_watch_options(watch)
     config = load_config(directory, {"model": {"epochs": epochs, "device": device}})
-    report = run_sync(directory, config, force=force, progress=say, quick=quick)
+    if watch:
+        return watch_project(directory, config, force, interval, settle, as_json, quick)
+    with project_lock(directory, config, "dcloop sync"):
+        report = run_sync(directory, config, force=force, progress=say, quick=quick)
     print_sync_report(report, as_json)
 
 
@@ -232,3 +250,193 @@ def format_status(info: dict) -> str:
 
 def main():  # pragma: no cover
     sys.exit(cli())
+
+
+# --- Issue 5: running unattended (watch mode, the lock) and the label history commands ---
+
+def check_watch_options(watch: bool) -> None:
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [f"--{p}" for p in ("interval", "settle") if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE]
+    if given and not watch:
+        raise click.UsageError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --watch.")
+
+
+def watch_project(directory: Path, config, force: bool, interval: float, settle: float, as_json: bool,
+                  quick: bool = False) -> None:
+    """sync --watch: hold the lock, loop until SIGINT/SIGTERM, one summary (and JSON) per cycle."""
+    import signal
+    import threading
+
+    from .lock import project_lock
+    from .watch import watch
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: leave now; every write is atomic
+        say(f"{signal.Signals(signum).name}: stopping at the next safe point (send it again to stop at once)")
+        stop.set()
+
+    def on_cycle(cycle) -> None:
+        say(cycle.summary())
+        if as_json:
+            click.echo(json.dumps(cycle.to_json()))
+
+    with project_lock(directory, config, "dcloop sync --watch"):
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            say(f"watching {table_name(config)} every {interval:g}s; a change is synced once it has "
+                f"settled for {settle:g}s. Ctrl-C stops.")
+            cycles = watch(directory, config, stop, on_cycle, interval, settle, force, say, quick=quick)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+    say(f"stopped after {cycles} cycle(s)")
+
+
+def version_argument(name: str):
+    return click.argument(name, metavar=name.upper())
+
+
+def project_argument(function):
+    return click.argument("directory", type=click.Path(file_okay=False, path_type=Path))(function)
+
+
+@cli.command(name="log")
+@project_dir
+@json_option
+def log_command(directory, as_json):
+    """One line per label version, newest first: id, time, rows changed, the score trained under it.
+
+    \b
+    Example:
+        dcloop log demo
+    """
+    from .config import load_config
+    from .versions import log
+
+    entries = log(directory, load_config(directory))
+    if as_json:
+        click.echo(json.dumps(entries))
+    elif not entries:
+        click.echo(f"No label versions recorded in {directory} yet; run: dcloop sync {directory}")
+    else:
+        click.echo(f"{'version':<12}  {'recorded (UTC)':<20}  {'rows':>6}  {'changes':<28}  "
+                   f"{'val':>6}  {'test':>6}  run")
+        for e in entries:
+            click.echo(f"{e['version']:<12}  {e['time_utc']:<20}  {e['rows']:>6}  {describe_changes(e):<28}  "
+                       f"{e['val_accuracy'] or '-':>6}  {e['test_accuracy'] or '-':>6}  {e['run_id'] or '-'}")
+
+
+def describe_changes(counts: dict) -> str:
+    parts = [f"+{counts['added']} rows" if counts["added"] else "",
+             f"-{counts['removed']} rows" if counts["removed"] else "",
+             f"{counts['label_changed']} labels" if counts["label_changed"] else "",
+             f"{counts['split_changed']} splits" if counts["split_changed"] else ""]
+    return ", ".join(p for p in parts if p) or "urls only"
+
+
+@cli.command()
+@project_argument
+@version_argument("a")
+@version_argument("b")
+@json_option
+def diff(directory, a, b, as_json):
+    """The rows whose label, split or url differ between label versions A and B (unique prefixes work).
+
+    \b
+    Example:
+        dcloop diff demo 3fa2c1 9b07d4
+    """
+    from .versions import diff_versions
+
+    a, b, changes = diff_versions(directory, a, b)
+    if as_json:
+        click.echo(json.dumps({"a": a, "b": b, "rows": changes.to_dict("records")}))
+        return
+    print_changes(changes, click.echo)
+    say(f"{len(changes)} row(s) differ from version {a} to {b}")
+
+
+def print_changes(changes, echo, limit: int | None = None) -> None:
+    """One line per row: id, change, url, and label and split as 'before -> after' where they differ."""
+    def cell(row, column):
+        before, after = row[f"{column}_before"] or "-", row[f"{column}_after"] or "-"
+        return before if before == after else f"{before} -> {after}"
+
+    rows = changes.to_dict("records")
+    if rows:
+        echo(f"{'id':<12}  {'change':<8}  {'label':<16}  {'split':<16}  url")
+    for row in rows[:limit]:
+        echo(f"{row['id']:<12}  {row['change']:<8}  {cell(row, 'label'):<16}  {cell(row, 'split'):<16}  "
+             f"{cell(row, 'url')}")
+    if limit is not None and len(rows) > limit:
+        echo(f"... and {len(rows) - limit} more")
+
+
+@cli.command()
+@project_argument
+@version_argument("version")
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A new or empty folder to write <split>/<class>/<id>.<ext> into.")
+@json_option
+def checkout(directory, version, dest, as_json):
+    """Copy a label version's images into an ImageFolder tree elsewhere: PATH/<split>/<class>/*.
+
+    \b
+    Example:
+        dcloop checkout demo 3fa2c1 --to /tmp/demo-3fa2c1
+    """
+    from .config import load_config
+    from .versions import checkout as run_checkout
+
+    done = run_checkout(directory, load_config(directory), version, dest, say)
+    if as_json:
+        click.echo(json.dumps(done))
+        return
+    splits = ", ".join(f"{n} {s}" for s, n in done["splits"].items())
+    skipped = "; ".join(f"{n} {why}" for why, n in done["skipped"].items())
+    click.echo(f"Wrote {done['images']} images of version {done['version']} to {done['path']} ({splits})."
+               + (f" Left out: {skipped}." if skipped else ""))
+
+
+@cli.command()
+@project_argument
+@version_argument("version")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def restore(directory, version, yes, as_json):
+    """Write a label version's labels and splits back into the table, recorded as a new version.
+
+    Only label and split change (and rows the version had that the table lost are added back);
+    dcloop's columns, notes and rows added since are kept. Asks first unless --yes.
+
+    \b
+    Example:
+        dcloop restore demo 3fa2c1 --yes
+    """
+    from .config import load_config
+    from .lock import project_lock
+    from .versions import plan_restore, restore as run_restore
+
+    config = load_config(directory)
+    plan = plan_restore(directory, config, version)
+    if plan.changes.empty:
+        click.echo(f"The table already has the labels and splits of version {plan.version}; nothing to restore.")
+        return
+    print_changes(plan.changes, lambda line: click.echo(line, err=True), limit=20)
+    counts = plan.summary()
+    question = (f"Restore version {plan.version} into {table_name(config)}: {counts['label_changed']} label(s) "
+                f"and {counts['split_changed']} split(s) change, {counts['added']} row(s) added back. Write?")
+    if not yes:
+        click.confirm(question, abort=True, err=True)
+    with project_lock(directory, config, "dcloop restore"):
+        done = run_restore(directory, config, plan)
+    if as_json:
+        click.echo(json.dumps(done))
+        return
+    click.echo(f"Restored the labels and splits of version {done['restored']}: {done['rows_written']} row(s) "
+               f"written, recorded as version {done['version']}. Run dcloop sync {directory} to retrain.")

@@ -68,12 +68,18 @@ class SuspicionSection(Section):
     low_label_prob: float = Field(0.2, ge=0, le=1)
 
 
+class ImagesSection(Section):
+    timeout_s: float = Field(15.0, gt=0, description="seconds to connect and to wait for data, per http image")
+    attempts: int = Field(3, ge=1, description="tries per http image before it is flagged unreadable")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     project: ProjectSection = Field(default_factory=ProjectSection)
     table: TableSection = Field(default_factory=TableSection)
     model: ModelSection = Field(default_factory=ModelSection)
     suspicion: SuspicionSection = Field(default_factory=SuspicionSection)
+    images: ImagesSection = Field(default_factory=ImagesSection)
 
 
 QUICK_EPOCH_SHARE = 10  # a quick schedule trains a tenth of the epochs

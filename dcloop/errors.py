@@ -31,3 +31,7 @@ class LockedError(DcloopError):
     """Another dcloop process holds the project's lock."""
 
     exit_code = 3
+
+
+class Stopped(DcloopError):
+    """A stop was asked for (SIGINT/SIGTERM in watch mode); the cycle ended at a safe point."""

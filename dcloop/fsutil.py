@@ -48,3 +48,24 @@ def atomic_write_text(path: Path, text: str, unchanged_since=False) -> bool:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def remove_temp_files(folder: Path, names: list[str] | None = None) -> int:
+    """Delete the temp files that atomic writes of a killed process left in ``folder``.
+
+    Only call this while holding the project's lock: then no live writer owns them. With
+    ``names``, only the temp files of those file names, and not below ``folder``; else all, recursively.
+    """
+    folder = Path(folder)
+    if names is None:
+        found = folder.rglob(".*.tmp") if folder.is_dir() else []
+    else:
+        found = [p for name in names for p in folder.glob(f".{name}.*.tmp")]
+    removed = 0
+    for path in found:
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

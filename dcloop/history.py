@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import table as tbl
+from .errors import DcloopError
 from .fsutil import atomic_write_text
 
 RESULT_COLUMNS = [
@@ -51,6 +52,19 @@ class History:
         index = self.index()
         return index["version"].iloc[-1] if len(index) else ""
 
+    def resolve(self, ref: str) -> str:
+        """The recorded version that ``ref`` names in full or by a unique prefix."""
+        known = list(dict.fromkeys(self.index()["version"]))
+        ref = ref.strip()
+        matches = [v for v in known if v.startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            listed = ", ".join(known[-5:]) or "none yet; run dcloop sync first"
+            raise DcloopError(f"{self.root}: no label version {ref!r}; recent versions: {listed} (see dcloop log).")
+        raise DcloopError(f"label version prefix {ref!r} is ambiguous: it matches {', '.join(matches)}; "
+                          f"give more characters.")
+
     def snapshot(self, version: str) -> pd.DataFrame:
         return pd.read_csv(self.folder(version) / "labels.csv", dtype=str, keep_default_na=False)
 
@@ -84,3 +98,18 @@ def read_json(path: Path, default=None):
 
 def write_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def scores_by_entry(index: pd.DataFrame, results: pd.DataFrame) -> dict[int, dict]:
+    """For each index position, the last results row trained under that entry (pure).
+
+    A results row belongs to the latest entry of its label version recorded at or before it:
+    a version can appear twice in the index (edits undone, or dcloop restore).
+    """
+    out: dict[int, dict] = {}
+    for row in results.to_dict("records"):
+        entries = index.index[index["version"] == row.get("label_version", "")]
+        earlier = [n for n in entries if index.at[n, "time_utc"] <= row.get("time_utc", "")]
+        if earlier or len(entries):
+            out[max(earlier) if earlier else entries[-1]] = row
+    return out

@@ -11,6 +11,7 @@ import io
 import os
 import random
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ MAX_IMAGE_BYTES = 50 * 1024 * 1024
 HTTP_TIMEOUT_S = 15
 HTTP_ATTEMPTS = 3
 HTTP_WORKERS = 8
+HOST_FAILURE_LIMIT = 3  # failed attempts on one host before its other urls are skipped this cycle
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,10 @@ def local_path(url: str, root: Path) -> Path:
 class ImageStore:
     """The content-addressed image cache of one project."""
 
-    def __init__(self, root: Path, cache: Path, progress=None):
+    def __init__(self, root: Path, cache: Path, progress=None, timeout_s: float = HTTP_TIMEOUT_S,
+                 attempts: int = HTTP_ATTEMPTS, max_bytes: int = MAX_IMAGE_BYTES):
         self.root = Path(root)
+        self.timeout_s, self.attempts, self.max_bytes = timeout_s, attempts, max_bytes
         self.blobs = Path(cache) / "blobs"
         self.blobs_prefix = str(self.blobs) + os.sep
         self.stat_index_path = Path(cache) / "local-files.json"
@@ -90,8 +94,8 @@ class ImageStore:
             key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
             sha = index.get(key)
             if sha is None or sha not in stored:
-                if st.st_size > MAX_IMAGE_BYTES:
-                    out[url] = Fetched(error=f"file over {MAX_IMAGE_BYTES // 2**20} MiB")
+                if st.st_size > self.max_bytes:
+                    out[url] = Fetched(error=f"file over {self.max_bytes / 2**20:g} MiB")
                     continue
                 sha = self.store(path.read_bytes())
                 stored.add(sha)
@@ -106,8 +110,9 @@ class ImageStore:
         todo = [u for u in urls if u not in index or not self.blob_path(index[u]).exists()]
         if todo:
             self.progress(f"fetching {len(todo)} image(s) over http")
+            failures = HostFailures()
             with ThreadPoolExecutor(HTTP_WORKERS) as pool, requests.Session() as session:
-                results = dict(zip(todo, pool.map(lambda u: self._download(session, u), todo)))
+                results = dict(zip(todo, pool.map(lambda u: self._download(session, u, failures), todo)))
             for url, result in results.items():
                 if isinstance(result, str):
                     index.pop(url, None)
@@ -125,19 +130,31 @@ class ImageStore:
                 out[url] = Fetched(index[url], self.blob_path(index[url]))
         return out
 
-    def _download(self, session: requests.Session, url: str):
-        """Fetched on success, else the last error as a string; retries with backoff."""
+    def _download(self, session: requests.Session, url: str, failures: HostFailures):
+        """Fetched on success, else the last error as a string; retries with backoff.
+
+        A 4xx answer and a body over the size limit are final. Once HOST_FAILURE_LIMIT urls of
+        a host could not be reached this cycle, its other urls are not tried: a host that is
+        down costs a few timeouts, not a few per url.
+        """
         error = ""
-        for attempt in range(HTTP_ATTEMPTS):
+        for attempt in range(self.attempts):
             if attempt:
                 time.sleep(min(4.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
+            if failures.given_up(url):
+                return error or f"skipped: {urlparse(url).netloc} could not be reached for {failures.limit} urls"
             try:
-                data = read_limited(session, url)
+                data = read_limited(session, url, self.timeout_s, self.max_bytes)
                 return Fetched(self.store(data), None)
+            except TooLarge as e:
+                return str(e)
             except requests.HTTPError as e:
                 error = f"http {e.response.status_code}"
                 if e.response.status_code < 500 and e.response.status_code != 429:
                     return error
+            except (requests.ConnectionError, requests.Timeout) as e:
+                error = f"fetch failed: {type(e).__name__}: {e}"[:200]
+                failures.add(url)
             except (requests.RequestException, ValueError) as e:
                 error = f"fetch failed: {type(e).__name__}: {e}"[:200]
         return error
@@ -160,15 +177,45 @@ class ImageStore:
                 for entry in os.scandir(prefix.path)}
 
 
-def read_limited(session: requests.Session, url: str) -> bytes:
-    """The body of a GET, refused past MAX_IMAGE_BYTES (a server may send an endless body)."""
-    with session.get(url, stream=True, timeout=HTTP_TIMEOUT_S) as response:
+class TooLarge(ValueError):
+    """A body over the size limit: not worth another attempt."""
+
+
+class HostFailures:
+    """Urls per host that could not be reached this fetch (timeouts, refused or reset connections).
+
+    Shared by the download threads. An HTTP error status does not count: the host is up.
+    """
+
+    def __init__(self, limit: int = HOST_FAILURE_LIMIT):
+        self.limit, self.urls, self.lock = limit, {}, threading.Lock()
+
+    def add(self, url: str) -> None:
+        with self.lock:
+            self.urls.setdefault(urlparse(url).netloc, set()).add(url)
+
+    def given_up(self, url: str) -> bool:
+        with self.lock:
+            return len(self.urls.get(urlparse(url).netloc, ())) >= self.limit
+
+
+def read_limited(session: requests.Session, url: str, timeout_s: float = HTTP_TIMEOUT_S,
+                 max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The body of a GET, refused past ``max_bytes`` (a server may send an endless body).
+
+    ``timeout_s`` bounds the connection and each wait for data; the whole body must arrive
+    within four times that, so a server that trickles bytes cannot hold a fetch forever.
+    """
+    deadline = time.monotonic() + 4 * timeout_s
+    with session.get(url, stream=True, timeout=timeout_s) as response:
         response.raise_for_status()
         chunks, size = [], 0
         for chunk in response.iter_content(64 * 1024):
             size += len(chunk)
-            if size > MAX_IMAGE_BYTES:
-                raise ValueError(f"body over {MAX_IMAGE_BYTES // 2**20} MiB")
+            if size > max_bytes:
+                raise TooLarge(f"body over {max_bytes / 2**20:g} MiB")
+            if time.monotonic() > deadline:
+                raise ValueError(f"body still arriving after {4 * timeout_s:g}s")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -262,10 +309,11 @@ def suffix_of(url: str) -> str:
     return suffix if 1 < len(suffix) <= 6 else ".img"
 
 
-def materialize(folder: Path, rows: list[tuple[str, str, str, Path, str]]) -> int:
+def materialize(folder: Path, rows: list[tuple[str, str, str, Path, str]], link: bool = True) -> int:
     """Lay out ``folder/<split>/<class>/<id><ext>`` as hard links (copies where links fail).
 
     ``rows`` are (id, split, label, blob path, url). Returns how many files were placed.
+    ``link=False`` copies: for folders handed to people, where an edit must not reach the cache.
     """
     placed = 0
     for row_id, split, label, blob, url in rows:
@@ -273,9 +321,22 @@ def materialize(folder: Path, rows: list[tuple[str, str, str, Path, str]]) -> in
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(blob, target)
-        except OSError:
-            shutil.copyfile(blob, target)
+        if not (link and try_link(blob, target)):
+            copy_whole(blob, target)
         placed += 1
     return placed
+
+
+def copy_whole(source: Path, target: Path) -> None:
+    """Copy under a temporary name, then rename: a killed copy never leaves a truncated image."""
+    temporary = target.with_name(f".{target.name}.copy.tmp")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
+
+def try_link(source: Path, target: Path) -> bool:
+    try:
+        os.link(source, target)
+        return True
+    except OSError:
+        return False

@@ -19,7 +19,7 @@ import pandas as pd
 from . import table as tbl
 from .backends import Backend, open_backend
 from .config import STATE_DIR, Config, quick_config
-from .errors import CapError, DcloopError
+from .errors import CapError, DcloopError, Stopped
 from .fsutil import atomic_write_bytes
 from .history import History, read_json, write_json
 from .images import DecodedCache, ImageStore, materialize
@@ -83,7 +83,8 @@ def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Pr
     cache = state_dir(root) / "cache"
     table = checked.table
     urls = dict(zip(table["id"], table["url"].str.strip()))
-    fetched = ImageStore(root, cache, progress).fetch([u for i, u in urls.items() if u])
+    store = ImageStore(root, cache, progress, config.images.timeout_s, config.images.attempts)
+    fetched = store.fetch([u for i, u in urls.items() if u])
     sha, blob = {}, {}
     for row_id, url in urls.items():
         result = fetched.get(url)
@@ -190,6 +191,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     recorded = history.record(table, utc_now())
     images = load_images(root, config, checked, progress)
     check_cap(checked, images, config.project.cap)
+    stop_if(should_stop, "after fetching images")
     key = training_key(recorded.version, config, images)
     last = read_json(state_dir(root) / "last_trained.json", {})
     changed = 0 if last.get("version") == recorded.version else changed_since(history, last.get("version", ""), table)
@@ -210,6 +212,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     y_train, y_val, y_test = (encode(p["label"], classes) for p in (train_rows, val_rows, test_rows))
     trained = fixed.train(stack(images, train_rows["id"]), y_train, stack(images, val_rows["id"]), y_val,
                           len(classes), config.model, progress, should_stop)
+    stop_if(should_stop, f"during training (after epoch {len(trained.history)})")
 
     progress("predicting every row and scoring training rows out of sample")
     readable = checked.table[checked.table["id"].isin(images.sha)]
@@ -243,6 +246,12 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
                f"{changed} row(s) changed since the last training, {time.perf_counter() - started:.0f}s)")
     return SyncReport(recorded.version, recorded.new, changed, True, message,
                       result, checked.flags, written)
+
+
+def stop_if(should_stop: Callable[[], bool], where: str) -> None:
+    """End the cycle at a safe point: nothing of it has been written back yet."""
+    if should_stop():
+        raise Stopped(f"stopped {where}; no predictions or results were written; the next sync trains again.")
 
 
 def save_predictions(run_dir: Path, rows: pd.DataFrame, proba: np.ndarray, embeddings: np.ndarray,

@@ -203,3 +203,29 @@ def apply_patch(current: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
             continue
         out.loc[values.index, column] = values.astype(str)
     return out
+
+
+def apply_restore(current: pd.DataFrame, snapshot: pd.DataFrame) -> pd.DataFrame:
+    """Set label and split by id to those of a recorded version: only `dcloop restore` writes these.
+
+    Rows of the version that the table lost are added back at the end (id, url, label, split);
+    rows added since, and every other column, are left as they are. Applying twice equals once.
+    """
+    out = current.copy()
+    recorded = versioned_rows(snapshot).set_index("id")
+    ids = out["id"].str.strip()
+    present = ids[ids.isin(recorded.index)]
+    for column in ("label", "split"):
+        out.loc[present.index, column] = present.map(recorded[column])
+    lost = recorded.loc[~recorded.index.isin(ids)].reset_index()
+    if lost.empty:
+        return out
+    added = pd.DataFrame("", index=range(len(lost)), columns=out.columns)
+    added[VERSIONED_COLUMNS] = lost[VERSIONED_COLUMNS].to_numpy()
+    return pd.concat([out, added], ignore_index=True)
+
+
+def rows_changed(before: pd.DataFrame, after: pd.DataFrame) -> int:
+    """Rows of ``before`` with a different cell in ``after`` (same order), plus rows added at the end."""
+    common = after.iloc[:len(before)].reindex(columns=before.columns)
+    return int((common.to_numpy() != before.to_numpy()).any(axis=1).sum()) + max(0, len(after) - len(before))

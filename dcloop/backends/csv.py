@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -43,13 +44,20 @@ class CsvBackend:
         return read_csv(self.path)
 
     def write(self, patch: pd.DataFrame) -> int:
+        return self._rewrite(lambda current: tbl.apply_patch(current, patch))
+
+    def restore(self, snapshot: pd.DataFrame) -> int:
+        """Set labels and splits to a recorded version's; only `dcloop restore` writes human columns."""
+        return self._rewrite(lambda current: tbl.apply_restore(current, snapshot))
+
+    def _rewrite(self, change) -> int:
         # Re-read right before writing, and only rename if nobody saved the file meanwhile:
         # a person's edits made during training are merged, never overwritten.
         for _ in range(MAX_WRITE_ATTEMPTS):
             stamp = file_stamp(self.path)
             current = tbl.normalize(self.read(), str(self.path))
-            patched = tbl.apply_patch(current, patch)
-            changed = int((patched[current.columns] != current).any(axis=1).sum())
+            patched = change(current)
+            changed = tbl.rows_changed(current, patched)
             if changed == 0:
                 return 0
             columns = list(current.columns)
@@ -77,3 +85,11 @@ class CsvBackend:
 
     def describe(self) -> str:
         return self.path.name
+
+    def stamp(self) -> tuple[int, ...] | None:
+        """Changes whenever the file may have: inode (a rename-save), mtime, ctime, size."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)

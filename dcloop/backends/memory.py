@@ -22,6 +22,11 @@ class MemoryBackend:
         self.table = tbl.apply_patch(before, patch)
         return int((self.table.reindex(columns=before.columns) != before).any(axis=1).sum())
 
+    def restore(self, snapshot: pd.DataFrame) -> int:
+        before = self.table
+        self.table = tbl.apply_restore(before, snapshot)
+        return tbl.rows_changed(before, self.table)
+
     def create(self, table: pd.DataFrame) -> None:
         self.table = table.copy()
 

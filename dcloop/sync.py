@@ -241,8 +241,9 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
         backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))
     # Written last: a sync killed before this point trains again next time.
     write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version})
-    message = (f"Run {run_id}: val accuracy {fmt(val_scores.get('accuracy'))}, "
-               f"test accuracy {fmt(test_scores.get('accuracy'))} (label version {recorded.version}, "
+    scored = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}"
+                       for split, s in (("val", val_scores), ("test", test_scores)) if s) or "no val or test rows"
+    message = (f"Run {run_id}: {scored} (label version {recorded.version}, "
                f"{changed} row(s) changed since the last training, {time.perf_counter() - started:.0f}s)")
     return SyncReport(recorded.version, recorded.new, changed, True, message,
                       result, checked.flags, written)

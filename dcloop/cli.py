@@ -119,7 +119,7 @@ def watch_options(function):
 def sync(directory, force, epochs, device, quick, as_json, watch, interval, settle):
     """Pull the labels, retrain the fixed model if anything changed, write predictions back.
 
-    With --watch, keep going: sync again whenever the labels or splits change (see docs/unattended.md).
+    With --watch, keep going: sync again whenever the labels or splits change (see the README, "Running unattended").
 
     \b
     Examples:

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from dcloop.cli import cli
 from tests.unattended import REPO
 
-DOC = (REPO / "docs/unattended.md").read_text()
+DOC = (REPO / "README.md").read_text()
 
 
 def unit(name):

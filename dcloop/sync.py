@@ -23,6 +23,7 @@ from .errors import CapError, DcloopError
 from .fsutil import atomic_write_bytes
 from .history import History, read_json, write_json
 from .images import DecodedCache, ImageStore, materialize
+from .report import report_after_sync
 
 Progress = Callable[[str], None]
 
@@ -231,6 +232,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
         backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))
     # Written last: a sync killed before this point trains again next time.
     write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version})
+    report_after_sync(root, config, backend, run_id, progress)  # issue #6: DIR/report/index.html
     message = (f"Run {run_id}: val accuracy {fmt(val_scores.get('accuracy'))}, "
                f"test accuracy {fmt(test_scores.get('accuracy'))} (label version {recorded.version}, "
                f"{changed} row(s) changed since the last training, {time.perf_counter() - started:.0f}s)")

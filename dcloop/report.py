@@ -152,7 +152,7 @@ def flag_kinds(flags: pd.Series) -> list[dict]:
 def split_balance(labels: pd.Series, splits: pd.Series, classes: list[str]) -> dict:
     """Rows per class (and unlabeled, and labels outside the class list) in each split."""
     labels, splits = labels.str.strip(), splits.str.strip().str.lower()
-    names = classes + sorted(set(labels) - set(classes) - {""}) + ["(unlabeled)"]
+    names = classes + sorted(set(labels) - set(classes) - {""}) + (["(unlabeled)"] if (labels == "").any() else [])
     keyed = labels.where(labels != "", "(unlabeled)")
     counts = [[int(((keyed == name) & (splits == s)).sum()) for s in tbl.SPLITS] for name in names]
     return {"splits": tbl.SPLITS, "names": names, "counts": counts,

@@ -38,6 +38,7 @@ IMAGES_PER_CELL = 240
 DIFF_ROWS_SHOWN = 120
 DUPLICATE_GROUPS_SHOWN = 60
 TOP_FLAG_KINDS = 6
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[str], None]
 
@@ -367,6 +368,7 @@ class Thumbnails:
 
     def __init__(self, cache: Path, size: int = THUMB_SIZE):
         self.folder = Path(cache) / "thumbs"
+        self.blobs = Path(cache) / "blobs"
         self.size = size
 
     def make(self, files: dict[str, Path], progress: Progress = quiet) -> tuple[list[str], dict[str, int], dict[str, str]]:
@@ -389,6 +391,11 @@ class Thumbnails:
         return thumbs, thumb_of, content
 
     def one(self, path: Path) -> tuple[str, bytes | None]:
+        # A blob of the image cache is named by its content hash: no need to read it to know it.
+        sha = path.name if path.parent.parent == self.blobs and SHA256.fullmatch(path.name) else ""
+        cached = self.folder / sha[:2] / f"{sha}-{self.size}.png"
+        if sha and cached.exists():
+            return sha, cached.read_bytes()
         try:
             data = path.read_bytes()
         except OSError:
@@ -408,17 +415,21 @@ def thumbnail_png(data: bytes, size: int) -> bytes | None:
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            image = ImageOps.exif_transpose(image)
+            image = image.convert("L" if image.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
     scale = size / max(image.size)
     target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    image = image.resize(target, Image.LANCZOS if scale < 1 else Image.BICUBIC)
-    r, g, b = image.split()
-    if r.tobytes() == g.tobytes() == b.tobytes():
-        image = r
+    # reducing_gap: a fast box reduction first, then Lanczos; twice as fast, looks the same at 64 px.
+    image = (image.resize(target, Image.LANCZOS, reducing_gap=2.0) if scale < 1
+             else image.resize(target, Image.BICUBIC))
+    if image.mode == "RGB":
+        r, g, b = image.split()
+        if r.tobytes() == g.tobytes() == b.tobytes():
+            image = r
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
+    image.save(out, format="PNG")
     return out.getvalue()
 
 
@@ -459,6 +470,7 @@ def write_report(root: Path, config: Config, backend=None, run_id: str = "", pro
                      thumbs, thumb_of, content, utc_now())
     path = root / REPORT_DIR / "index.html"
     atomic_write_text(path, render_page(data))
+    path.chmod(0o644)  # a page to share or serve, not a private temp file
     progress(f"report for run {run.run_id} written to {path} in {time.perf_counter() - started:.1f}s")
     return path
 

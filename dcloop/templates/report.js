@@ -92,7 +92,9 @@
       card("rows", num(s.rows), splits + (s.unlabeled ? " · " + num(s.unlabeled) + " unlabeled" : "")),
       card("val accuracy", pct(s.val), val[0], val[1]),
       card("test accuracy", pct(s.test), test[0], test[1]),
-      card("labels changed", s.labels_changed === "" ? "–" : num(s.labels_changed), "rows changed since the previous training"),
+      card("labels changed", s.labels_changed === "" ? "–" : num(s.labels_changed),
+           D.scores.length && D.scores[0].run_id === s.run_id ? "first training: every row counts as new"
+                                                               : "rows changed since the previous training"),
       card("suspects", num(s.suspects), "labels the model doubts: another class preferred, p(label) < " + D.low_label_prob),
       card("flagged rows", num(s.flagged), flags),
       card("model", s.model.preset, "fingerprint " + s.model.fingerprint + (s.model.best_epoch ?
@@ -211,7 +213,9 @@
     var canvas = byId("map-canvas"), tip = byId("map-tip"), legend = byId("map-legend");
     var state = {by: "label", splits: SPLITS.map(function () { return true; }), suspectsOnly: false, hidden: {}, pinned: -1};
     var screenX = new Float32Array(N), screenY = new Float32Array(N), visible = [];
-    byId("map-hint").textContent = D.map.method + " of the fixed model's penultimate-layer embeddings, one dot per " +
+    var method = D.map.method === "PCA" ? "PCA (a linear view; with umap-learn installed the map is UMAP, which " +
+      "separates classes better)" : D.map.method;
+    byId("map-hint").textContent = method + " of the fixed model's penultimate-layer embeddings, one dot per " +
       "image (" + num(N) + "). Dots with a black ring are suspects. Hover a dot to see the image, click to pin it; " +
       "click a legend entry to hide it. Look for islands of one colour inside another class, and sparse regions.";
     var controls = byId("map-controls"), select = el("select", {});

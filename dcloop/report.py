@@ -230,17 +230,15 @@ def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, list[float]]:
     return xy, (share + [0.0, 0.0])[:2]
 
 
-def project_2d(embeddings: np.ndarray, seed: int, method: str = "auto") -> tuple[np.ndarray, dict]:
-    """UMAP when umap-learn is installed (and ``method`` allows), else PCA; returns xy and axis names."""
-    if method in ("auto", "umap") and len(embeddings) >= 10:
-        try:
-            import umap
-        except ImportError:
-            if method == "umap":
-                raise DcloopError("the embedding map's UMAP needs umap-learn: pip install umap-learn") from None
-        else:
-            reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(embeddings) - 1), random_state=seed)
-            return reducer.fit_transform(embeddings), {"method": "UMAP", "x": "UMAP 1", "y": "UMAP 2"}
+def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+    """UMAP when umap-learn is installed, else PCA; returns xy and the axes' names."""
+    try:
+        import umap
+    except ImportError:
+        umap = None
+    if umap is not None and len(embeddings) >= 10:
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(embeddings) - 1), random_state=seed)
+        return reducer.fit_transform(embeddings), {"method": "UMAP", "x": "UMAP 1", "y": "UMAP 2"}
     xy, share = pca_2d(embeddings)
     return xy, {"method": "PCA", "x": f"principal component 1 ({share[0]:.0%} of variance)",
                 "y": f"principal component 2 ({share[1]:.0%} of variance)"}
@@ -258,10 +256,36 @@ def points(run: Run, classes: list[str], scores: dict, suspect: np.ndarray, xy: 
     return {"id": run.ids.tolist(), "label": label_codes(run.labels, classes).tolist(),
             "raw_label": run.labels.tolist(),
             "pred": scores["predicted"].tolist(), "split": [split_index.get(s, -1) for s in run.splits],
-            "conf": rounded(scores["confidence"]), "label_prob": rounded(scores["label_prob"]),
+            "conf": rounded(scores["confidence"]),
             "susp": rounded(scores["suspicion"]), "suspect": suspect.astype(int).tolist(),
             "flags": [flags.get(i, "") for i in run.ids], "thumb": [thumb_of.get(i, -1) for i in run.ids],
             "x": rounded(xy[:, 0], 4), "y": rounded(xy[:, 1], 4)}
+
+
+def result_of(results: pd.DataFrame, run_id: str) -> dict:
+    """The run's row of the results table ({} when it has none)."""
+    if "run_id" not in results.columns or not (results["run_id"] == run_id).any():
+        return {}
+    return results[results["run_id"] == run_id].iloc[-1].to_dict()
+
+
+def summary(project: str, run_id: str, table: pd.DataFrame, result: dict, series: list[dict],
+            matrices: dict, suspect: np.ndarray, model) -> dict:
+    """The one-screen summary at the top of the page."""
+    return {
+        "project": project, "version": result.get("label_version", ""), "run_id": run_id,
+        "time": result.get("time_utc", ""), "rows": len(table),
+        "splits": {s: int((table["split"].str.strip().str.lower() == s).sum()) for s in tbl.SPLITS},
+        "unlabeled": int((table["label"].str.strip() == "").sum()),
+        "flagged": int((table["flags"].str.strip() != "").sum()), "suspects": int(suspect.sum()),
+        "val": matrices["val"]["accuracy"], "test": matrices["test"]["accuracy"],
+        "val_change": score_change(series, run_id, "val"), "test_change": score_change(series, run_id, "test"),
+        "labels_changed": result.get("labels_changed", ""), "flags": flag_kinds(table["flags"])[:TOP_FLAG_KINDS],
+        "model": {"preset": result.get("preset") or model.preset,
+                  "fingerprint": result.get("model_fingerprint") or model.fingerprint(),
+                  "best_epoch": result.get("best_epoch", ""), "epochs": result.get("epochs", ""),
+                  "duration_s": result.get("duration_s", "")},
+    }
 
 
 def page_data(project: str, run: Run, config: Config, table: pd.DataFrame, results: pd.DataFrame,
@@ -272,27 +296,13 @@ def page_data(project: str, run: Run, config: Config, table: pd.DataFrame, resul
     codes = label_codes(run.labels, classes)
     scores = row_scores(run.proba, codes, table_numbers(table, "suspicion", run.ids))
     suspect = suspects(codes, scores["predicted"], scores["label_prob"], config.suspicion.low_label_prob)
-    result = results[results["run_id"] == run.run_id].iloc[-1].to_dict() if (
-        "run_id" in results.columns and (results["run_id"] == run.run_id).any()) else {}
-    fingerprint = result.get("model_fingerprint") or config.model.fingerprint()
-    series = score_series(results, fingerprint)
+    result = result_of(results, run.run_id)
+    series = score_series(results, result.get("model_fingerprint") or config.model.fingerprint())
     matrices = {s: confusion(codes, scores["predicted"], run.splits == s, len(classes)) for s in ("val", "test", "train")}
     flags = dict(zip(table["id"], table["flags"].str.strip()))
-    summary = {
-        "project": project, "version": result.get("label_version", ""), "run_id": run.run_id,
-        "time": result.get("time_utc", ""), "rows": len(table),
-        "splits": {s: int((table["split"].str.strip().str.lower() == s).sum()) for s in tbl.SPLITS},
-        "unlabeled": int((table["label"].str.strip() == "").sum()),
-        "flagged": int((table["flags"].str.strip() != "").sum()), "suspects": int(suspect.sum()),
-        "val": matrices["val"]["accuracy"], "test": matrices["test"]["accuracy"],
-        "val_change": score_change(series, run.run_id, "val"), "test_change": score_change(series, run.run_id, "test"),
-        "labels_changed": result.get("labels_changed", ""), "flags": flag_kinds(table["flags"])[:TOP_FLAG_KINDS],
-        "model": {"preset": result.get("preset") or config.model.preset, "fingerprint": fingerprint,
-                  "best_epoch": result.get("best_epoch", ""), "epochs": result.get("epochs", ""),
-                  "duration_s": result.get("duration_s", "")},
-    }
     return {
-        "generated": generated, "classes": classes, "splits": tbl.SPLITS, "summary": summary,
+        "generated": generated, "classes": classes, "splits": tbl.SPLITS,
+        "summary": summary(project, run.run_id, table, result, series, matrices, suspect, config.model),
         "scores": series, "confusion": matrices, "map": axes,
         "points": points(run, classes, scores, suspect, xy, flags, thumb_of),
         "per_class": class_details(classes, codes, run.splits, scores),

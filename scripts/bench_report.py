@@ -132,7 +132,7 @@ def main() -> None:
         print(json.dumps(figures))
     else:
         for key, value in figures.items():
-            print(f"{key:<16}{value}")
+            print(f"{key:<20}{value}")
 
 
 if __name__ == "__main__":

@@ -440,3 +440,31 @@ def restore(directory, version, yes, as_json):
         return
     click.echo(f"Restored the labels and splits of version {done['restored']}: {done['rows_written']} row(s) "
                f"written, recorded as version {done['version']}. Run dcloop sync {directory} to retrain.")
+
+
+# ---- issue #6: the HTML report ----------------------------------------------------------------
+
+@cli.command()
+@project_dir
+@click.option("--run", "run_id", default="", help="Report on this run id (default: the last one trained).")
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the default browser afterwards.")
+@json_option
+def report(directory, run_id, open_page, as_json):
+    """Write DIRECTORY/report/index.html: scores over versions, confusion matrices with their images,
+    the embedding map, the most suspicious images per class, the latest label changes and the split
+    balance. A static page that works offline; sync rewrites it after every training.
+
+    \b
+    Example:
+        dcloop report demo --open
+    """
+    from .config import load_config
+    from .report import write_report
+
+    path = write_report(directory, load_config(directory), run_id=run_id, progress=say)
+    if as_json:
+        click.echo(json.dumps({"path": str(path.resolve())}))
+    else:
+        click.echo(str(path))
+    if open_page:
+        click.launch(str(path.resolve()))

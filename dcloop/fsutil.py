@@ -27,6 +27,8 @@ def atomic_write_bytes(path: Path, data: bytes, unchanged_since=False) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); keep the mode a plain open() would give, or the old one.
+        os.chmod(tmp, existing_mode(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -40,6 +42,15 @@ def atomic_write_bytes(path: Path, data: bytes, unchanged_since=False) -> bool:
             os.unlink(tmp)
         raise
     return True
+
+
+def existing_mode(path: Path) -> int:
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: Path, text: str, unchanged_since=False) -> bool:

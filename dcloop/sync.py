@@ -23,6 +23,7 @@ from .errors import CapError, DcloopError, Stopped
 from .fsutil import atomic_write_bytes
 from .history import History, read_json, write_json
 from .images import DecodedCache, ImageStore, materialize
+from .report import report_after_sync
 
 Progress = Callable[[str], None]
 
@@ -241,6 +242,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
         backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))
     # Written last: a sync killed before this point trains again next time.
     write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version})
+    report_after_sync(root, config, backend, run_id, progress)  # DIR/report/index.html
     scored = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}"
                        for split, s in (("val", val_scores), ("test", test_scores)) if s) or "no val or test rows"
     message = (f"Run {run_id}: {scored} (label version {recorded.version}, "

@@ -107,3 +107,17 @@ def test_apply_patch_is_idempotent_and_keeps_human_columns(rows, rnd):
     assert once.equals(tbl.apply_patch(once, patch))
     assert once[tbl.HUMAN_COLUMNS].equals(current[tbl.HUMAN_COLUMNS])
     assert (once["prediction"] == once["id"].str[::-1]).all()
+
+
+def test_atomic_writes_keep_the_file_mode(tmp_path):
+    import os
+    from dcloop.fsutil import atomic_write_text
+    path = tmp_path / "labels.csv"
+    path.write_text("url,label\n")
+    os.chmod(path, 0o664)
+    atomic_write_text(path, "url,label\na,b\n")
+    assert os.stat(path).st_mode & 0o777 == 0o664
+    atomic_write_text(tmp_path / "new.csv", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "new.csv").st_mode & 0o777 == 0o666 & ~umask

@@ -461,14 +461,18 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def write_report(root: Path, config: Config, backend=None, run_id: str = "", progress: Progress = quiet) -> Path:
-    """Build ``root/report/index.html`` for a run (default: the last one trained); return its path."""
+def write_report(root: Path, config: Config, backend=None, run_id: str = "", progress: Progress = quiet,
+                 table: pd.DataFrame | None = None) -> Path:
+    """Build ``root/report/index.html`` for a run (default: the last one trained); return its path.
+
+    ``table``, when the caller has it (a sync that just wrote it back), saves reading it again.
+    """
     from .backends import open_backend
 
     started = time.perf_counter()
     root, state = Path(root), Path(root) / STATE_DIR
     backend = backend or open_backend(config, root)
-    table = tbl.normalize(backend.read(), backend.describe())
+    table = tbl.normalize(backend.read() if table is None else table, backend.describe())
     results = backend.read_results()
     run = load_run(state, run_id or latest_run_id(state, results))
     history = History(state)
@@ -485,10 +489,11 @@ def write_report(root: Path, config: Config, backend=None, run_id: str = "", pro
     return path
 
 
-def report_after_sync(root: Path, config: Config, backend, run_id: str, progress: Progress) -> None:
+def report_after_sync(root: Path, config: Config, backend, run_id: str, progress: Progress,
+                      table: pd.DataFrame | None = None) -> None:
     """The sync's last step: a report that cannot be built is a warning, never a failed sync."""
     try:
-        write_report(root, config, backend, run_id, progress)
+        write_report(root, config, backend, run_id, progress, table)
     except Exception as e:  # noqa: BLE001 - labels and results are already written; say so, go on
         progress(f"warning: the report was not written ({type(e).__name__}: {e}). "
                  f"The sync itself succeeded; retry with: dcloop report {root}")

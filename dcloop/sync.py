@@ -242,7 +242,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
         backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))
     # Written last: a sync killed before this point trains again next time.
     write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version})
-    report_after_sync(root, config, backend, run_id, progress)  # DIR/report/index.html
+    report_after_sync(root, config, backend, run_id, progress, tbl.apply_patch(table, patch))
     scored = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}"
                        for split, s in (("val", val_scores), ("test", test_scores)) if s) or "no val or test rows"
     message = (f"Run {run_id}: {scored} (label version {recorded.version}, "

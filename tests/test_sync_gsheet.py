@@ -32,8 +32,9 @@ def test_init_and_sync_through_the_emulator(tmp_path, emulator, key_file, monkey
     result = runner.invoke(cli, ["sync", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Run ")
-    # read, re-read before writing, one batchUpdate, the results row, the classes tab
-    assert emulator.api_calls() == 5
+    # read, re-read before writing, one batchUpdate, the results row, the classes tab,
+    # and the report's read of the results tab
+    assert emulator.api_calls() == 6
     table = sheet_frame(emulator, key)
     assert (table["prediction"] != "").all() and (table["suspicion"] != "").all()
     results = sheet_frame(emulator, key, "results")

@@ -15,7 +15,9 @@ from .errors import SchemaError
 
 COLUMNS = ["id", "image", "url", "label", "split", "note",
            "prediction", "confidence", "label_prob", "suspicion", "flags"]
-HUMAN_COLUMNS = ["url", "label", "split", "note"]
+HUMAN_COLUMNS = ["url", "label", "split", "note", "reviewed"]
+# Known columns a table may have but need not: normalize() does not add them.
+OPTIONAL_COLUMNS = ["reviewed"]
 MACHINE_COLUMNS = ["id", "image", "prediction", "confidence", "label_prob", "suspicion", "flags"]
 REQUIRED_COLUMNS = ["url", "label"]
 SPLITS = ["train", "val", "test", "exclude"]
@@ -40,7 +42,7 @@ def normalize(raw: pd.DataFrame, source: str) -> pd.DataFrame:
             f"{source}: missing required column(s) {', '.join(missing)}; "
             f"the header is: {', '.join(header) or '(empty)'}. "
             f"A label table needs at least the columns url,label.")
-    repeated = sorted({c for c in header if header.count(c) > 1 and c in COLUMNS})
+    repeated = sorted({c for c in header if header.count(c) > 1 and c in COLUMNS + OPTIONAL_COLUMNS})
     if repeated:
         raise SchemaError(f"{source}: column(s) {', '.join(repeated)} appear more than once in the header.")
     table = raw.copy()
@@ -204,3 +206,10 @@ def apply_patch(current: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
             continue
         out.loc[values.index, column] = values.astype(str)
     return out
+
+
+def reorder(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The same rows, those named in ``order`` first and in that order, the rest after as they were."""
+    rank = {row_id: n for n, row_id in enumerate(order)}
+    key = table["id"].str.strip().map(rank).fillna(len(order))
+    return table.iloc[key.argsort(kind="stable")].reset_index(drop=True)

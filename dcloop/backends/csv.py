@@ -42,7 +42,7 @@ class CsvBackend:
     def read(self) -> pd.DataFrame:
         return read_csv(self.path)
 
-    def write(self, patch: pd.DataFrame) -> int:
+    def write(self, patch: pd.DataFrame, order: list[str] | None = None) -> int:
         # Re-read right before writing, and only rename if nobody saved the file meanwhile:
         # a person's edits made during training are merged, never overwritten.
         for _ in range(MAX_WRITE_ATTEMPTS):
@@ -50,7 +50,9 @@ class CsvBackend:
             current = tbl.normalize(self.read(), str(self.path))
             patched = tbl.apply_patch(current, patch)
             changed = int((patched[current.columns] != current).any(axis=1).sum())
-            if changed == 0:
+            if order is not None:  # rows move, their cells do not change
+                patched = tbl.reorder(patched, order)
+            if changed == 0 and (order is None or patched["id"].equals(current["id"])):
                 return 0
             columns = list(current.columns)
             if atomic_write_text(self.path, to_csv_text(patched[columns]), unchanged_since=stamp):

@@ -21,10 +21,11 @@ from sklearn.preprocessing import StandardScaler
 NEIGHBOURS = 10
 # How much the neighbours' labels count next to the classifier's probabilities (chosen by
 # scripts/bench_label_errors.py: the blend ranked planted errors better than either alone).
-KNN_WEIGHT = 0.5
+KNN_WEIGHT = 0.75
 OUTLIER_Z = 4.0          # robust z-score of the distance to the class centre that counts as an outlier
 DUP_HAMMING = 6          # of the 112 perceptual-hash bits
 DUP_COSINE = 0.97        # embedding cosine similarity a near duplicate must also reach
+DUP_CORRELATION = 0.9    # and the correlation of its gray pixels (32x32)
 BLANK_INK = 0.005        # fraction of pixels that differ from the background
 EXTREME_ASPECT = 4.0
 TINY_SIDE, HUGE_SIDE = 8, 8192
@@ -173,9 +174,20 @@ def content_keys(pixels: np.ndarray) -> list[str]:
     return [hashlib.blake2b(p.tobytes(), digest_size=8).hexdigest() for p in pixels]
 
 
+def pixel_correlation(pixels: np.ndarray, a: int, b: int) -> float:
+    """Pearson correlation of two images' gray pixels (1 = the same picture up to brightness)."""
+    x, y = gray(pixels[[a, b]]).reshape(2, -1)
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / (np.sqrt((x * x).sum() * (y * y).sum()) + 1e-9))
+
+
 def duplicate_pairs(keys: list[str], hashes: np.ndarray, index: np.ndarray, similarity: np.ndarray,
-                    max_hamming: int = DUP_HAMMING, min_cosine: float = DUP_COSINE) -> list[tuple[int, int]]:
-    """Pairs (i, j), i < j, that are exact duplicates or near duplicates (close hash AND embedding)."""
+                    pixels: np.ndarray, max_hamming: int = DUP_HAMMING, min_cosine: float = DUP_COSINE,
+                    min_correlation: float = DUP_CORRELATION) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, that are exact duplicates or near duplicates (hash, embedding AND pixels close).
+
+    The pixel check matters: two plain strokes ('i') share most hash bits and embeddings.
+    """
     pairs = set()
     groups: dict[str, list[int]] = {}
     for row, key in enumerate(keys):
@@ -185,7 +197,8 @@ def duplicate_pairs(keys: list[str], hashes: np.ndarray, index: np.ndarray, simi
     close = np.argwhere(similarity >= min_cosine)
     for row, column in close:
         other = index[row, column]
-        if (hashes[row] != hashes[other]).sum() <= max_hamming:
+        if ((hashes[row] != hashes[other]).sum() <= max_hamming
+                and pixel_correlation(pixels, row, other) >= min_correlation):
             pairs.add((min(row, other), max(row, other)))
     return sorted(pairs)
 
@@ -301,7 +314,8 @@ def assess(ev: Evidence, classes: list[str], low_label_prob: float = 0.2) -> pd.
     blank = ink_fraction(ev.pixels) < BLANK_INK if len(ev.pixels) else np.zeros(0, bool)
     shapes = [shape_problem(w, h) if w and h else "" for w, h in ev.sizes]
     dup_weight, dup_texts = duplicate_findings(
-        duplicate_pairs(content_keys(ev.pixels), perceptual_hash(ev.pixels), index, similarity), ev, classes)
+        duplicate_pairs(content_keys(ev.pixels), perceptual_hash(ev.pixels), index, similarity, ev.pixels),
+        ev, classes)
     keep = keep * (1 - WEIGHTS["blank"] * blank) * (1 - WEIGHTS["shape"] * np.array([bool(s) for s in shapes]))
     keep = keep * (1 - WEIGHTS["outlier"] * (outlier & ~blank)) * (1 - dup_weight)
     for row in range(len(ev.ids)):

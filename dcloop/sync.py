@@ -147,14 +147,30 @@ def per_class_accuracy(proba: np.ndarray, labels: np.ndarray, classes: list[str]
     return {c: float((predicted[labels == k] == k).mean()) for k, c in enumerate(classes) if (labels == k).any()}
 
 
-def predictions_patch(evidence, classes: list[str], low_label_prob: float) -> pd.DataFrame:
-    """prediction and confidence from the probabilities; label_prob, suspicion, flags from suspicion.assess."""
+def predictions_patch(evidence, proba: np.ndarray, classes: list[str], low_label_prob: float) -> pd.DataFrame:
+    """prediction and confidence from ``proba``; label_prob, suspicion, flags from suspicion.assess."""
     from .suspicion import assess
-    proba = evidence.proba
     best = proba.argmax(1) if len(proba) else np.zeros(0, int)
     out = pd.DataFrame({"id": evidence.ids, "prediction": [classes[k] for k in best],
                         "confidence": [f"{p:.3f}" for p in proba.max(1)] if len(proba) else []})
     return out.merge(assess(evidence, classes, low_label_prob), on="id", how="left")
+
+
+def pooled_label_proba(proba: np.ndarray, embeddings: np.ndarray, readable: pd.DataFrame, classes: list[str],
+                       config: Config) -> np.ndarray:
+    """Cross-validated probabilities for every labeled train/val/test row, so all are judged alike.
+
+    The network's softmax on val rows is sharper than the logistic regression's on train rows;
+    mixing the two would rank val rows above train rows for the same doubt.
+    """
+    from .suspicion import cross_val_proba
+    splits = readable["split"].str.strip().str.lower()
+    labeled = (readable["label"].str.strip().isin(classes) & splits.isin(["train", "val", "test"])).to_numpy()
+    out = proba.copy()
+    if labeled.sum() >= 2:
+        out[labeled] = cross_val_proba(embeddings[labeled], encode(readable["label"][labeled], classes),
+                                       len(classes), config.suspicion.folds, config.model.seed)
+    return out
 
 
 def gather_evidence(root: Path, checked: tbl.Validated, images: Images, ids: list[str], proba: np.ndarray,
@@ -164,6 +180,7 @@ def gather_evidence(root: Path, checked: tbl.Validated, images: Images, ids: lis
     from .suspicion import Evidence
     rows = checked.table.set_index("id").loc[ids]
     codes = rows["label"].str.strip().map({c: k for k, c in enumerate(classes)}).fillna(-1).astype(int)
+    codes[rows["split"].str.strip().str.lower() == "exclude"] = -1  # a person already set these aside
     sizes = image_sizes({images.sha[i]: images.blob[i] for i in ids}, state_dir(root) / "cache")
     return Evidence(ids=list(ids), labels=codes.to_numpy(), splits=rows["split"].str.strip().str.lower().to_numpy(),
                     proba=proba, embeddings=embeddings, pixels=stack(images, ids),
@@ -249,8 +266,10 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     in_train = [position[i] for i in train_rows["id"]]
     proba[in_train] = cross_val_proba(embeddings[in_train], y_train, len(classes),
                                       config.suspicion.folds, config.model.seed)
-    evidence = gather_evidence(root, checked, images, list(readable["id"]), proba, embeddings, classes, standing)
-    patch = merge_flags(predictions_patch(evidence, classes, config.suspicion.low_label_prob), checked, images, root)
+    label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
+    evidence = gather_evidence(root, checked, images, list(readable["id"]), label_proba, embeddings, classes, standing)
+    patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
+                        checked, images, root)
     val_scores = scores(proba[[position[i] for i in val_rows["id"]]], y_val, len(classes))
     test_scores = scores(proba[[position[i] for i in test_rows["id"]]], y_test, len(classes))
 
@@ -258,7 +277,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     run_dir = state_dir(root) / "runs" / run_id
     fixed.save_checkpoint(trained, run_dir / "model.pt",
                           {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
-    save_predictions(run_dir, readable, proba, embeddings, trained.history)
+    save_predictions(run_dir, readable, proba, embeddings, trained.history, label_proba)
     written = write_back(backend, patch, notes, config.suspicion.sort)
     write_json(run_dir / "flagged.json", flagged_ids(patch))
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
@@ -277,13 +296,14 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
 
 
 def save_predictions(run_dir: Path, rows: pd.DataFrame, proba: np.ndarray, embeddings: np.ndarray,
-                     epochs: list[dict]) -> None:
+                     epochs: list[dict], label_proba: np.ndarray | None = None) -> None:
     """What later stages (reports, re-evaluation) need from a run, without retraining."""
     import io
     buffer = io.BytesIO()
     np.savez_compressed(buffer, ids=rows["id"].to_numpy(str), labels=rows["label"].str.strip().to_numpy(str),
                         splits=rows["split"].str.strip().str.lower().to_numpy(str),
-                        proba=proba.astype(np.float32), embeddings=embeddings.astype(np.float32))
+                        proba=proba.astype(np.float32), embeddings=embeddings.astype(np.float32),
+                        label_proba=(proba if label_proba is None else label_proba).astype(np.float32))
     atomic_write_bytes(run_dir / "predictions.npz", buffer.getvalue())
     write_json(run_dir / "epochs.json", epochs)
 
@@ -345,11 +365,12 @@ def rescore(root: Path, config: Config, backend: Backend, checked: tbl.Validated
     """Rewrite suspicion and flags from a run's saved predictions (reviews changed, labels did not)."""
     with np.load(state_dir(root) / "runs" / run_id / "predictions.npz") as saved:
         ids, proba, embeddings = list(saved["ids"]), saved["proba"], saved["embeddings"]
+        label_proba = saved["label_proba"] if "label_proba" in saved else proba
     keep = [n for n, i in enumerate(ids) if i in images.sha]
-    evidence = gather_evidence(root, checked, images, [ids[n] for n in keep], proba[keep], embeddings[keep],
+    evidence = gather_evidence(root, checked, images, [ids[n] for n in keep], label_proba[keep], embeddings[keep],
                                config.project.classes, standing)
-    patch = merge_flags(predictions_patch(evidence, config.project.classes, config.suspicion.low_label_prob),
-                        checked, images, root)
+    patch = merge_flags(predictions_patch(evidence, proba[keep], config.project.classes,
+                                          config.suspicion.low_label_prob), checked, images, root)
     write_back(backend, patch, notes, config.suspicion.sort)
 
 

@@ -45,12 +45,13 @@ def test_a_row_far_from_its_class_is_an_outlier():
 
 
 def image(pattern: str) -> np.ndarray:
-    """A (3, 32, 32) uint8 test picture: blank, a bar, or the bar shifted by a pixel."""
+    """A (3, 32, 32) uint8 test picture: blank, a bar, the bar with a speck, or a cross."""
     pixels = np.full((32, 32), 255, np.uint8)
     if pattern == "bar":
         pixels[4:28, 12:18] = 0
-    elif pattern == "bar-shifted":
-        pixels[4:28, 13:19] = 0
+    elif pattern == "bar-touched":  # the same bar re-saved with a speck of dirt
+        pixels[4:28, 12:18] = 0
+        pixels[30:32, 0:3] = 90
     elif pattern == "cross":
         pixels[14:18, :] = 0
     return np.repeat(pixels[None], 3, 0)
@@ -59,7 +60,7 @@ def image(pattern: str) -> np.ndarray:
 def test_pixel_signals_blank_hash_shape():
     pixels = np.stack([image("blank"), image("bar"), image("cross")])
     assert list(sus.ink_fraction(pixels) < sus.BLANK_INK) == [True, False, False]
-    hashes = sus.perceptual_hash(np.stack([image("bar"), image("bar-shifted"), image("cross")]))
+    hashes = sus.perceptual_hash(np.stack([image("bar"), image("bar-touched"), image("cross")]))
     assert hashes.shape == (3, 112)
     assert (hashes[0] != hashes[1]).sum() <= sus.DUP_HAMMING < (hashes[0] != hashes[2]).sum()
     assert [sus.shape_problem(*s) for s in [(28, 28), (4, 30), (200, 20)]] == ["", "tiny 4x30", "aspect 10.0:1"]
@@ -68,8 +69,15 @@ def test_pixel_signals_blank_hash_shape():
 def test_exact_duplicates_pair_up_by_content():
     pixels = np.stack([image("bar"), image("cross"), image("bar")])
     index, similarity = np.zeros((3, 0), int), np.zeros((3, 0))
-    pairs = sus.duplicate_pairs(sus.content_keys(pixels), sus.perceptual_hash(pixels), index, similarity)
+    pairs = sus.duplicate_pairs(sus.content_keys(pixels), sus.perceptual_hash(pixels), index, similarity, pixels)
     assert pairs == [(0, 2)]
+
+
+def test_a_shifted_copy_is_a_near_duplicate_but_another_stroke_is_not():
+    pixels = np.stack([image("bar"), image("bar-touched"), image("cross")])
+    index, similarity = np.array([[1], [0], [0]]), np.ones((3, 1))  # embeddings say: all alike
+    pairs = sus.duplicate_pairs(sus.content_keys(pixels), sus.perceptual_hash(pixels), index, similarity, pixels)
+    assert pairs == [(0, 1)]
 
 
 def evidence(n=40, seed=0, reviewed=()):
@@ -100,7 +108,7 @@ def test_a_wrong_label_is_flagged_and_ranked_first_unless_reviewed():
     ev = evidence()
     ev.labels[4] = 1  # its picture, embedding and model say class 0
     out = sus.assess(ev, ["bar", "cross"])
-    assert out.loc[4, "flags"] == "label? model says bar (0.93); outlier"  # far from the 'cross' rows too
+    assert out.loc[4, "flags"] == "label? model says bar (0.94); outlier"  # far from the 'cross' rows too
     assert out["sort_key"].idxmax() == 4
     ev.reviewed[4] = True
     again = sus.assess(ev, ["bar", "cross"])

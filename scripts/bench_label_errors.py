@@ -124,9 +124,9 @@ def rank_metrics(score: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def dcloop_label_score(proba: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, weight: float) -> np.ndarray:
-    """dcloop's label part of suspicion: 1 - q(label), q blending proba with the neighbours' labels."""
+    """dcloop's label part of suspicion, q blending proba with the neighbours' labels."""
     index, _ = suspicion.neighbours(embeddings)
-    return 1 - suspicion.self_confidence(suspicion.blended_proba(proba, index, labels, weight), labels)
+    return suspicion.label_error_score(suspicion.blended_proba(proba, index, labels, weight), labels)
 
 
 def score_setting(data: dict, noisy: np.ndarray, saved: dict) -> dict[str, dict[str, float]]:

@@ -108,7 +108,7 @@ def test_a_wrong_label_is_flagged_and_ranked_first_unless_reviewed():
     ev = evidence()
     ev.labels[4] = 1  # its picture, embedding and model say class 0
     out = sus.assess(ev, ["bar", "cross"])
-    assert out.loc[4, "flags"] == "label? model says bar (0.94); outlier"  # far from the 'cross' rows too
+    assert out.loc[4, "flags"] == "label? model says bar (0.93); outlier"  # far from the 'cross' rows too
     assert out["sort_key"].idxmax() == 4
     ev.reviewed[4] = True
     again = sus.assess(ev, ["bar", "cross"])

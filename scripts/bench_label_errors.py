@@ -142,17 +142,19 @@ def score_setting(data: dict, noisy: np.ndarray, saved: dict) -> dict[str, dict[
     for method in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"):
         rows[f"cleanlab {method}"] = rank_metrics(1 - get_label_quality_scores(noisy, proba, method=method), truth)
     issues = find_label_issues(noisy, proba)
-    rows["dcloop"]["flagged"] = float(flag_count(data, noisy, proba, embeddings))
-    rows["cleanlab self_confidence"]["flagged"] = float(issues.sum())
-    rows["dcloop"]["seconds"] = seconds
+    ours_flagged = flagged(data, noisy, proba, embeddings)
+    rows["dcloop"].update(flagged=float(ours_flagged.sum()), flag_precision=truth[ours_flagged].mean(),
+                          seconds=seconds)
+    rows["cleanlab self_confidence"].update(flagged=float(issues.sum()), flag_precision=truth[issues].mean())
     return rows
 
 
-def flag_count(data, noisy, proba, embeddings) -> int:
+def flagged(data, noisy, proba, embeddings) -> np.ndarray:
+    """The rows dcloop's 'label?' flag names (the cleanlab counterpart is find_label_issues)."""
     index, _ = suspicion.neighbours(embeddings)
     q = suspicion.blended_proba(proba, index, noisy)
     _, texts = suspicion.label_findings(q, noisy, data["classes"], 0.2)
-    return sum(bool(t) for t in texts)
+    return np.array([bool(t) for t in texts])
 
 
 def print_table(name: str, rows: dict[str, dict[str, float]]) -> None:
@@ -160,6 +162,9 @@ def print_table(name: str, rows: dict[str, dict[str, float]]) -> None:
     print(f"  {'method':<40}{'p@K':>7}{'r@K':>7}{'AUROC':>7}{'AUPRC':>7}{'p@100':>7}")
     for method, m in rows.items():
         print(f"  {method:<40}{m['p@K']:>7.3f}{m['r@K']:>7.3f}{m['auroc']:>7.3f}{m['auprc']:>7.3f}{m['p@100']:>7.3f}")
+    ours, theirs = rows["dcloop"], rows["cleanlab self_confidence"]
+    print(f"  flagged: dcloop 'label?' {ours['flagged']:.0f} rows (precision {ours['flag_precision']:.3f}); "
+          f"cleanlab find_label_issues {theirs['flagged']:.0f} rows (precision {theirs['flag_precision']:.3f})")
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ from .errors import SchemaError
 
 COLUMNS = ["id", "image", "url", "label", "split", "note",
            "prediction", "confidence", "label_prob", "suspicion", "flags"]
-HUMAN_COLUMNS = ["url", "label", "split", "note", "reviewed"]
-# Known columns a table may have but need not: normalize() does not add them.
+HUMAN_COLUMNS = ["url", "label", "split", "note"]
+# Known human-owned columns a table may have but need not: normalize() does not add them.
 OPTIONAL_COLUMNS = ["reviewed"]
 MACHINE_COLUMNS = ["id", "image", "prediction", "confidence", "label_prob", "suspicion", "flags"]
 REQUIRED_COLUMNS = ["url", "label"]

@@ -153,7 +153,9 @@ def predictions_patch(evidence, proba: np.ndarray, classes: list[str], low_label
     best = proba.argmax(1) if len(proba) else np.zeros(0, int)
     out = pd.DataFrame({"id": evidence.ids, "prediction": [classes[k] for k in best],
                         "confidence": [f"{p:.3f}" for p in proba.max(1)] if len(proba) else []})
-    return out.merge(assess(evidence, classes, low_label_prob), on="id", how="left")
+    out = out.merge(assess(evidence, classes, low_label_prob), on="id", how="left")
+    out["sort_key"] = out["sort_key"].astype(str)  # a patch is all strings; write_back parses it
+    return out
 
 
 def pooled_label_proba(proba: np.ndarray, embeddings: np.ndarray, readable: pd.DataFrame, classes: list[str],

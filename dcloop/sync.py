@@ -190,7 +190,7 @@ def gather_evidence(root: Path, checked: tbl.Validated, images: Images, ids: lis
 
 
 def judge_reviews(root: Path, checked: tbl.Validated, images: Images) -> tuple[set[str], dict[str, str], bool]:
-    """Standing reviews (stale and bad ones flagged on ``checked``'s side list); whether they changed."""
+    """(ids with a standing review, {id: note} for stale reviews and bad cells, whether the record changed)."""
     from . import review
     marks, bad = review.reviewed_marks(checked.table)
     current = {i: [lab, images.sha.get(i, "")] for i, lab in zip(checked.table["id"], checked.label)}

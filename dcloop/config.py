@@ -66,6 +66,7 @@ class ModelSection(Section):
 class SuspicionSection(Section):
     folds: int = Field(5, ge=2, description="folds for out-of-sample probabilities of training rows")
     low_label_prob: float = Field(0.2, ge=0, le=1)
+    sort: bool = Field(True, description="write the table's rows most suspicious first")
 
 
 class ImagesSection(Section):

@@ -21,6 +21,8 @@ RESULT_COLUMNS = [
     "rows_unlabeled", "rows_flagged", "labels_changed", "val_accuracy", "test_accuracy",
     "val_macro_f1", "test_macro_f1", "best_epoch", "epochs", "preset", "model_fingerprint",
     "images_per_s", "duration_s",
+    # How people answered the previous run's flags (dcloop.review.realised_precision).
+    "prev_flagged", "prev_relabeled", "prev_excluded", "prev_confirmed", "prev_precision",
 ]
 INDEX_COLUMNS = ["version", "parent", "time_utc", "rows", "changed"]
 

@@ -340,3 +340,19 @@ def try_link(source: Path, target: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+def image_sizes(blobs: dict[str, Path], cache: Path) -> dict[str, tuple[int, int]]:
+    """{sha: (width, height)} of the original images, read from their headers and cached by content."""
+    path = Path(cache) / "sizes.json"
+    known = read_json(path, {})
+    todo = [sha for sha in blobs if sha not in known]
+    for sha in todo:
+        try:
+            with Image.open(blobs[sha]) as image:
+                known[sha] = list(image.size)
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            known[sha] = [0, 0]
+    if todo:
+        write_json(path, known)
+    return {sha: tuple(known[sha]) for sha in blobs}

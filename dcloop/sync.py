@@ -149,25 +149,78 @@ def per_class_accuracy(proba: np.ndarray, labels: np.ndarray, classes: list[str]
     return {c: float((predicted[labels == k] == k).mean()) for k, c in enumerate(classes) if (labels == k).any()}
 
 
-def predictions_patch(ids: list[str], proba: np.ndarray, labels: pd.Series, classes: list[str],
-                      low_label_prob: float) -> pd.DataFrame:
-    """prediction, confidence, label_prob and suspicion for rows with probabilities (pure)."""
-    from .suspicion import suspicion_score
-    best = proba.argmax(1) if len(ids) else np.zeros(0, int)
-    out = pd.DataFrame({"id": ids, "prediction": [classes[k] for k in best],
-                        "confidence": [f"{p:.3f}" for p in proba.max(1)] if len(ids) else []})
-    out["label_prob"], out["suspicion"], out["flags"] = "", "", ""
-    known = labels.isin(classes).to_numpy()
-    if known.any():
-        codes = encode(labels[known], classes)
-        label_prob = proba[known][np.arange(len(codes)), codes]
-        suspicion = suspicion_score(proba[known], codes)
-        out.loc[known, "label_prob"] = [f"{p:.3f}" for p in label_prob]
-        out.loc[known, "suspicion"] = [f"{s:.3f}" for s in suspicion]
-        doubtful = (label_prob < low_label_prob) & (best[known] != codes)
-        where = np.flatnonzero(known)[doubtful]
-        out.loc[where, "flags"] = [f"label? model says {classes[best[i]]} ({proba[i].max():.2f})" for i in where]
+def predictions_patch(evidence, proba: np.ndarray, classes: list[str], low_label_prob: float) -> pd.DataFrame:
+    """prediction and confidence from ``proba``; label_prob, suspicion, flags from suspicion.assess."""
+    from .suspicion import assess
+    best = proba.argmax(1) if len(proba) else np.zeros(0, int)
+    out = pd.DataFrame({"id": evidence.ids, "prediction": [classes[k] for k in best],
+                        "confidence": [f"{p:.3f}" for p in proba.max(1)] if len(proba) else []})
+    out = out.merge(assess(evidence, classes, low_label_prob), on="id", how="left")
+    out["sort_key"] = out["sort_key"].astype(str)  # a patch is all strings; write_back parses it
     return out
+
+
+def pooled_label_proba(proba: np.ndarray, embeddings: np.ndarray, readable: pd.DataFrame, classes: list[str],
+                       config: Config) -> np.ndarray:
+    """Cross-validated probabilities for every labeled train/val/test row, so all are judged alike.
+
+    The network's softmax on val rows is sharper than the logistic regression's on train rows;
+    mixing the two would rank val rows above train rows for the same doubt.
+    """
+    from .suspicion import cross_val_proba
+    splits = readable["split"].str.strip().str.lower()
+    labeled = (readable["label"].str.strip().isin(classes) & splits.isin(["train", "val", "test"])).to_numpy()
+    out = proba.copy()
+    if labeled.sum() >= 2:
+        out[labeled] = cross_val_proba(embeddings[labeled], encode(readable["label"][labeled], classes),
+                                       len(classes), config.suspicion.folds, config.model.seed)
+    return out
+
+
+def gather_evidence(root: Path, checked: tbl.Validated, images: Images, ids: list[str], proba: np.ndarray,
+                    embeddings: np.ndarray, classes: list[str], standing: set[str]):
+    """What suspicion.assess needs about the readable rows ``ids``."""
+    from .images import image_sizes
+    from .suspicion import Evidence
+    rows = checked.table.set_index("id").loc[ids]
+    codes = rows["label"].str.strip().map({c: k for k, c in enumerate(classes)}).fillna(-1).astype(int)
+    codes[rows["split"].str.strip().str.lower() == "exclude"] = -1  # a person already set these aside
+    sizes = image_sizes({images.sha[i]: images.blob[i] for i in ids}, state_dir(root) / "cache")
+    return Evidence(ids=list(ids), labels=codes.to_numpy(), splits=rows["split"].str.strip().str.lower().to_numpy(),
+                    proba=proba, embeddings=embeddings, pixels=stack(images, ids),
+                    sizes=[sizes[images.sha[i]] for i in ids], reviewed=np.array([i in standing for i in ids], bool))
+
+
+def judge_reviews(root: Path, checked: tbl.Validated, images: Images) -> tuple[set[str], dict[str, str], bool]:
+    """(ids with a standing review, {id: note} for stale reviews and bad cells, whether the record changed)."""
+    from . import review
+    marks, bad = review.reviewed_marks(checked.table)
+    current = {i: [lab, images.sha.get(i, "")] for i, lab in zip(checked.table["id"], checked.label)}
+    path = state_dir(root) / "reviews.json"
+    recorded = read_json(path, {})
+    kept, standing, stale = review.update_reviews(recorded, marks, current)
+    notes = {i: f"reviewed? {cell!r} is not ok or blank" for i, cell in bad.items()}
+    notes.update({i: "review stale: label or image changed since; clear reviewed, sync, mark again"
+                  for i in stale})
+    if kept != recorded:
+        write_json(path, kept)
+    return standing, notes, kept != recorded
+
+
+def write_back(backend: Backend, patch: pd.DataFrame, notes: dict[str, str], sort: bool) -> int:
+    """Write the patch, review notes added to flags, rows most suspicious first when ``sort``."""
+    from .backends import accepts_order
+    patch = patch.copy()
+    extra = patch["id"].map(lambda i: notes.get(i, ""))
+    patch["flags"] = ["; ".join(p for p in (a, b) if p) for a, b in zip(patch["flags"], extra)]
+    key = pd.to_numeric(patch.pop("sort_key"), errors="coerce").fillna(2.0)  # unusable rows first
+    if sort and accepts_order(backend):
+        return backend.write(patch, order=list(patch["id"].iloc[(-key).argsort(kind="stable")]))
+    return backend.write(patch)
+
+
+def flagged_ids(patch: pd.DataFrame) -> list[str]:
+    return list(patch.loc[patch["flags"] != "", "id"])
 
 
 def sync(root: Path, config: Config, force: bool = False, progress: Progress = quiet,
@@ -196,7 +249,10 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     key = training_key(recorded.version, config, images)
     last = read_json(state_dir(root) / "last_trained.json", {})
     changed = 0 if last.get("version") == recorded.version else changed_since(history, last.get("version", ""), table)
+    standing, notes, reviews_changed = judge_reviews(root, checked, images)
     if not force and last.get("key") == key:
+        if reviews_changed:
+            rescore(root, config, backend, checked, images, last["run_id"], standing, notes)
         message = (f"Nothing changed since run {last.get('run_id')} (label version {recorded.version}, "
                    f"model {config.model.fingerprint()}): not retraining. Use --force to retrain.")
         return SyncReport(recorded.version, recorded.new, changed, False, message,
@@ -222,9 +278,10 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     in_train = [position[i] for i in train_rows["id"]]
     proba[in_train] = cross_val_proba(embeddings[in_train], y_train, len(classes),
                                       config.suspicion.folds, config.model.seed)
-    patch = predictions_patch(list(readable["id"]), proba, readable["label"].str.strip(), classes,
-                              config.suspicion.low_label_prob)
-    patch = merge_flags(patch, checked, images, root)
+    label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
+    evidence = gather_evidence(root, checked, images, list(readable["id"]), label_proba, embeddings, classes, standing)
+    patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
+                        checked, images, root)
     val_scores = scores(proba[[position[i] for i in val_rows["id"]]], y_val, len(classes))
     test_scores = scores(proba[[position[i] for i in test_rows["id"]]], y_test, len(classes))
 
@@ -232,11 +289,13 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     run_dir = state_dir(root) / "runs" / run_id
     fixed.save_checkpoint(trained, run_dir / "model.pt",
                           {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
-    save_predictions(run_dir, readable, proba, embeddings, trained.history)
-    written = backend.write(patch)
+    save_predictions(run_dir, readable, proba, embeddings, trained.history, label_proba)
+    written = write_back(backend, patch, notes, config.suspicion.sort)
+    write_json(run_dir / "flagged.json", flagged_ids(patch))
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
                         val_scores, test_scores, trained, time.perf_counter() - started)
     result["kind"] = "quick" if quick else "full"
+    result.update(previous_flags(root, history, last, table, standing))
     backend.append_result(result)
     if hasattr(backend, "update_classes"):
         backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))
@@ -258,13 +317,14 @@ def stop_if(should_stop: Callable[[], bool], where: str) -> None:
 
 
 def save_predictions(run_dir: Path, rows: pd.DataFrame, proba: np.ndarray, embeddings: np.ndarray,
-                     epochs: list[dict]) -> None:
+                     epochs: list[dict], label_proba: np.ndarray | None = None) -> None:
     """What later stages (reports, re-evaluation) need from a run, without retraining."""
     import io
     buffer = io.BytesIO()
     np.savez_compressed(buffer, ids=rows["id"].to_numpy(str), labels=rows["label"].str.strip().to_numpy(str),
                         splits=rows["split"].str.strip().str.lower().to_numpy(str),
-                        proba=proba.astype(np.float32), embeddings=embeddings.astype(np.float32))
+                        proba=proba.astype(np.float32), embeddings=embeddings.astype(np.float32),
+                        label_proba=(proba if label_proba is None else label_proba).astype(np.float32))
     atomic_write_bytes(run_dir / "predictions.npz", buffer.getvalue())
     write_json(run_dir / "epochs.json", epochs)
 
@@ -319,3 +379,27 @@ def result_row(run_id, version, changed, config, checked, parts, val_scores, tes
 
 def fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
+
+
+def rescore(root: Path, config: Config, backend: Backend, checked: tbl.Validated, images: Images,
+            run_id: str, standing: set[str], notes: dict[str, str]) -> None:
+    """Rewrite suspicion and flags from a run's saved predictions (reviews changed, labels did not)."""
+    with np.load(state_dir(root) / "runs" / run_id / "predictions.npz") as saved:
+        ids, proba, embeddings = list(saved["ids"]), saved["proba"], saved["embeddings"]
+        label_proba = saved["label_proba"] if "label_proba" in saved else proba
+    keep = [n for n, i in enumerate(ids) if i in images.sha]
+    evidence = gather_evidence(root, checked, images, [ids[n] for n in keep], label_proba[keep], embeddings[keep],
+                               config.project.classes, standing)
+    patch = merge_flags(predictions_patch(evidence, proba[keep], config.project.classes,
+                                          config.suspicion.low_label_prob), checked, images, root)
+    write_back(backend, patch, notes, config.suspicion.sort)
+
+
+def previous_flags(root: Path, history: History, last: dict, table: pd.DataFrame, standing: set[str]) -> dict:
+    """The realised precision of the previous run's flags (blank fields on a first run)."""
+    from .review import realised_precision
+    flagged = read_json(state_dir(root) / "runs" / last.get("run_id", "-") / "flagged.json", [])
+    version = last.get("version", "")
+    if not version or not history.folder(version).exists():
+        return realised_precision([], table, table, standing)
+    return realised_precision(flagged, history.snapshot(version), table, standing)

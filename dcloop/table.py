@@ -16,6 +16,8 @@ from .errors import SchemaError
 COLUMNS = ["id", "image", "url", "label", "split", "note",
            "prediction", "confidence", "label_prob", "suspicion", "flags"]
 HUMAN_COLUMNS = ["url", "label", "split", "note"]
+# Known human-owned columns a table may have but need not: normalize() does not add them.
+OPTIONAL_COLUMNS = ["reviewed"]
 MACHINE_COLUMNS = ["id", "image", "prediction", "confidence", "label_prob", "suspicion", "flags"]
 REQUIRED_COLUMNS = ["url", "label"]
 SPLITS = ["train", "val", "test", "exclude"]
@@ -40,7 +42,7 @@ def normalize(raw: pd.DataFrame, source: str) -> pd.DataFrame:
             f"{source}: missing required column(s) {', '.join(missing)}; "
             f"the header is: {', '.join(header) or '(empty)'}. "
             f"A label table needs at least the columns url,label.")
-    repeated = sorted({c for c in header if header.count(c) > 1 and c in COLUMNS})
+    repeated = sorted({c for c in header if header.count(c) > 1 and c in COLUMNS + OPTIONAL_COLUMNS})
     if repeated:
         raise SchemaError(f"{source}: column(s) {', '.join(repeated)} appear more than once in the header.")
     table = raw.copy()
@@ -229,3 +231,10 @@ def rows_changed(before: pd.DataFrame, after: pd.DataFrame) -> int:
     """Rows of ``before`` with a different cell in ``after`` (same order), plus rows added at the end."""
     common = after.iloc[:len(before)].reindex(columns=before.columns)
     return int((common.to_numpy() != before.to_numpy()).any(axis=1).sum()) + max(0, len(after) - len(before))
+
+
+def reorder(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The same rows, those named in ``order`` first and in that order, the rest after as they were."""
+    rank = {row_id: n for n, row_id in enumerate(order)}
+    key = table["id"].str.strip().map(rank).fillna(len(order))
+    return table.iloc[key.argsort(kind="stable")].reset_index(drop=True)

@@ -21,7 +21,12 @@ class Backend(Protocol):
         """The whole label table, every cell a string, columns as the user has them."""
 
     def write(self, patch: pd.DataFrame) -> int:
-        """Apply a patch of dcloop's columns by id to the current table; return the rows changed."""
+        """Apply a patch of dcloop's columns by id to the current table; return the rows changed.
+
+        Optional: a backend that can also move rows accepts ``write(patch, order=[ids])`` and
+        writes the rows in that order (rows not named keep their order, after them); see
+        ``accepts_order``. Cells never change by moving.
+        """
 
     def create(self, table: pd.DataFrame) -> None:
         """Lay out a new, empty backend and fill it with ``table``; never overwrite data."""
@@ -34,6 +39,12 @@ class Backend(Protocol):
 
     def describe(self) -> str:
         """A short human name for messages, e.g. 'labels.csv' or 'sheet My labels'."""
+
+
+def accepts_order(backend) -> bool:
+    """Whether ``backend.write`` takes the optional ``order`` keyword."""
+    import inspect
+    return "order" in inspect.signature(backend.write).parameters
 
 
 def open_backend(config, root: Path) -> Backend:

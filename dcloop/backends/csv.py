@@ -43,14 +43,15 @@ class CsvBackend:
     def read(self) -> pd.DataFrame:
         return read_csv(self.path)
 
-    def write(self, patch: pd.DataFrame) -> int:
-        return self._rewrite(lambda current: tbl.apply_patch(current, patch))
+    def write(self, patch: pd.DataFrame, order: list[str] | None = None) -> int:
+        """Apply dcloop's columns by id; with ``order`` (ids), also move rows, their cells unchanged."""
+        return self._rewrite(lambda current: tbl.apply_patch(current, patch), order)
 
     def restore(self, snapshot: pd.DataFrame) -> int:
         """Set labels and splits to a recorded version's; only `dcloop restore` writes human columns."""
         return self._rewrite(lambda current: tbl.apply_restore(current, snapshot))
 
-    def _rewrite(self, change) -> int:
+    def _rewrite(self, change, order: list[str] | None = None) -> int:
         # Re-read right before writing, and only rename if nobody saved the file meanwhile:
         # a person's edits made during training are merged, never overwritten.
         for _ in range(MAX_WRITE_ATTEMPTS):
@@ -58,7 +59,9 @@ class CsvBackend:
             current = tbl.normalize(self.read(), str(self.path))
             patched = change(current)
             changed = tbl.rows_changed(current, patched)
-            if changed == 0:
+            if order is not None:  # rows move, their cells do not change
+                patched = tbl.reorder(patched, order)
+            if changed == 0 and (order is None or patched["id"].equals(current["id"])):
                 return 0
             columns = list(current.columns)
             if atomic_write_text(self.path, to_csv_text(patched[columns]), unchanged_since=stamp):

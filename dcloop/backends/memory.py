@@ -17,10 +17,13 @@ class MemoryBackend:
     def read(self) -> pd.DataFrame:
         return self.table.copy()
 
-    def write(self, patch: pd.DataFrame) -> int:
+    def write(self, patch: pd.DataFrame, order: list[str] | None = None) -> int:
         before = self.table
         self.table = tbl.apply_patch(before, patch)
-        return int((self.table.reindex(columns=before.columns) != before).any(axis=1).sum())
+        changed = int((self.table.reindex(columns=before.columns) != before).any(axis=1).sum())
+        if order is not None:
+            self.table = tbl.reorder(self.table, order)
+        return changed
 
     def restore(self, snapshot: pd.DataFrame) -> int:
         before = self.table

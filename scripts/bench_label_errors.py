@@ -1,0 +1,288 @@
+"""dcloop's label-error ranking against cleanlab on known, planted label errors.
+
+    python scripts/bench_label_errors.py [--roman ../shared/data/roman-numerals] [--scratch DIR]
+        [--datasets digits,roman] [--epochs 25] [--batch-size 64] [--contact-sheet] [--json]
+
+For each dataset (sklearn's digits; the Roman numerals train+val) and each noise setting (10% and
+20% of labels flipped, uniformly or between classes a person confuses, seeded), the fixed model is
+trained on the noisy labels and every row gets out-of-sample probabilities the way ``dcloop sync``
+makes them (5-fold logistic regression on the fixed model's embeddings, for every labeled row). dcloop's ranking and cleanlab's ``get_label_quality_scores`` / ``find_label_issues`` then
+score the SAME probabilities. cleanlab is a benchmark-only dependency (pip install cleanlab).
+
+Training uses a reduced schedule (batch 64, lr 1e-3, --epochs per dataset), not the 100-epoch
+batch-8 recipe, so a setting trains in minutes on a CPU; probabilities and embeddings are cached per
+setting under --scratch, so reruns only re-score. With few optimizer steps the Keras BatchNorm
+momentum (0.01 in torch terms) leaves the running statistics unsettled; ``--bn-momentum 0.1``
+trains with torch's default instead (the cache file name does not record it). ``--contact-sheet`` also ranks the Roman numerals as given
+(no flips) and writes the 100 most suspicious rows to SCRATCH/roman-top100.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dcloop import suspicion
+from dcloop.config import ModelSection
+from dcloop.images import decode_one
+from dcloop.project import rows_from_folder
+
+ROMAN_CONFUSIONS = {"i": "ii", "ii": "iii", "iii": "ii", "iv": "vi", "v": "iv", "vi": "iv",
+                    "vii": "viii", "viii": "vii", "ix": "x", "x": "ix"}
+DIGIT_CONFUSIONS = {0: 6, 1: 7, 2: 7, 3: 8, 4: 9, 5: 6, 6: 5, 7: 1, 8: 3, 9: 4}
+SETTINGS = [("uniform", 0.10), ("uniform", 0.20), ("pairs", 0.10), ("pairs", 0.20)]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_digits_set() -> dict:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.stack([np.asarray(Image.fromarray((255 - d * 15).astype(np.uint8)).resize((32, 32))
+                                  .convert("RGB")).transpose(2, 0, 1) for d in digits.images])
+    rng = np.random.default_rng(0)
+    splits = np.where(rng.random(len(pixels)) < 0.25, "val", "train")
+    confusions = np.array([DIGIT_CONFUSIONS[k] for k in range(10)])
+    return {"classes": [str(k) for k in range(10)], "pixels": pixels, "labels": digits.target.astype(int),
+            "splits": splits, "confusions": confusions, "paths": None}
+
+
+def load_roman_set(folder: Path, scratch: Path) -> dict:
+    rows = rows_from_folder(folder)
+    rows = rows[rows["split"].isin(["train", "val"])].reset_index(drop=True)
+    classes = sorted(rows["label"].unique())
+    cache = scratch / "roman-pixels.npz"
+    if cache.exists():
+        pixels = np.load(cache)["pixels"]
+    else:
+        log(f"decoding {len(rows)} Roman numeral images")
+        pixels = np.stack([decode_one(Path(p), 32) for p in rows["url"]])
+        np.savez(cache, pixels=pixels)
+    index = {c: k for k, c in enumerate(classes)}
+    return {"classes": classes, "pixels": pixels, "labels": rows["label"].map(index).to_numpy(),
+            "splits": rows["split"].to_numpy(), "paths": list(rows["url"]),
+            "confusions": np.array([index[ROMAN_CONFUSIONS[c]] for c in classes])}
+
+
+def flip(labels: np.ndarray, num_classes: int, kind: str, fraction: float, confusions: np.ndarray,
+         seed: int) -> np.ndarray:
+    """Labels with ``fraction`` of rows changed: to a random other class, or to the confused class."""
+    rng = np.random.default_rng(seed)
+    noisy = labels.copy()
+    chosen = rng.choice(len(labels), int(round(fraction * len(labels))), replace=False)
+    if kind == "uniform":
+        noisy[chosen] = (labels[chosen] + rng.integers(1, num_classes, len(chosen))) % num_classes
+    else:
+        noisy[chosen] = confusions[labels[chosen]]
+    return noisy
+
+
+def out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> dict:
+    """Train the fixed model on the noisy labels; proba as dcloop sync makes it; cached on disk."""
+    if cache.exists():
+        with np.load(cache) as saved:
+            saved = dict(saved)
+        if "pooled" not in saved:  # caches from before every row was cross-validated
+            saved["proba"] = suspicion.cross_val_proba(saved["embeddings"], noisy, len(data["classes"]), 5, args.seed)
+            saved["pooled"] = np.array(True)
+            np.savez(cache, **saved)
+        return saved
+    from dcloop import model as fixed
+    if getattr(args, "bn_momentum", 0):
+        keras_like = fixed.keras_like
+
+        def with_momentum(module):
+            module = keras_like(module)
+            for layer in module.modules():
+                if isinstance(layer, fixed.nn.BatchNorm2d):
+                    layer.momentum = args.bn_momentum
+            return module
+        fixed.keras_like = with_momentum
+    settings = ModelSection(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                            seed=args.seed, device="cpu")
+    train, val = data["splits"] == "train", data["splits"] == "val"
+    started = time.perf_counter()
+    trained = fixed.train(data["pixels"][train], noisy[train], data["pixels"][val], noisy[val],
+                          len(data["classes"]), settings, progress=log)
+    train_s = time.perf_counter() - started
+    proba, embeddings = fixed.predict(trained.model, data["pixels"])
+    started = time.perf_counter()
+    # As dcloop sync does for suspicion: cross-validated on the embeddings for every labeled row.
+    proba = suspicion.cross_val_proba(embeddings, noisy, len(data["classes"]), 5, args.seed)
+    result = {"proba": proba, "embeddings": embeddings, "train_s": np.array(train_s),
+              "cv_s": np.array(time.perf_counter() - started), "best_epoch": np.array(trained.best_epoch),
+              "val_accuracy": np.array(trained.best_val_accuracy or 0.0), "pooled": np.array(True)}
+    np.savez(cache, **result)
+    return result
+
+
+def rank_metrics(score: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Ranking quality of ``score`` (higher = more likely an error) against the planted errors."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    k = int(truth.sum())
+    order = np.argsort(-score, kind="stable")
+    return {"p@K": truth[order[:k]].mean(), "r@K": truth[order[:k]].sum() / k,
+            "auroc": roc_auc_score(truth, score), "auprc": average_precision_score(truth, score),
+            "p@100": truth[order[:100]].mean()}
+
+
+def dcloop_label_score(proba: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, weight: float) -> np.ndarray:
+    """dcloop's label part of suspicion, q blending proba with the neighbours' labels."""
+    index, _ = suspicion.neighbours(embeddings)
+    return suspicion.label_error_score(suspicion.blended_proba(proba, index, labels, weight), labels)
+
+
+def score_setting(data: dict, noisy: np.ndarray, saved: dict) -> dict[str, dict[str, float]]:
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+    truth = (noisy != data["labels"]).astype(int)
+    proba, embeddings = saved["proba"], saved["embeddings"]
+    started = time.perf_counter()
+    ours = dcloop_label_score(proba, embeddings, noisy, suspicion.KNN_WEIGHT)
+    seconds = time.perf_counter() - started
+    rows = {"dcloop": rank_metrics(ours, truth),
+            "dcloop (no kNN)": rank_metrics(dcloop_label_score(proba, embeddings, noisy, 0.0), truth)}
+    for method in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"):
+        rows[f"cleanlab {method}"] = rank_metrics(1 - get_label_quality_scores(noisy, proba, method=method), truth)
+    issues = find_label_issues(noisy, proba)
+    ours_flagged = flagged(data, noisy, proba, embeddings)
+    rows["dcloop"].update(flagged=float(ours_flagged.sum()), flag_precision=truth[ours_flagged].mean(),
+                          seconds=seconds)
+    rows["cleanlab self_confidence"].update(flagged=float(issues.sum()), flag_precision=truth[issues].mean())
+    return rows
+
+
+def flagged(data, noisy, proba, embeddings) -> np.ndarray:
+    """The rows dcloop's 'label?' flag names (the cleanlab counterpart is find_label_issues)."""
+    index, _ = suspicion.neighbours(embeddings)
+    q = suspicion.blended_proba(proba, index, noisy)
+    _, texts = suspicion.label_findings(q, noisy, data["classes"], 0.2)
+    return np.array([bool(t) for t in texts])
+
+
+def print_table(name: str, rows: dict[str, dict[str, float]]) -> None:
+    print(f"\n{name}")
+    print(f"  {'method':<40}{'p@K':>7}{'r@K':>7}{'AUROC':>7}{'AUPRC':>7}{'p@100':>7}")
+    for method, m in rows.items():
+        print(f"  {method:<40}{m['p@K']:>7.3f}{m['r@K']:>7.3f}{m['auroc']:>7.3f}{m['auprc']:>7.3f}{m['p@100']:>7.3f}")
+    ours, theirs = rows["dcloop"], rows["cleanlab self_confidence"]
+    print(f"  flagged: dcloop 'label?' {ours['flagged']:.0f} rows (precision {ours['flag_precision']:.3f}); "
+          f"cleanlab find_label_issues {theirs['flagged']:.0f} rows (precision {theirs['flag_precision']:.3f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--roman", type=Path, default=Path("../shared/data/roman-numerals"))
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/dcloop-bench-label-errors"))
+    parser.add_argument("--datasets", default="digits,roman")
+    parser.add_argument("--epochs", default="digits=12,roman=12",
+                        help="epochs per dataset, e.g. digits=12,roman=4")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--bn-momentum", type=float, default=0.0, help="0: the fixed model's own (Keras) value")
+    parser.add_argument("--contact-sheet", action="store_true")
+    parser.add_argument("--clean-epochs", type=int, default=12, help="epochs for the unflipped Roman run")
+    parser.add_argument("--cost", type=int, default=0, metavar="N",
+                        help="also time everything after training (cross-validation, assess) on N rows")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    epochs = dict(item.split("=") for item in args.epochs.split(","))
+    log(f"reduced schedule: batch {args.batch_size}, lr {args.lr}, epochs {epochs} (not the 100-epoch recipe)")
+    report = {}
+    for name in args.datasets.split(","):
+        data = load_digits_set() if name == "digits" else load_roman_set(args.roman, args.scratch)
+        args.epochs_now = int(epochs[name])
+        for kind, fraction in SETTINGS:
+            noisy = flip(data["labels"], len(data["classes"]), kind, fraction, data["confusions"], seed=7)
+            cache = args.scratch / f"{name}-{kind}-{int(fraction * 100)}-e{args.epochs_now}.npz"
+            saved = out_of_sample(data, noisy, argparse.Namespace(**{**vars(args), "epochs": args.epochs_now}), cache)
+            rows = score_setting(data, noisy, saved)
+            setting = f"{name} {kind} {int(fraction * 100)}% ({len(noisy)} rows, {int((noisy != data['labels']).sum())} errors, " \
+                      f"val acc {float(saved['val_accuracy']):.2f})"
+            report[setting] = rows
+            if not args.json:
+                print_table(setting, rows)
+    if args.json:
+        print(json.dumps(report))
+    if args.contact_sheet:
+        contact_sheet(load_roman_set(args.roman, args.scratch), args)
+    if args.cost:
+        cost(args.cost, args.seed)
+
+
+def contact_sheet(data: dict, args) -> None:
+    """Rank the Roman numerals as given with dcloop's full suspicion; draw the top 100 with their flags."""
+    from PIL import Image, ImageDraw
+    saved = out_of_sample(data, data["labels"], argparse.Namespace(**{**vars(args), "epochs": args.clean_epochs}),
+                          args.scratch / f"roman-clean-0-e{args.clean_epochs}.npz")
+    ids = [Path(p).stem[:8] for p in data["paths"]]
+    sizes = []
+    for path in data["paths"]:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    evidence = suspicion.Evidence(ids=ids, labels=data["labels"], splits=data["splits"], proba=saved["proba"],
+                                  embeddings=saved["embeddings"], pixels=data["pixels"], sizes=sizes,
+                                  reviewed=np.zeros(len(ids), bool))
+    started = time.perf_counter()
+    assessed = suspicion.assess(evidence, data["classes"])
+    log(f"assess on {len(ids)} rows: {time.perf_counter() - started:.1f}s")
+    top = assessed.sort_values("sort_key", ascending=False, kind="stable").head(100)
+    cell_w, cell_h = 190, 150
+    sheet = Image.new("RGB", (cell_w * 10, cell_h * 10), "white")
+    draw = ImageDraw.Draw(sheet)
+    lines = []
+    for n, (row, item) in enumerate(top.iterrows()):
+        x, y = (n % 10) * cell_w, (n // 10) * cell_h
+        with Image.open(data["paths"][row]) as image:
+            sheet.paste(image.convert("RGB").resize((84, 84)), (x + 4, y + 4))
+        label = data["classes"][data["labels"][row]]
+        draw.text((x + 92, y + 4), f"#{n + 1} {label} ({data['splits'][row]})\n{item['suspicion']}", fill="black")
+        draw.text((x + 4, y + 92), wrap(item["flags"], 30), fill="red")
+        lines.append(f"{n + 1}\t{item['id']}\t{label}\t{data['splits'][row]}\t{item['suspicion']}\t{item['flags']}"
+                     f"\t{data['paths'][row]}")
+    sheet.save(args.scratch / "roman-top100.png")
+    (args.scratch / "roman-top100.tsv").write_text("\n".join(lines) + "\n")
+    print(f"\ncontact sheet: {args.scratch / 'roman-top100.png'} (list: roman-top100.tsv)")
+    flags = assessed["flags"]
+    print(f"roman as given: {len(ids)} rows, {int(flags.str.contains('label?', regex=False).sum())} label?, "
+          f"{int(flags.str.contains('outlier').sum())} outlier, {int(flags.str.contains('dup-of').sum())} dup, "
+          f"{int(flags.str.contains('blank').sum())} blank")
+
+
+def cost(n: int, seed: int, width: int = 256, num_classes: int = 10) -> None:
+    """Seconds for the work after training on n rows: what the 60 s budget covers."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, n)
+    embeddings = (rng.normal(size=(n, width)) + np.eye(num_classes, width)[labels] * 3).astype(np.float32)
+    pixels = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    started = time.perf_counter()
+    proba = suspicion.cross_val_proba(embeddings, labels, num_classes, 5, seed)
+    cv_s = time.perf_counter() - started
+    evidence = suspicion.Evidence(ids=[f"r{k}" for k in range(n)], labels=labels, splits=np.array(["train"] * n),
+                                  proba=proba, embeddings=embeddings, pixels=pixels, sizes=[(32, 32)] * n,
+                                  reviewed=np.zeros(n, bool))
+    started = time.perf_counter()
+    suspicion.assess(evidence, [str(k) for k in range(num_classes)])
+    assess_s = time.perf_counter() - started
+    print(f"\ncost on {n} rows ({width}-d embeddings): cross-validated proba {cv_s:.1f}s, "
+          f"assess (neighbours, duplicates, outliers, combination) {assess_s:.1f}s, total {cv_s + assess_s:.1f}s")
+
+
+def wrap(text: str, width: int) -> str:
+    import textwrap
+    return "\n".join(textwrap.wrap(text, width)[:4])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Each suspicion signal on a tiny example where the answer is obvious, and their combination."""
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from dcloop import suspicion as sus
+from dcloop.review import realised_precision, reviewed_marks, update_reviews
+
+PROBA = np.array([[0.9, 0.1], [0.2, 0.8], [0.95, 0.05]])
+LABELS = np.array([0, 1, 1])  # the third row's label disagrees with a confident model
+
+
+def test_label_quality_scores_single_out_the_wrong_label():
+    assert np.allclose(sus.self_confidence(PROBA, LABELS), [0.9, 0.8, 0.05])
+    assert np.allclose(sus.normalized_margin(PROBA, LABELS), [0.9, 0.8, 0.05])
+    entropy = sus.confidence_weighted_entropy(PROBA, LABELS)
+    assert entropy.argmax() == 2 and ((entropy >= 0) & (entropy <= 1)).all()
+    assert sus.suspicion_score(PROBA, LABELS).argmax() == 2
+
+
+def test_confident_learning_thresholds_flag_only_the_row_past_another_class_threshold():
+    thresholds = sus.class_thresholds(PROBA, LABELS)
+    assert np.allclose(thresholds, [0.9, (0.8 + 0.05) / 2])
+    assert list(sus.confident_issue(PROBA, LABELS, thresholds)) == [False, False, True]
+
+
+def test_neighbours_and_their_labels():
+    embeddings = np.array([[1.0, 0.0], [0.9, 0.1], [-1.0, 0.2]])
+    index, similarity = sus.neighbours(embeddings, k=1)
+    assert list(index[:, 0]) == [1, 0, 1] and similarity[0, 0] > similarity[2, 0]
+    labels = np.array([0, 1, -1])
+    assert list(sus.knn_disagreement(index, labels)) == [1.0, 1.0, 0.0]
+    vote = sus.knn_label_proba(index, labels, 2)
+    assert np.allclose(vote, [[0.25, 0.75], [0.75, 0.25], [0.25, 0.75]])  # one neighbour, smoothed
+
+
+def test_a_row_far_from_its_class_is_an_outlier():
+    rng = np.random.default_rng(0)
+    embeddings = np.vstack([rng.normal(0, 0.1, (8, 4)), [[5.0, 5.0, -5.0, 5.0]]])
+    z = sus.class_outlier_z(embeddings, np.zeros(9, int))
+    assert z.argmax() == 8 and z[8] >= sus.OUTLIER_Z and (z[:8] < sus.OUTLIER_Z).all()
+
+
+def image(pattern: str) -> np.ndarray:
+    """A (3, 32, 32) uint8 test picture: blank, a bar, the bar with a speck, or a cross."""
+    pixels = np.full((32, 32), 255, np.uint8)
+    if pattern == "bar":
+        pixels[4:28, 12:18] = 0
+    elif pattern == "bar-touched":  # the same bar re-saved with a speck of dirt
+        pixels[4:28, 12:18] = 0
+        pixels[30:32, 0:3] = 90
+    elif pattern == "cross":
+        pixels[14:18, :] = 0
+    return np.repeat(pixels[None], 3, 0)
+
+
+def test_pixel_signals_blank_hash_shape():
+    pixels = np.stack([image("blank"), image("bar"), image("cross")])
+    assert list(sus.ink_fraction(pixels) < sus.BLANK_INK) == [True, False, False]
+    hashes = sus.perceptual_hash(np.stack([image("bar"), image("bar-touched"), image("cross")]))
+    assert hashes.shape == (3, 112)
+    assert (hashes[0] != hashes[1]).sum() <= sus.DUP_HAMMING < (hashes[0] != hashes[2]).sum()
+    assert [sus.shape_problem(*s) for s in [(28, 28), (4, 30), (200, 20)]] == ["", "tiny 4x30", "aspect 10.0:1"]
+
+
+def test_exact_duplicates_pair_up_by_content():
+    pixels = np.stack([image("bar"), image("cross"), image("bar")])
+    index, similarity = np.zeros((3, 0), int), np.zeros((3, 0))
+    pairs = sus.duplicate_pairs(sus.content_keys(pixels), sus.perceptual_hash(pixels), index, similarity, pixels)
+    assert pairs == [(0, 2)]
+
+
+def test_a_shifted_copy_is_a_near_duplicate_but_another_stroke_is_not():
+    pixels = np.stack([image("bar"), image("bar-touched"), image("cross")])
+    index, similarity = np.array([[1], [0], [0]]), np.ones((3, 1))  # embeddings say: all alike
+    pairs = sus.duplicate_pairs(sus.content_keys(pixels), sus.perceptual_hash(pixels), index, similarity, pixels)
+    assert pairs == [(0, 1)]
+
+
+def evidence(n=40, seed=0, reviewed=()):
+    """Two well separated classes in embedding space; the pictures are distinct noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([k % 2 for k in range(n)])
+    embeddings = rng.normal(0, 0.3, (n, 8)) + labels[:, None] * 3
+    pixels = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)  # noise: no two alike
+    proba = np.where(labels[:, None] == np.arange(2), 0.9, 0.1)
+    return sus.Evidence(ids=[f"r{k}" for k in range(n)], labels=labels, splits=np.array(["train"] * n),
+                        proba=proba, embeddings=embeddings, pixels=pixels, sizes=[(32, 32)] * n,
+                        reviewed=np.isin(np.arange(n), list(reviewed)))
+
+
+def test_a_duplicate_across_splits_is_flagged_on_both_rows():
+    ev = evidence()
+    ev.pixels[7] = ev.pixels[3]
+    ev.embeddings[7] = ev.embeddings[3]
+    ev.splits[7] = "val"
+    out = sus.assess(ev, ["bar", "cross"]).set_index("id")
+    assert out.loc["r3", "flags"] == "dup-of:r7 (val)"
+    assert out.loc["r7", "flags"] == "dup-of:r3 (train)"
+    assert float(out.loc["r3", "suspicion"]) >= sus.WEIGHTS["dup-split"]
+    assert (out.drop(["r3", "r7"])["flags"] == "").all()
+
+
+def test_a_wrong_label_is_flagged_and_ranked_first_unless_reviewed():
+    ev = evidence()
+    ev.labels[4] = 1  # its picture, embedding and model say class 0
+    out = sus.assess(ev, ["bar", "cross"])
+    assert out.loc[4, "flags"] == "label? model says bar (0.93); outlier"  # far from the 'cross' rows too
+    assert out["sort_key"].idxmax() == 4
+    ev.reviewed[4] = True
+    again = sus.assess(ev, ["bar", "cross"])
+    assert again.loc[4, "flags"] == "" and again.loc[4, "suspicion"] == out.loc[4, "suspicion"]
+    assert again["sort_key"].idxmin() == 4
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float64, (12, 3), elements=st.floats(0.001, 1)), st.lists(st.integers(-1, 2), min_size=12, max_size=12),
+       st.integers(0, 1000))
+def test_suspicion_stays_in_0_1(raw, labels, seed):
+    rng = np.random.default_rng(seed)
+    ev = sus.Evidence(ids=[str(k) for k in range(12)], labels=np.array(labels), splits=np.array(["train"] * 12),
+                      proba=raw / raw.sum(1, keepdims=True), embeddings=rng.normal(size=(12, 4)),
+                      pixels=rng.integers(0, 256, (12, 3, 16, 16), dtype=np.uint8), sizes=[(16, 16)] * 12,
+                      reviewed=np.zeros(12, bool))
+    score = sus.assess(ev, ["a", "b", "c"])["suspicion"].astype(float)
+    assert ((score >= 0) & (score <= 1)).all()
+
+
+def test_reviews_stand_until_label_or_image_changes():
+    table = pd.DataFrame({"id": ["a", "b", "c", "d"], "reviewed": ["ok", "TRUE", "", "yes"]})
+    marks, bad = reviewed_marks(table)
+    assert marks == {"a": True, "b": True, "c": False} and bad == {"d": "yes"}
+    current = {"a": ["ii", "h1"], "b": ["v", "h2"], "c": ["x", "h3"]}
+    kept, standing, stale = update_reviews({}, marks, current)
+    assert standing == {"a", "b"} and not stale and kept == {"a": ["ii", "h1"], "b": ["v", "h2"]}
+    current["a"] = ["iii", "h1"]
+    kept, standing, stale = update_reviews(kept, marks, current)
+    assert standing == {"b"} and stale == {"a"}
+    kept, _, _ = update_reviews(kept, {**marks, "a": False}, current)  # cleared: forgotten
+    assert update_reviews(kept, marks, current)[1] == {"a", "b"}
+
+
+def test_realised_precision_counts_what_people_did_with_the_flags():
+    before = pd.DataFrame({"id": list("abcde"), "label": ["i", "ii", "iii", "iv", "v"], "split": ["train"] * 5})
+    now = before.copy()
+    now.loc[0, "label"] = "ii"          # relabeled
+    now.loc[1, "split"] = "exclude"     # excluded
+    now = now[now["id"] != "c"]         # deleted
+    out = realised_precision(["a", "b", "c", "d", "e"], before, now, confirmed={"d"})
+    assert out == {"prev_flagged": "5", "prev_relabeled": "1", "prev_excluded": "2", "prev_confirmed": "1",
+                   "prev_precision": "0.7500"}
+    assert realised_precision([], before, now, set())["prev_precision"] == ""

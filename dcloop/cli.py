@@ -6,7 +6,6 @@ Exit codes: 0 success (including "nothing changed"), 1 error, 2 usage error,
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path

@@ -232,7 +232,6 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     model fingerprint, so it is never compared with full trainings.
     """
     from . import model as fixed
-    from .suspicion import cross_val_proba
 
     started = time.perf_counter()
     config = quick_config(config) if quick else config
@@ -271,17 +270,9 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
                           len(classes), config.model, progress, should_stop)
     stop_if(should_stop, f"during training (after epoch {len(trained.history)})")
 
-    progress("predicting every row and scoring training rows out of sample")
-    readable = checked.table[checked.table["id"].isin(images.sha)]
-    proba, embeddings = fixed.predict(trained.model, stack(images, readable["id"]))
-    position = {row_id: n for n, row_id in enumerate(readable["id"])}
-    in_train = [position[i] for i in train_rows["id"]]
-    proba[in_train] = cross_val_proba(embeddings[in_train], y_train, len(classes),
-                                      config.suspicion.folds, config.model.seed)
-    label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
-    evidence = gather_evidence(root, checked, images, list(readable["id"]), label_proba, embeddings, classes, standing)
-    patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
-                        checked, images, root)
+    scored = score_rows(root, config, checked, images, trained, (train_rows, val_rows, test_rows),
+                        standing, progress)
+    proba, patch, position = scored.proba, scored.patch, scored.position
     val_scores = scores(proba[[position[i] for i in val_rows["id"]]], y_val, len(classes))
     test_scores = scores(proba[[position[i] for i in test_rows["id"]]], y_test, len(classes))
 
@@ -289,7 +280,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     run_dir = state_dir(root) / "runs" / run_id
     fixed.save_checkpoint(trained, run_dir / "model.pt",
                           {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
-    save_predictions(run_dir, readable, proba, embeddings, trained.history, label_proba)
+    save_predictions(run_dir, scored.rows, proba, scored.embeddings, trained.history, scored.label_proba)
     written = write_back(backend, patch, notes, config.suspicion.sort)
     write_json(run_dir / "flagged.json", flagged_ids(patch))
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
@@ -302,12 +293,45 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     # Written last: a sync killed before this point trains again next time.
     write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version})
     report_after_sync(root, config, backend, run_id, progress, tbl.apply_patch(table, patch))
-    scored = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}"
-                       for split, s in (("val", val_scores), ("test", test_scores)) if s) or "no val or test rows"
-    message = (f"Run {run_id}: {scored} (label version {recorded.version}, "
+    summary = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}"
+                        for split, s in (("val", val_scores), ("test", test_scores)) if s) or "no val or test rows"
+    message = (f"Run {run_id}: {summary} (label version {recorded.version}, "
                f"{changed} row(s) changed since the last training, {time.perf_counter() - started:.0f}s)")
     return SyncReport(recorded.version, recorded.new, changed, True, message,
                       result, checked.flags, written)
+
+
+@dataclass
+class Scored:
+    """Every readable row's probabilities (out of sample for labeled rows) and its patch."""
+
+    rows: pd.DataFrame
+    position: dict[str, int]
+    proba: np.ndarray
+    embeddings: np.ndarray
+    label_proba: np.ndarray
+    patch: pd.DataFrame
+
+
+def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Images, trained, parts,
+               standing: set[str], progress: Progress) -> Scored:
+    """Predict every readable row; training rows are scored by folds that never saw them."""
+    from . import model as fixed
+    from .suspicion import cross_val_proba
+
+    progress("predicting every row and scoring training rows out of sample")
+    classes, train_rows = config.project.classes, parts[0]
+    readable = checked.table[checked.table["id"].isin(images.sha)]
+    proba, embeddings = fixed.predict(trained.model, stack(images, readable["id"]))
+    position = {row_id: n for n, row_id in enumerate(readable["id"])}
+    in_train = [position[i] for i in train_rows["id"]]
+    proba[in_train] = cross_val_proba(embeddings[in_train], encode(train_rows["label"], classes), len(classes),
+                                      config.suspicion.folds, config.model.seed)
+    label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
+    evidence = gather_evidence(root, checked, images, list(readable["id"]), label_proba, embeddings, classes, standing)
+    patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
+                        checked, images, root)
+    return Scored(readable, position, proba, embeddings, label_proba, patch)
 
 
 def stop_if(should_stop: Callable[[], bool], where: str) -> None:

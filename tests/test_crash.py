@@ -5,7 +5,6 @@ import shutil
 import threading
 import time
 
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 

@@ -194,6 +194,9 @@ def quickstart(directory, epochs, as_json):
     hits = sum(url in flipped for url in top["url"])
     click.echo(f"\n{hits} of these 10 are labels the demo flipped. Next: open {directory / 'labels.csv'}, "
                f"fix the labels you disagree with (sort by suspicion), then run: dcloop sync {directory}")
+    report = directory / "report" / "index.html"
+    if report.exists():
+        click.echo(f"Plots, the confusion matrices and the embedding map: open {report} in a browser.")
 
 
 def pd_read(path: Path):

@@ -27,6 +27,7 @@ def test_quickstart_builds_a_project_trains_and_lists_suspects(tmp_path):
     out = result.stdout
     assert out.startswith("Run ") and "The 10 rows the model doubts most" in out
     assert "Next: open" in out and f"dcloop sync {tmp_path / 'demo'}" in out
+    assert f"open {tmp_path / 'demo' / 'report' / 'index.html'} in a browser" in out
     table = pd.read_csv(tmp_path / "demo/labels.csv", dtype=str, keep_default_na=False)
     assert (table["suspicion"] != "").all()
     as_json = CliRunner().invoke(cli, ["status", str(tmp_path / "demo"), "--json"])

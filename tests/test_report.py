@@ -152,7 +152,8 @@ def test_thumbnails_are_64_pixels_grey_when_the_image_is_and_none_for_a_bad_file
 
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory):
-    """A project trained twice (one label edited in between); returns its folder and the sync messages."""
+    """A project trained twice (one label edited in between); returns its folder, the sync messages
+    and the edited row's id (rows move: the table is written most suspicious first)."""
     root = tmp_path_factory.mktemp("report") / "proj"
     rows = split_rows(write_digits(root / "images", per_class=20), val_every=3)
     rows.loc[rows.index % 6 == 1, "split"] = "test"
@@ -167,11 +168,11 @@ def synced(tmp_path_factory):
     table.loc[2, "label"] = "7" if table.loc[2, "label"] != "7" else "1"
     table.to_csv(root / "labels.csv", index=False)
     sync(root, load_config(root, environ={}), progress=messages.append)
-    return root, messages
+    return root, messages, table.loc[2, "id"]
 
 
 def test_sync_writes_the_report_with_every_part(synced):
-    root, messages = synced
+    root, messages, edited = synced
     page = root / "report" / "index.html"
     assert page.exists()
     assert any(m.startswith("report for run ") for m in messages)
@@ -182,14 +183,14 @@ def test_sync_writes_the_report_with_every_part(synced):
     assert len(data["scores"]) == 2 and data["scores"][1]["changed"] == 1
     assert data["summary"]["val_change"] is not None
     assert data["confusion"]["val"]["rows"] > 0 and data["confusion"]["test"]["rows"] > 0
-    assert data["diff"]["total"] == 1 and data["diff"]["rows"][0]["id"] == table.loc[2, "id"]
+    assert data["diff"]["total"] == 1 and data["diff"]["rows"][0]["id"] == edited
     assert [c["name"] for c in data["per_class"]] == ["0", "1", "7"]
     assert all(len(c["suspects"]) == 12 for c in data["per_class"])
     assert data["map"]["method"] in ("PCA", "UMAP")
 
 
 def test_the_page_needs_nothing_from_the_network(synced):
-    root, _ = synced
+    root, _, _ = synced
     text = (root / "report" / "index.html").read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
     assert "<link" not in text and "@import" not in text
@@ -197,7 +198,7 @@ def test_the_page_needs_nothing_from_the_network(synced):
 
 
 def test_report_command_rebuilds_the_page_and_prints_its_path(synced):
-    root, _ = synced
+    root, _, _ = synced
     (root / "report" / "index.html").unlink()
     result = CliRunner().invoke(cli, ["report", str(root), "--json"])
     assert result.exit_code == 0, result.output
@@ -213,7 +214,7 @@ def test_report_on_an_untrained_project_is_a_clear_error(tmp_path):
 
 
 def test_a_report_that_cannot_be_written_is_a_warning_not_a_failed_sync(synced):
-    root, messages = synced
+    root, messages, _ = synced
     assert not any(m.startswith("warning") for m in messages)
     shutil.move(root / "report", root / "report-aside")
     (root / "report").write_text("a file where the report folder should be")
@@ -244,7 +245,7 @@ def console_messages(stderr: str) -> list[str]:
 @pytest.mark.skipif(CHROMIUM is None, reason="headless rendering needs a Chromium browser; on Debian: "
                                               "apt-get install -y chromium")
 def test_the_page_renders_in_headless_chromium_without_errors(synced, tmp_path):
-    root, _ = synced
+    root, _, _ = synced
     rep.write_report(root, load_config(root, environ={}))
     url = (root / "report" / "index.html").resolve().as_uri()
     shown = chromium("--virtual-time-budget=15000", "--window-size=1400,3000", "--dump-dom", url,
@@ -291,7 +292,7 @@ document.getElementById("f").onload = function () {
 @pytest.mark.skipif(CHROMIUM is None, reason="headless rendering needs a Chromium browser; on Debian: "
                                               "apt-get install -y chromium")
 def test_clicking_a_confusion_cell_shows_its_images_and_hovering_the_map_shows_one(synced, tmp_path):
-    root, _ = synced
+    root, _, _ = synced
     rep.write_report(root, load_config(root, environ={}))
     harness = tmp_path / "harness.html"
     harness.write_text(HARNESS % (root / "report" / "index.html").resolve().as_uri())

@@ -79,6 +79,16 @@ def replace_setting(text: str, section: str, key: str, value) -> str:
 
 
 @pytest.fixture
+def planted_error(make_project, tmp_path):
+    """A synced-ready project of 0s and 1s where one training 0 is labeled 1; returns (root, its url)."""
+    rows = write_digits(tmp_path / "proj" / "images", classes=(0, 1), per_class=40)
+    rows["split"] = ["val" if n % 5 == 0 else "train" for n in range(len(rows))]
+    wrong = rows.index[(rows["label"] == "0") & (rows["split"] == "train")][3]
+    rows.loc[wrong, "label"] = "1"
+    return make_project(rows, {"model": {"epochs": 8}}), rows.loc[wrong, "url"]
+
+
+@pytest.fixture
 def config_of():
     return lambda root: load_config(root, environ={})
 

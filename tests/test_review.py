@@ -3,22 +3,17 @@ results row says what people did with the previous flags."""
 
 from dcloop.backends.csv import read_csv
 from dcloop.sync import sync
-from tests.conftest import write_digits
 
 
 def labels(root):
     return read_csv(root / "labels.csv")
 
 
-def test_a_reviewed_row_is_not_flagged_again_and_the_next_result_counts_it(make_project, config_of, tmp_path):
-    rows = write_digits(tmp_path / "proj" / "images", classes=(0, 1), per_class=40)
-    rows["split"] = ["val" if n % 5 == 0 else "train" for n in range(len(rows))]
-    wrong = rows.index[(rows["label"] == "0") & (rows["split"] == "train")][3]
-    rows.loc[wrong, "label"] = "1"
-    root = make_project(rows, {"model": {"epochs": 8}})
+def test_a_reviewed_row_is_not_flagged_again_and_the_next_result_counts_it(planted_error, config_of):
+    root, wrong_url = planted_error
     sync(root, config_of(root))
     table = labels(root)
-    planted = table.index[table["url"] == rows.loc[wrong, "url"]][0]
+    planted = table.index[table["url"] == wrong_url][0]
     assert table.loc[planted, "flags"].startswith("label? model says 0")
     assert planted == 0  # written most suspicious first
     flagged = set(table.loc[table["flags"] != "", "id"])

@@ -85,16 +85,12 @@ def test_same_data_config_and_seed_give_the_same_score(make_project, config_of):
     assert labels(first)["suspicion"].equals(labels(second)["suspicion"])
 
 
-def test_a_wrong_training_label_gets_a_high_out_of_sample_suspicion(make_project, config_of, tmp_path):
-    rows = write_digits(tmp_path / "proj" / "images", classes=(0, 1), per_class=40)
-    rows["split"] = ["val" if n % 5 == 0 else "train" for n in range(len(rows))]
-    wrong = rows.index[(rows["label"] == "0") & (rows["split"] == "train")][3]
-    rows.loc[wrong, "label"] = "1"
-    root = make_project(rows, {"model": {"epochs": 8}})
+def test_a_wrong_training_label_gets_a_high_out_of_sample_suspicion(planted_error, config_of):
+    root, wrong_url = planted_error
     sync(root, config_of(root))
     table = labels(root)
     suspicion = table["suspicion"].astype(float)
-    planted = table.index[table["url"] == rows.loc[wrong, "url"]][0]
+    planted = table.index[table["url"] == wrong_url][0]
     assert suspicion[planted] > 0.5
     assert suspicion.rank(ascending=False)[planted] <= 3
     assert table.loc[planted, "flags"].startswith("label? model says 0")

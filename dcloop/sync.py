@@ -211,8 +211,7 @@ def write_back(backend: Backend, patch: pd.DataFrame, notes: dict[str, str], sor
     """Write the patch, review notes added to flags, rows most suspicious first when ``sort``."""
     from .backends import accepts_order
     patch = patch.copy()
-    extra = patch["id"].map(lambda i: notes.get(i, ""))
-    patch["flags"] = ["; ".join(p for p in (a, b) if p) for a, b in zip(patch["flags"], extra)]
+    patch["flags"] = [join_flags(a, notes.get(i, "")) for i, a in zip(patch["id"], patch["flags"])]
     key = pd.to_numeric(patch.pop("sort_key"), errors="coerce").fillna(2.0)  # unusable rows first
     if sort and accepts_order(backend):
         return backend.write(patch, order=list(patch["id"].iloc[(-key).argsort(kind="stable")]))
@@ -284,8 +283,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     written = write_back(backend, patch, notes, config.suspicion.sort)
     write_json(run_dir / "flagged.json", flagged_ids(patch))
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
-                        val_scores, test_scores, trained, time.perf_counter() - started)
-    result["kind"] = "quick" if quick else "full"
+                        val_scores, test_scores, trained, time.perf_counter() - started, "quick" if quick else "full")
     result.update(previous_flags(root, history, last, table, standing))
     backend.append_result(result)
     if hasattr(backend, "update_classes"):
@@ -341,14 +339,14 @@ def stop_if(should_stop: Callable[[], bool], where: str) -> None:
 
 
 def save_predictions(run_dir: Path, rows: pd.DataFrame, proba: np.ndarray, embeddings: np.ndarray,
-                     epochs: list[dict], label_proba: np.ndarray | None = None) -> None:
+                     epochs: list[dict], label_proba: np.ndarray) -> None:
     """What later stages (reports, re-evaluation) need from a run, without retraining."""
     import io
     buffer = io.BytesIO()
     np.savez_compressed(buffer, ids=rows["id"].to_numpy(str), labels=rows["label"].str.strip().to_numpy(str),
                         splits=rows["split"].str.strip().str.lower().to_numpy(str),
                         proba=proba.astype(np.float32), embeddings=embeddings.astype(np.float32),
-                        label_proba=(proba if label_proba is None else label_proba).astype(np.float32))
+                        label_proba=label_proba.astype(np.float32))
     atomic_write_bytes(run_dir / "predictions.npz", buffer.getvalue())
     write_json(run_dir / "epochs.json", epochs)
 
@@ -357,10 +355,14 @@ def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, roo
     """Add the validation and image flags; every row of the table gets a patch row."""
     everyone = pd.DataFrame({"id": checked.table["id"]})
     out = everyone.merge(patch, on="id", how="left").fillna("")
-    extra = out["id"].map(lambda i: "; ".join(checked.flags.get(i, [])))
-    out["flags"] = [("; ".join(p for p in (a, b) if p)) for a, b in zip(extra, out["flags"])]
+    out["flags"] = [join_flags(*checked.flags.get(i, []), b) for i, b in zip(out["id"], out["flags"])]
     out["image"] = out["id"].map(lambda i: image_cell(images.blob.get(i), root))
     return out
+
+
+def join_flags(*reasons: str) -> str:
+    """Flags as one cell: the non-blank reasons, in order, separated by '; '."""
+    return "; ".join(r for r in reasons if r)
 
 
 def image_cell(blob: Path | None, root: Path) -> str:
@@ -385,11 +387,12 @@ def changed_since(history: History, version: str, table: pd.DataFrame) -> int:
     return len(tbl.diff(history.snapshot(version), table))
 
 
-def result_row(run_id, version, changed, config, checked, parts, val_scores, test_scores, trained, seconds) -> dict:
+def result_row(run_id, version, changed, config, checked, parts, val_scores, test_scores, trained, seconds,
+               kind: str) -> dict:
     train_rows, val_rows, test_rows = parts
     unlabeled = checked.usable() & (checked.label == "")
     return {
-        "run_id": run_id, "time_utc": utc_now(), "label_version": version, "kind": "full",
+        "run_id": run_id, "time_utc": utc_now(), "label_version": version, "kind": kind,
         "rows_train": str(len(train_rows)), "rows_val": str(len(val_rows)), "rows_test": str(len(test_rows)),
         "rows_unlabeled": str(int(unlabeled.sum())), "rows_flagged": str(len(checked.flags)),
         "labels_changed": str(changed),

@@ -71,7 +71,7 @@ def fake_run(root: Path, config: Config, seed: int) -> None:
     proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     patch = predictions_patch(list(readable["id"]), proba, readable["label"], config.project.classes, 0.2)
     backend.write(merge_flags(patch, checked, images, root))
-    save_predictions(state_dir(root) / "runs" / "bench0001", readable, proba, embeddings, [])
+    save_predictions(state_dir(root) / "runs" / "bench0001", readable, proba, embeddings, [], proba)
     for n, (run_id, accuracy) in enumerate([("earlier1", 0.71), ("earlier2", 0.74), ("bench0001", 0.78)]):
         backend.append_result({"run_id": run_id, "label_version": f"version{n}",
                                "labels_changed": str(40 * n), "val_accuracy": str(accuracy),

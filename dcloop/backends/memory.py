@@ -20,7 +20,7 @@ class MemoryBackend:
     def write(self, patch: pd.DataFrame, order: list[str] | None = None) -> int:
         before = self.table
         self.table = tbl.apply_patch(before, patch)
-        changed = int((self.table.reindex(columns=before.columns) != before).any(axis=1).sum())
+        changed = tbl.rows_changed(before, self.table)
         if order is not None:
             self.table = tbl.reorder(self.table, order)
         return changed

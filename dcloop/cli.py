@@ -333,9 +333,8 @@ def log_command(directory, as_json):
                    f"{'val':>6}  {'test':>6}  run")
         for e in entries:
             click.echo(f"{e['version']:<12}  {e['time_utc']:<20}  {e['rows']:>6}  {describe_changes(e):<28}  "
-                       f"{e['val_accuracy'] or '-':>6}  {e['test_accuracy'] or '-':>6}  {e['run_id'] or '-'}")
-            if describe_effect(e):
-                click.echo(f"{'':<12}  {describe_effect(e)}")
+                       f"{e['val_accuracy'] or '-':>6}  {e['test_accuracy'] or '-':>6}  {e['run_id'] or '-'}"
+                       + (f"  {describe_effect(e)}" if describe_effect(e) else ""))
 
 
 def describe_changes(counts: dict) -> str:

@@ -113,9 +113,11 @@ def watch_options(function):
 @click.option("--device", help="Train on this torch device (auto, cpu, cuda); default from dcloop.toml.")
 @click.option("--quick", is_flag=True,
               help="Train a tenth of the epochs for fast feedback; the result row is marked kind=quick.")
+@click.option("--seeds", type=click.IntRange(min=1),
+              help="Train under N seeds (seed, seed+1, ...) and record the mean and spread of the scores.")
 @json_option
 @watch_options
-def sync(directory, force, epochs, device, quick, as_json, watch, interval, settle):
+def sync(directory, force, epochs, device, quick, seeds, as_json, watch, interval, settle):
     """Pull the labels, retrain the fixed model if anything changed, write predictions back.
 
     With --watch, keep going: sync again whenever the labels or splits change (see the README, "Running unattended").
@@ -124,13 +126,14 @@ def sync(directory, force, epochs, device, quick, as_json, watch, interval, sett
     Examples:
         dcloop sync demo
         dcloop sync demo --watch --interval 5 --settle 30
+        dcloop sync demo --seeds 3
     """
     from .config import load_config
     from .lock import project_lock
     from .sync import sync as run_sync
 
     check_watch_options(watch)
-    config = load_config(directory, {"model": {"epochs": epochs, "device": device}})
+    config = load_config(directory, {"model": {"epochs": epochs, "device": device, "seeds": seeds}})
     if watch:
         return watch_project(directory, config, force, interval, settle, as_json, quick)
     with project_lock(directory, config, "dcloop sync"):
@@ -247,7 +250,7 @@ def format_status(info: dict) -> str:
     lines.append(f"{'class':<12}" + "".join(f"{s:>9}" for s in splits))
     for name, counts in info["per_class"].items():
         lines.append(f"{name:<12}" + "".join(f"{counts.get(s, 0):>9}" for s in splits))
-    return "\n".join(lines)
+    return "\n".join(lines + format_expert(info.get("expert")))
 
 
 def main():  # pragma: no cover
@@ -330,7 +333,8 @@ def log_command(directory, as_json):
                    f"{'val':>6}  {'test':>6}  run")
         for e in entries:
             click.echo(f"{e['version']:<12}  {e['time_utc']:<20}  {e['rows']:>6}  {describe_changes(e):<28}  "
-                       f"{e['val_accuracy'] or '-':>6}  {e['test_accuracy'] or '-':>6}  {e['run_id'] or '-'}")
+                       f"{e['val_accuracy'] or '-':>6}  {e['test_accuracy'] or '-':>6}  {e['run_id'] or '-'}"
+                       + (f"  {describe_effect(e)}" if describe_effect(e) else ""))
 
 
 def describe_changes(counts: dict) -> str:
@@ -470,3 +474,48 @@ def report(directory, run_id, open_page, as_json):
         click.echo(str(path))
     if open_page:
         click.launch(str(path.resolve()))
+
+
+# --- Issue 8: what a batch of edits did (log), the noise across seeds, model vs expert (status) ---
+
+def describe_effect(entry: dict) -> str:
+    """The score change against the previous comparable run, the seeds' spread, and what the edits did."""
+    parts = []
+    if entry.get("val_change") or entry.get("test_change"):
+        parts.append(f"vs run {entry['compared_run']}: val {entry['val_change'] or '-'}, "
+                     f"test {entry['test_change'] or '-'}")
+    if int(entry.get("seeds") or 1) > 1:
+        parts.append(f"{entry['seeds']} seeds: val {entry['val_mean'] or '-'} ± {entry['val_std'] or '-'}, "
+                     f"test {entry['test_mean'] or '-'} ± {entry['test_std'] or '-'}")
+    if int(entry.get("edits") or 0):
+        parts.append(f"{entry['edits']} label edit(s): the new model agrees with {entry['edits_model_agrees']}, "
+                     f"the old run had predicted {entry['edits_old_agreed']}")
+    return "; ".join(parts)
+
+
+def format_expert(expert: dict | None, shown: int = 8) -> list[str]:
+    """Status lines for the expert column: agreement with the label and the model, the rows to look at."""
+    if not expert:
+        return []
+
+    def figures(a: dict) -> str:
+        if not a["n"]:
+            return "no rows to compare"
+        kappa = "-" if a["kappa"] is None else f"{a['kappa']:.3f}"
+        return f"{a['agree']}/{a['n']} agree ({a['accuracy']:.3f}), kappa {kappa}"
+
+    lines = ["", f"expert         {expert['rows']} row(s) with an expert class",
+             f"  vs label     {figures(expert['label'])}",
+             f"  vs model     {figures(expert['model'])}"
+             + (f" (run {expert['run_id']})" if expert["run_id"] else " (no trained run yet)")]
+    differ = [d["id"] for d in expert["differ"]]
+    if differ:
+        more = f" and {len(differ) - shown} more (--json lists all)" if len(differ) > shown else ""
+        lines.append(f"  differ on    {', '.join(differ[:shown])}{more}")
+    for bad in expert["bad_cells"]:
+        lines.append(f"  row {bad['row']} (id {bad['id']}): expert {bad['value']!r} is not a class")
+    for v in expert["by_version"]:
+        lines.append(f"  version {v['label_version']} run {v['run_id']}: label {v['expert_label_accuracy'] or '-'} "
+                     f"kappa {v['expert_label_kappa'] or '-'}; model {v['expert_model_accuracy'] or '-'} "
+                     f"kappa {v['expert_model_kappa'] or '-'} ({v['expert_model_n'] or 0} rows)")
+    return lines

@@ -56,10 +56,14 @@ class ModelSection(Section):
     learning_rate: float = Field(1e-4, gt=0)
     device: str = "auto"
     threads: int = Field(0, ge=-1, description="CPU threads for training: N, 0 all cores, -1 the faster of 1 and all")
+    seeds: int = Field(1, ge=1, description="trainings per sync, under seed, seed+1, ...: their spread shows the noise")
 
     def fingerprint(self) -> str:
-        """Identifies the fixed model: scores are comparable only under the same fingerprint."""
-        recipe = self.model_dump(exclude={"device", "threads"})
+        """Identifies the fixed model: scores are comparable only under the same fingerprint.
+
+        ``seeds`` is left out: more seeds measure the same recipe's noise, they do not change it.
+        """
+        recipe = self.model_dump(exclude={"device", "threads", "seeds"})
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
 
 

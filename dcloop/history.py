@@ -23,6 +23,11 @@ RESULT_COLUMNS = [
     "images_per_s", "duration_s",
     # How people answered the previous run's flags (dcloop.review.realised_precision).
     "prev_flagged", "prev_relabeled", "prev_excluded", "prev_confirmed", "prev_precision",
+    # Issue 8: the noise across seeds and what the edits did (dcloop.effect), model vs expert (dcloop.agreement).
+    "seeds", "val_mean", "val_std", "test_mean", "test_std",
+    "compared_run", "val_change", "test_change", "edits", "edits_model_agrees", "edits_old_agreed",
+    "expert_label_n", "expert_label_agree", "expert_label_accuracy", "expert_label_kappa",
+    "expert_model_n", "expert_model_agree", "expert_model_accuracy", "expert_model_kappa",
 ]
 INDEX_COLUMNS = ["version", "parent", "time_utc", "rows", "changed"]
 

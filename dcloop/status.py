@@ -31,4 +31,35 @@ def project_status(root: Path, config: Config) -> dict:
         "edited_since_training": changed_since(history, trained, with_ids),
         "splits": tbl.SPLITS, "per_class": per_class,
         "last_result": results.iloc[-1].to_dict() if len(results) else None,
+        "expert": expert_status(root, config, checked, results),
     }
+
+
+def expert_status(root: Path, config: Config, checked: tbl.Validated, results) -> dict | None:
+    """Expert vs label and vs the last trained run's predictions now, the rows where model and expert
+    differ, bad expert cells, and the figures each version's run recorded; None without an expert column."""
+    from .agreement import EXPERT_FIELDS, bad_expert_rows, expert_agreement, expert_cells
+    from .effect import run_predictions
+    if "expert" not in checked.table.columns:
+        return None
+    classes = config.project.classes
+    expert, bad = expert_cells(checked.table, classes)
+    run_id = read_json(state_dir(root) / "last_trained.json", {}).get("run_id", "")
+    saved = run_predictions(state_dir(root), run_id, classes)
+    labels = {i: label for i, label in zip(checked.table["id"], checked.label) if label in classes}
+    predicted = saved[1] if saved else {}
+    found = expert_agreement(expert, labels, predicted)
+    lines = {row_id: tbl.row_number(n) for n, row_id in enumerate(checked.table["id"])}
+    recorded = results[results["expert_model_n"] != ""] if "expert_model_n" in results else results.iloc[0:0]
+    by_version = recorded.drop_duplicates("label_version", keep="last")
+    return {"rows": len(expert), "run_id": run_id if saved else "",
+            "label": agreement_json(found.label), "model": agreement_json(found.model),
+            "differ": [{"id": i, "row": lines[i], "expert": expert[i], "label": labels.get(i, ""),
+                        "prediction": predicted[i]} for i in found.differ],
+            "bad_cells": bad_expert_rows(checked.table, bad),
+            "by_version": [{"label_version": r.get("label_version", ""), "run_id": r.get("run_id", ""),
+                            **{k: r.get(k, "") for k in EXPERT_FIELDS}} for r in by_version.to_dict("records")]}
+
+
+def agreement_json(found) -> dict:
+    return {"n": found.n, "agree": found.agree, "accuracy": found.accuracy, "kappa": found.kappa}

@@ -19,6 +19,7 @@ import pandas as pd
 from . import table as tbl
 from .backends import Backend, open_backend
 from .config import STATE_DIR, Config, quick_config
+from .effect import record_run
 from .errors import CapError, DcloopError, Stopped
 from .fsutil import atomic_write_bytes
 from .history import History, read_json, write_json
@@ -114,7 +115,8 @@ def check_cap(checked: tbl.Validated, images: Images, cap: int) -> None:
 
 def training_key(version: str, config: Config, images: Images) -> str:
     """Same labels, splits, image contents and model recipe -> same key -> no need to retrain."""
-    digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}".encode())
+    seeds = f"|seeds={config.model.seeds}" if config.model.seeds > 1 else ""  # one seed keeps the old keys
+    digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}{seeds}".encode())
     for row_id in sorted(images.sha):
         digest.update(f"{row_id}:{images.sha[row_id]};".encode())
     return digest.hexdigest()[:16]
@@ -248,6 +250,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     last = read_json(state_dir(root) / "last_trained.json", {})
     changed = 0 if last.get("version") == recorded.version else changed_since(history, last.get("version", ""), table)
     standing, notes, reviews_changed = judge_reviews(root, checked, images)
+    notes = with_expert_notes(notes, checked)
     if not force and last.get("key") == key:
         if reviews_changed:
             rescore(root, config, backend, checked, images, last["run_id"], standing, notes)
@@ -263,11 +266,14 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     materialize(folder, [(i, s, lab, images.blob[i], u) for part in (train_rows, val_rows, test_rows)
                          for i, s, lab, u in zip(part["id"], part["split"].str.strip().str.lower(),
                                                  part["label"].str.strip(), part["url"].str.strip())])
-    progress(f"training {config.model.preset} on {len(train_rows)} rows, validating on {len(val_rows)}")
+    progress(f"training {config.model.preset} on {len(train_rows)} rows, validating on {len(val_rows)}"
+             + (f"; seed 1/{config.model.seeds} (seed {config.model.seed})" if config.model.seeds > 1 else ""))
     y_train, y_val, y_test = (encode(p["label"], classes) for p in (train_rows, val_rows, test_rows))
     trained = fixed.train(stack(images, train_rows["id"]), y_train, stack(images, val_rows["id"]), y_val,
                           len(classes), config.model, progress, should_stop)
     stop_if(should_stop, f"during training (after epoch {len(trained.history)})")
+    other_seeds = train_other_seeds(config, images, (train_rows, val_rows, test_rows), (y_train, y_val, y_test),
+                                    progress, should_stop)
 
     scored = score_rows(root, config, checked, images, trained, (train_rows, val_rows, test_rows),
                         standing, progress)
@@ -285,7 +291,11 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
                         val_scores, test_scores, trained, time.perf_counter() - started, "quick" if quick else "full")
     result.update(previous_flags(root, history, last, table, standing))
+    result.update(seed_and_comparison_fields(root, checked, scored, result, classes,
+                                             [{"val": val_scores.get("accuracy"), "test": test_scores.get("accuracy")}]
+                                             + other_seeds))
     backend.append_result(result)
+    record_run(state_dir(root), run_id, result)
     if hasattr(backend, "update_classes"):
         backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))
     # Written last: a sync killed before this point trains again next time.
@@ -430,3 +440,51 @@ def previous_flags(root: Path, history: History, last: dict, table: pd.DataFrame
     if not version or not history.folder(version).exists():
         return realised_precision([], table, table, standing)
     return realised_precision(flagged, history.snapshot(version), table, standing)
+
+
+# --- Issue 8: trainings under more seeds, what the edits did, model vs expert ---
+
+def train_other_seeds(config: Config, images: Images, parts, encoded, progress: Progress,
+                      should_stop: Callable[[], bool]) -> list[dict]:
+    """Val and test accuracy of the fixed model under seed+1, seed+2, ...: the main run is seed 1 of N.
+
+    Only scores are kept: predictions, suspicion and the checkpoint come from the main run, so the
+    table reads the same with one seed or five.
+    """
+    from . import model as fixed
+    (train_rows, val_rows, test_rows), (y_train, y_val, y_test) = parts, encoded
+    classes, runs = config.project.classes, []
+    for k in range(1, config.model.seeds):
+        settings = config.model.model_copy(update={"seed": config.model.seed + k})
+        progress(f"seed {k + 1}/{config.model.seeds} (seed {settings.seed}): training")
+        trained = fixed.train(stack(images, train_rows["id"]), y_train, stack(images, val_rows["id"]), y_val,
+                              len(classes), settings, progress, should_stop)
+        stop_if(should_stop, f"during training under seed {settings.seed}")
+        runs.append({split: scores(fixed.predict(trained.model, stack(images, rows["id"]))[0], y,
+                                   len(classes)).get("accuracy")
+                     for split, rows, y in (("val", val_rows, y_val), ("test", test_rows, y_test))})
+        progress(f"seed {settings.seed}: val accuracy {fmt(runs[-1]['val']) or '-'}, "
+                 f"test accuracy {fmt(runs[-1]['test']) or '-'}")
+    return runs
+
+
+def seed_and_comparison_fields(root: Path, checked: tbl.Validated, scored: Scored, result: dict,
+                               classes: list[str], seed_runs: list[dict]) -> dict[str, str]:
+    """The result row's seeds block, its change against the previous comparable run, and expert agreement."""
+    from .agreement import expert_agreement, expert_cells
+    from .effect import effect_fields, seed_fields
+    fields = seed_fields(seed_runs)
+    predicted = dict(zip(scored.rows["id"], [classes[k] for k in scored.proba.argmax(1)])) if len(scored.rows) else {}
+    labels = {i: label for i, label in zip(checked.table["id"], checked.label) if label in classes}
+    expert, _ = expert_cells(checked.table, classes)
+    fields.update(effect_fields(state_dir(root), {**result, **fields}, labels, predicted, classes))
+    return {**fields, **expert_agreement(expert, labels, predicted).fields()}
+
+
+def with_expert_notes(notes: dict[str, str], checked: tbl.Validated) -> dict[str, str]:
+    """The review notes plus a note for each expert cell that is not a class; the row still trains."""
+    from .agreement import expert_cells, expert_notes
+    out = dict(notes)
+    for row_id, note in expert_notes(expert_cells(checked.table, checked.classes)[1]).items():
+        out[row_id] = join_flags(out.get(row_id, ""), note)
+    return out

@@ -17,7 +17,7 @@ COLUMNS = ["id", "image", "url", "label", "split", "note",
            "prediction", "confidence", "label_prob", "suspicion", "flags"]
 HUMAN_COLUMNS = ["url", "label", "split", "note"]
 # Known human-owned columns a table may have but need not: normalize() does not add them.
-OPTIONAL_COLUMNS = ["reviewed"]
+OPTIONAL_COLUMNS = ["reviewed", "expert"]
 MACHINE_COLUMNS = ["id", "image", "prediction", "confidence", "label_prob", "suspicion", "flags"]
 REQUIRED_COLUMNS = ["url", "label"]
 SPLITS = ["train", "val", "test", "exclude"]

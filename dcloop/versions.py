@@ -14,6 +14,7 @@ import pandas as pd
 from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config
+from .effect import EFFECT_FIELDS, SEED_FIELDS
 from .errors import BackendError, DcloopError
 from .history import History, scores_by_entry
 from .images import ImageStore, materialize
@@ -41,7 +42,8 @@ def log(root: Path, config: Config, backend: Backend | None = None) -> list[dict
         result = scores.get(n, {})
         entries.append({**entry.to_dict(), **change_counts(tbl.diff(before, snapshot(entry["version"]))),
                         "run_id": result.get("run_id", ""), "val_accuracy": result.get("val_accuracy", ""),
-                        "test_accuracy": result.get("test_accuracy", "")})
+                        "test_accuracy": result.get("test_accuracy", ""),
+                        **{k: str(result.get(k, "")) for k in SEED_FIELDS + EFFECT_FIELDS}})
     return entries[::-1]
 
 

@@ -12,6 +12,7 @@ from dcloop.backends import open_backend
 from dcloop.backends.gsheet import SheetBackend, check_cell_limit, sheet_key
 from dcloop.backends.sheet_http import RetryPolicy, credentials_path, load_credentials
 from dcloop.errors import BackendError, ConfigError, SchemaError
+from dcloop.history import RESULT_COLUMNS
 
 from .conftest import ACCOUNT, CLASSES, make_table, sheet_config, write_key
 
@@ -225,6 +226,21 @@ def test_adds_missing_machine_columns_and_grows_the_grid(open_sheet, emulator):
     backend.write(pd.DataFrame({tbl.NEW_ROW_KEY: list(ids), "id": list(ids.values()), "split": ["val"]}))
     assert labels(emulator, key) == [["url", "label", "id", "split"],
                                      ["https://x.example/1.png", "cat", list(ids.values())[0], "val"]]
+
+
+def test_results_on_a_sheet_from_an_older_dcloop_get_the_new_column_names(sheet, emulator, open_sheet):
+    key, old = sheet.key, RESULT_COLUMNS[:5]
+    emulator.set_values(key, "results!A1", [old + [""] * (len(RESULT_COLUMNS) - len(old))])
+    backend = open_sheet(key)  # a new process, as cron starts one
+    backend.read()
+    emulator.reset_counts()
+    backend.append_result({"run_id": "r1", "val_accuracy": "0.8", "seeds": "3"})
+    assert emulator.api_calls() == 2  # the missing names, then the row
+    backend.append_result({"run_id": "r2", "val_accuracy": "0.9", "seeds": "1"})
+    assert emulator.api_calls() == 3
+    results = backend.read_results()
+    assert list(results.columns[:len(old)]) == old and set(RESULT_COLUMNS) <= set(results.columns)
+    assert list(results["seeds"]) == ["3", "1"] and list(results["val_accuracy"]) == ["0.8", "0.9"]
 
 
 def test_update_classes_blanks_classes_that_are_gone(sheet, emulator):

@@ -71,6 +71,7 @@ class SheetBackend:
         credentials = getattr(self.http.session, "credentials", None)
         self.account = account if account is not None else getattr(credentials, "service_account_email", "")
         self.class_rows: int | None = None  # rows in the classes tab when last seen
+        self.results_header: list[str] | None = None  # the results tab's first row when last seen
 
     @classmethod
     def from_config(cls, config, root: Path) -> SheetBackend:
@@ -130,10 +131,22 @@ class SheetBackend:
         return grid_frame(values).reset_index(drop=True)
 
     def append_result(self, row: dict[str, str]) -> None:
+        """One results row laid out by the tab's own header; names a newer dcloop added go at its end.
+
+        A sheet made by an older dcloop lacks the newer result columns: their values would land
+        under unnamed cells, so the missing names are written first (once, in one call).
+        """
         tab = self.tabs["results"]
-        columns = tab.header + [c for c in row if c not in tab.header]
-        values = [[typed(str(row.get(c, "")), c in tab.numeric) for c in columns]]
         with self.errors():
+            if self.results_header is None:
+                self.results_header = (self.values(f"{quote_title(tab.title)}!1:1") or [[]])[0]
+            header = [str(c) for c in self.results_header]
+            missing = list(dict.fromkeys(c for c in [*tab.header, *row] if c not in header))
+            if missing:
+                self.update_growing(tab.title, a1(tab.title, 1, len(header), 1, len(header) + len(missing) - 1),
+                                    [missing], rows=1, columns=len(header) + len(missing))
+                header = self.results_header = header + missing
+            values = [[typed(str(row.get(c, "")), c in tab.numeric) for c in header]]
             self.http.values_append(self.key, f"{quote_title(tab.title)}!A1",
                                     {"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
                                     {"values": values})
@@ -150,29 +163,36 @@ class SheetBackend:
             # Blank the rows of classes that are gone, in the same call.
             body += [[""] * len(columns)] * max(0, self.class_rows - len(body))
             rng = a1(tab.title, 1, 0, len(body), len(columns) - 1)
-            try:
-                self.http.values_update(self.key, rng, {"valueInputOption": "RAW"}, {"values": body})
-            except APIError as e:
-                if "exceeds grid limits" not in str(e):
-                    raise
-                self.ensure_grid(tab.title, rows=len(body), columns=len(columns))
-                self.http.values_update(self.key, rng, {"valueInputOption": "RAW"}, {"values": body})
+            self.update_growing(tab.title, rng, body, rows=len(body), columns=len(columns))
         self.class_rows = len(rows) + 1
 
     # --- requests ---------------------------------------------------------------------------
 
     def read_labels(self) -> list[list]:
-        """The labels tab in one call; the classes tab's first column rides along to learn its size."""
-        ranges = [quote_title(self.labels.title), f"{quote_title(self.tabs['classes'].title)}!A:A"]
+        """The labels tab in one call; the classes tab's first column (to learn its size) and the
+        results tab's header (to lay out the next results row) ride along."""
+        ranges = [quote_title(self.labels.title), f"{quote_title(self.tabs['classes'].title)}!A:A",
+                  f"{quote_title(self.tabs['results'].title)}!1:1"]
         try:
             answer = self.http.values_batch_get(self.key, ranges, dict(READ_PARAMS))
         except APIError as e:
             if e.response.status_code != 400:
                 raise
             return self.values(ranges[0])  # no classes tab: fine for reading
-        labels, classes = (r.get("values", []) for r in answer["valueRanges"])
+        labels, classes, results = (r.get("values", []) for r in answer["valueRanges"])
         self.class_rows = len(classes)
+        self.results_header = results[0] if results else []
         return labels
+
+    def update_growing(self, title: str, rng: str, body: list[list], rows: int, columns: int) -> None:
+        """Write ``body`` to ``rng`` in tab ``title``; grow the grid only when Google says it is too small."""
+        try:
+            self.http.values_update(self.key, rng, {"valueInputOption": "RAW"}, {"values": body})
+        except APIError as e:
+            if "exceeds grid limits" not in str(e):
+                raise
+            self.ensure_grid(title, rows=rows, columns=columns)
+            self.http.values_update(self.key, rng, {"valueInputOption": "RAW"}, {"values": body})
 
     def values(self, rng: str) -> list[list]:
         return self.http.values_get(self.key, rng, dict(READ_PARAMS)).get("values", [])

@@ -113,7 +113,7 @@ def drop_candidates(rows: pd.DataFrame, pixels: np.ndarray, embeddings: np.ndarr
             propose([row], f"flagged by the last run: {flagged[row_id] or 'flagged'}")
     for row, reason in redundant(rows, index, similarity, set(chosen), excess - len(chosen)):
         propose([row], reason)
-    order = sorted(chosen, key=lambda r: (tier(chosen[r]), r))
+    order = sorted(chosen, key=lambda r: tier(chosen[r]))  # stable: within a tier, in the order found
     out = rows.iloc[order][["id", "split", "label", "url"]].reset_index(drop=True)
     out.insert(0, "rank", range(1, len(out) + 1))
     out["reason"] = [chosen[r] for r in order]
@@ -152,7 +152,8 @@ def redundant(rows: pd.DataFrame, index: np.ndarray, similarity: np.ndarray, tak
         row = queues[label].pop(0)
         left[label] -= 1
         like = f", most like {ids[partner[row]]}" if partner[row] >= 0 else ""
-        out.append((row, f"redundant: {label} has the most train rows ({left[label] + 1} left){like}"))
+        out.append((row, f"redundant: {label} is the largest class in train ({left[label] + 1} rows at this "
+                         f"point){like}"))
     return out
 
 

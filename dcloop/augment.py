@@ -134,10 +134,10 @@ def fit_transform(t: Transform, image: Image.Image, margin: float = 0.02) -> Tra
     centred = corners - [w / 2, h / 2]
     turned = centred @ np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
     low, high = turned.min(0), turned.max(0)
-    room = np.array([w, h]) * (1 - 2 * margin)
+    edge = np.maximum(np.array([w, h]) * margin, 2.0)  # at least 2 px: bilinear sampling spreads ink by one
+    room = np.array([w, h]) - 2 * edge
     scale = min(t.scale, *(room / np.maximum(high - low, 1e-9)))
     low, high = low * scale, high * scale
-    edge = np.array([w, h]) * margin
     centre = np.array([w / 2, h / 2]) + np.array(t.shift) * [w, h]
     centre = np.clip(centre, edge - low, np.array([w, h]) - edge - high)
     shift = tuple(float(v) for v in (centre - [w / 2, h / 2]) / [w, h])
@@ -293,6 +293,8 @@ def choose(counted: pd.DataFrame, classes: list[str], budget: int, class_name: s
             raise DcloopError(f"class {class_name!r} has no labeled, readable train rows to make variants of.")
         return {class_name: budget}
     thin = [c for c in thin_classes(counts) if (originals["label"] == c).any()]
+    if originals.empty:
+        raise DcloopError("no labeled, readable train rows to make variants of.")
     if not thin:
         raise DcloopError(f"no thin classes: every class with train rows has {max(counts.values(), default=0)} "
                           f"of them. Use --class CLASS to augment one class anyway.")

@@ -519,3 +519,72 @@ def format_expert(expert: dict | None, shown: int = 8) -> list[str]:
                      f"kappa {v['expert_label_kappa'] or '-'}; model {v['expert_model_accuracy'] or '-'} "
                      f"kappa {v['expert_model_kappa'] or '-'} ({v['expert_model_n'] or 0} rows)")
     return lines
+
+
+# --- issue 8: the cap and augmentation inside it ---
+
+@cli.command(name="cap")
+@project_dir
+@click.option("--target", type=click.IntRange(min=1), help="Count against this many rows (default: [project] cap).")
+@json_option
+def cap_command(directory, target, as_json):
+    """Rows per class and split that count against the cap; over it, write cap-suggestions.csv: the rows
+    cheapest to drop first (exact duplicates, augmented variants, near duplicates, outliers, the last run's
+    flags, then redundant rows of the largest classes), each with its reason.
+
+    \b
+    Examples:
+        dcloop cap demo
+        dcloop cap demo --target 8000 --json
+    """
+    from .cap import format_counts
+    from .config import load_config
+    from .lock import project_lock
+    from .sync import cap_findings
+
+    config = load_config(directory)
+    with project_lock(directory, config, "dcloop cap"):
+        findings = cap_findings(directory, config, target, progress=say)
+    if as_json:
+        click.echo(json.dumps(findings.to_json()))
+    elif findings.path is None:
+        click.echo(f"{findings.used} labeled rows in train+val, within the cap of {findings.cap} "
+                   f"({findings.cap - findings.used} to spare). Per class: {format_counts(findings.counts)}.")
+    else:
+        click.echo(findings.message())
+
+
+@cli.command(name="augment")
+@project_dir
+@click.option("--class", "class_name", help="Make variants of this class's train rows.")
+@click.option("--thin", is_flag=True, help="Spread the budget over the classes with fewer train rows than the largest.")
+@click.option("--budget", type=int, required=True, help="How many variants (new rows) to make, at most.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same table and seed, same variants.")
+@json_option
+def augment_command(directory, class_name, thin, budget, seed, as_json):
+    """Add seeded variants (small rotations, shifts, scale, thicker or thinner strokes, crops) of labeled
+    train rows as new rows: files under DIRECTORY/augmented/<class>/, the source's label and split, and
+    the note 'augmented from <id>: <transform>'. The cap is respected: the budget is cut to the room left.
+
+    \b
+    Examples:
+        dcloop augment demo --thin --budget 200 --seed 1
+        dcloop augment demo --class 7 --budget 50
+    """
+    from .augment import augment
+    from .config import load_config
+    from .lock import project_lock
+
+    if bool(class_name) == thin:
+        raise click.UsageError("give exactly one of --class CLASS or --thin.")
+    config = load_config(directory)
+    with project_lock(directory, config, "dcloop augment"):
+        done = augment(directory, config, budget, class_name, thin, seed, progress=say)
+    for message in done.messages:
+        say(message)
+    if as_json:
+        click.echo(json.dumps(done.to_json()))
+        return
+    per_class = ", ".join(f"{label} {n}" for label, n in done.to_json()["per_class"].items())
+    click.echo(f"Added {len(done.rows)} augmented row(s) ({per_class}) under {directory / 'augmented'}. "
+               f"Run dcloop sync {directory} to train with them.")

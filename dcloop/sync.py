@@ -103,14 +103,21 @@ def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Pr
     return Images(sha, blob, pixels)
 
 
-def check_cap(checked: tbl.Validated, images: Images, cap: int) -> None:
+def counted_rows(checked: tbl.Validated, images: Images) -> pd.DataFrame:
+    """The rows the cap counts: labeled, readable, unflagged train and val rows (label and split stripped)."""
     ready = checked.usable() & checked.table["id"].isin(images.sha) & (checked.label != "")
-    counts = checked.split[ready].value_counts()
-    used = int(counts.get("train", 0) + counts.get("val", 0))
-    if used > cap:
-        raise CapError(f"{used} labeled rows in train+val ({counts.get('train', 0)} train, "
-                       f"{counts.get('val', 0)} val) exceed the cap of {cap}. Move rows to "
-                       f"split 'exclude' or raise [project] cap in dcloop.toml.")
+    rows = checked.table[ready & checked.split.isin(["train", "val"])].copy()
+    rows["label"], rows["split"] = rows["label"].str.strip(), rows["split"].str.strip().str.lower()
+    return rows
+
+
+def check_cap(checked: tbl.Validated, images: Images, cap: int, root: Path) -> None:
+    """Over the cap: a CapError with the counts per class and split, and a file of rows to drop."""
+    from .cap import SUGGESTIONS_FILE, assess_cap
+    rows = counted_rows(checked, images)
+    if len(rows) > cap:
+        findings = assess_cap(rows, stack(images, rows["id"]), state_dir(root), cap, root / SUGGESTIONS_FILE)
+        raise CapError(findings.message())
 
 
 def training_key(version: str, config: Config, images: Images) -> str:
@@ -221,7 +228,9 @@ def write_back(backend: Backend, patch: pd.DataFrame, notes: dict[str, str], sor
 
 
 def flagged_ids(patch: pd.DataFrame) -> list[str]:
-    return list(patch.loc[patch["flags"] != "", "id"])
+    """Rows with a finding; the augmented mark alone is not one."""
+    found = patch["flags"].map(lambda cell: any(f and f != tbl.AUGMENTED_FLAG for f in cell.split("; ")))
+    return list(patch.loc[found, "id"])
 
 
 def sync(root: Path, config: Config, force: bool = False, progress: Progress = quiet,
@@ -244,7 +253,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     history = History(state_dir(root))
     recorded = history.record(table, utc_now())
     images = load_images(root, config, checked, progress)
-    check_cap(checked, images, config.project.cap)
+    check_cap(checked, images, config.project.cap, root)
     stop_if(should_stop, "after fetching images")
     key = training_key(recorded.version, config, images)
     last = read_json(state_dir(root) / "last_trained.json", {})
@@ -365,7 +374,9 @@ def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, roo
     """Add the validation and image flags; every row of the table gets a patch row."""
     everyone = pd.DataFrame({"id": checked.table["id"]})
     out = everyone.merge(patch, on="id", how="left").fillna("")
-    out["flags"] = [join_flags(*checked.flags.get(i, []), b) for i, b in zip(out["id"], out["flags"])]
+    made = set(checked.table["id"][checked.table["note"].map(tbl.is_augmented)])  # rows `dcloop augment` made
+    out["flags"] = [join_flags(*checked.flags.get(i, []), b, tbl.AUGMENTED_FLAG if i in made else "")
+                    for i, b in zip(out["id"], out["flags"])]
     out["image"] = out["id"].map(lambda i: image_cell(images.blob.get(i), root))
     return out
 
@@ -488,3 +499,18 @@ def with_expert_notes(notes: dict[str, str], checked: tbl.Validated) -> dict[str
     for row_id, note in expert_notes(expert_cells(checked.table, checked.classes)[1]).items():
         out[row_id] = join_flags(out.get(row_id, ""), note)
     return out
+
+
+# --- issue 8: the cap, looked at without a sync ---
+
+def cap_findings(root: Path, config: Config, target: int | None = None, progress: Progress = quiet,
+                 backend: Backend | None = None):
+    """Count the rows the cap counts against ``target`` (default [project] cap); over it, write suggestions."""
+    from .cap import SUGGESTIONS_FILE, assess_cap
+    root = Path(root)
+    backend = backend or open_backend(config, root)
+    checked = tbl.validate(pull(backend, config), config.project.classes)
+    images = load_images(root, config, checked, progress)
+    rows = counted_rows(checked, images)
+    limit = config.project.cap if target is None else target
+    return assess_cap(rows, stack(images, rows["id"]), state_dir(root), limit, root / SUGGESTIONS_FILE)

@@ -238,3 +238,31 @@ def reorder(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     rank = {row_id: n for n, row_id in enumerate(order)}
     key = table["id"].str.strip().map(rank).fillna(len(order))
     return table.iloc[key.argsort(kind="stable")].reset_index(drop=True)
+
+
+# --- issue 8: rows made by `dcloop augment` ---------------------------------------------------
+
+AUGMENTED_NOTE = "augmented from "  # the note of a made row: "augmented from <source id>: <transform>"
+AUGMENTED_FLAG = "augmented"
+
+
+def is_augmented(note: str) -> bool:
+    """Whether a note is the one ``dcloop augment`` writes."""
+    return str(note).strip().startswith(AUGMENTED_NOTE)
+
+
+def augmented_source(note: str) -> str:
+    """The source row id in an augment note ('' for any other note)."""
+    if not is_augmented(note):
+        return ""
+    return str(note).strip()[len(AUGMENTED_NOTE):].split(":", 1)[0].strip()
+
+
+def append_rows(current: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``current`` with ``rows`` added at the end; rows whose id it already has are skipped (twice = once).
+
+    Columns ``current`` lacks are dropped, ones ``rows`` lacks are left blank; no existing cell changes.
+    """
+    known = set(current["id"].str.strip()) if "id" in current else set()
+    fresh = rows[~rows["id"].isin(known)].reindex(columns=current.columns, fill_value="").fillna("").astype(str)
+    return pd.concat([current, fresh], ignore_index=True) if len(fresh) else current

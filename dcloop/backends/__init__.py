@@ -37,6 +37,12 @@ class Backend(Protocol):
     def append_result(self, row: dict[str, str]) -> None:
         """Add one row to the results table."""
 
+    def append_rows(self, rows: pd.DataFrame) -> int:
+        """Add whole rows (with their ids) at the end of the table; ids it holds already are skipped.
+
+        Existing rows and cells are never changed; rows a person added meanwhile are kept.
+        """
+
     def describe(self) -> str:
         """A short human name for messages, e.g. 'labels.csv' or 'sheet My labels'."""
 

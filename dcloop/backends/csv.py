@@ -51,6 +51,10 @@ class CsvBackend:
         """Set labels and splits to a recorded version's; only `dcloop restore` writes human columns."""
         return self._rewrite(lambda current: tbl.apply_restore(current, snapshot))
 
+    def append_rows(self, rows: pd.DataFrame) -> int:
+        """Add whole rows at the end (ids the file has already are skipped); edits made meanwhile survive."""
+        return self._rewrite(lambda current: tbl.append_rows(current, rows))
+
     def _rewrite(self, change, order: list[str] | None = None) -> int:
         # Re-read right before writing, and only rename if nobody saved the file meanwhile:
         # a person's edits made during training are merged, never overwritten.

@@ -5,7 +5,7 @@ Requests to the Sheets API per operation, constant in the number of rows:
 - ``read``: 1 values.batchGet (the labels tab, and the classes tab's first column to know its size);
 - ``write``: 1 values.get re-read of the labels tab, then, when a cell differs, 1 values.batchUpdate
   RAW, plus 1 USER_ENTERED for changed ``=IMAGE`` formulas (the only cells written as formulas);
-- ``append_result``: 1 values.append; ``update_classes``: 1 values.update;
+- ``append_result``: 1 values.append; ``append_rows``: 1 values.get and 1 values.append; ``update_classes``: 1 values.update;
 - ``create``: about 6 (metadata, current values, tabs and grid, values, formulas, formats).
 """
 
@@ -150,6 +150,25 @@ class SheetBackend:
             self.http.values_append(self.key, f"{quote_title(tab.title)}!A1",
                                     {"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
                                     {"values": values})
+
+    def append_rows(self, rows: pd.DataFrame) -> int:
+        """Add whole rows below the labels tab's last row (ids it has are skipped), in the tab's column order.
+
+        values.append inserts after whatever the last row is when Google applies it: rows a person
+        added meanwhile are kept. The image cell is left blank; the next sync fills it.
+        """
+        with self.errors():
+            values = self.values(quote_title(self.labels.title))
+            held = grid_frame(values) if values else pd.DataFrame(columns=["id"])
+            fresh = rows[~rows["id"].isin(set(held.get("id", pd.Series(dtype=str)).str.strip()))]
+            header = header_of(values) if values else self.labels.header
+            body = [[typed(str(row.get(c, "")) if c != "image" else "", c in self.labels.numeric) for c in header]
+                    for row in fresh.to_dict("records")]
+            if body:
+                self.http.values_append(self.key, f"{quote_title(self.labels.title)}!A1",
+                                        {"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
+                                        {"values": body})
+        return len(body)
 
     def update_classes(self, rows: list[dict[str, str]]) -> None:
         """Rewrite the classes tab: per class, rows per split and the last per-class accuracy."""

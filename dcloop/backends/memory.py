@@ -30,6 +30,11 @@ class MemoryBackend:
         self.table = tbl.apply_restore(before, snapshot)
         return tbl.rows_changed(before, self.table)
 
+    def append_rows(self, rows: pd.DataFrame) -> int:
+        before = self.table
+        self.table = tbl.append_rows(before, rows)
+        return len(self.table) - len(before)
+
     def create(self, table: pd.DataFrame) -> None:
         self.table = table.copy()
 

@@ -51,6 +51,10 @@ class CsvBackend:
         """Set labels and splits to a recorded version's; only `dcloop restore` writes human columns."""
         return self._rewrite(lambda current: tbl.apply_restore(current, snapshot))
 
+    def move_splits(self, moves: pd.DataFrame) -> int:
+        """Set split by id where it still has the planned value (`dcloop split --rebalance --apply`)."""
+        return self._rewrite(lambda current: tbl.apply_split_moves(current, moves))
+
     def _rewrite(self, change, order: list[str] | None = None) -> int:
         # Re-read right before writing, and only rename if nobody saved the file meanwhile:
         # a person's edits made during training are merged, never overwritten.

@@ -30,6 +30,11 @@ class MemoryBackend:
         self.table = tbl.apply_restore(before, snapshot)
         return tbl.rows_changed(before, self.table)
 
+    def move_splits(self, moves: pd.DataFrame) -> int:
+        before = self.table
+        self.table = tbl.apply_split_moves(before, moves)
+        return tbl.rows_changed(before, self.table)
+
     def create(self, table: pd.DataFrame) -> None:
         self.table = table.copy()
 

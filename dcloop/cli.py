@@ -484,7 +484,8 @@ def report(directory, run_id, open_page, as_json):
 @click.option("--val", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="With --rebalance: the share of train+val rows to put in val.")
 @click.option("--seed", type=int, help="Seed for the clusters and the choice of rows (default: [model] seed).")
-@click.option("--include-test", is_flag=True, help="With --rebalance: let test rows move too (test is fixed otherwise).")
+@click.option("--include-test", is_flag=True,
+              help="With --rebalance: let test rows move too (test is fixed otherwise).")
 @click.option("--test", "test_share", type=click.FloatRange(0, 1, max_open=True),
               help="With --include-test: the share of rows in test (default: today's share).")
 @click.option("--apply", "apply_moves", is_flag=True,

@@ -219,7 +219,10 @@ def fill(stratum: pd.DataFrame, split: str, target: int, assigned: dict, rng: np
     """Move whole groups between train and ``split`` until the stratum's count is closest to ``target``."""
     inside = [g for g in stratum.index if assigned[g] == split]
     count = int(stratum.loc[inside, "size"].sum())
-    source, dest = (inside, "train") if count > target else ([g for g in stratum.index if assigned[g] == "train"], split)
+    if count > target:
+        source, dest = inside, "train"
+    else:
+        source, dest = [g for g in stratum.index if assigned[g] == "train"], split
     for group in rng.permutation(np.array(source, dtype=int)):
         size = int(stratum.at[group, "size"])
         after = count - size if dest == "train" else count + size

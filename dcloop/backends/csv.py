@@ -88,7 +88,7 @@ class CsvBackend:
     def append_result(self, row: dict[str, str]) -> None:
         results = pd.concat([self.read_results(), pd.DataFrame([row], dtype=str)], ignore_index=True)
         columns = list(dict.fromkeys(RESULT_COLUMNS + list(results.columns)))
-        atomic_write_text(self.results_path, to_csv_text(results.reindex(columns=columns).fillna("")))
+        atomic_write_text(self.results_path, to_csv_text(results.reindex(columns=columns, fill_value="").fillna("")))
 
     def describe(self) -> str:
         return self.path.name

@@ -184,7 +184,7 @@ def largest_remainder(total: int, weights: list[int]) -> list[int]:
 
 
 def plan_rebalance(data: SplitData, shares: dict[str, float], seed: int) -> pd.DataFrame:
-    """The fewest moves that give each (class, cluster) stratum ``shares`` of its rows in each split.
+    """Few moves that give each (class, cluster) stratum ``shares`` of its rows in each split.
 
     ``shares`` names the splits that may change besides train (e.g. {"val": 0.2}); train takes the
     rest. A duplicate group moves as one; a group with a row in a split that may not change stays.
@@ -201,7 +201,7 @@ def plan_rebalance(data: SplitData, shares: dict[str, float], seed: int) -> pd.D
                                                     cluster=("cluster", mode), split=("split", split_mode))
     assigned = per_group["split"].to_dict()
     rng = np.random.default_rng(seed)
-    for label, of_class in per_group.groupby("label"):
+    for _, of_class in per_group.groupby("label"):
         strata = of_class.groupby("cluster")
         sizes = [int(g["size"].sum()) for _, g in strata]
         for split, share in shares.items():
@@ -352,8 +352,8 @@ def apply(root: Path, config: Config, moves: pd.DataFrame, backend: Backend | No
 
 # --- text for people ---------------------------------------------------------------------------
 
-def describe_check(found: dict) -> str:
-    """The split check as a table and two lists."""
+def describe_check(found: dict, shown: int = 20) -> str:
+    """The split check as a table and two lists (the first ``shown`` duplicate pairs)."""
     lines = [f"{'class':<12}{'train':>7}{'val':>7}{'test':>7}{'exclude':>9}{'val %':>8}{'test %':>8}"]
     for name, c in found["per_class"].items():
         used = c["train"] + c["val"] + c["test"]
@@ -362,9 +362,11 @@ def describe_check(found: dict) -> str:
     lines.append("")
     leaks = found["leakage"]
     lines.append(f"Duplicates across splits (leakage): {len(leaks) or 'none'}")
-    for p in leaks:
+    for p in leaks[:shown]:
         lines.append(f"  {p['kind']:<9} {p['a']} ({p['a_split']}, {p['a_label']})  {p['b']} ({p['b_split']}, "
                      f"{p['b_label']})")
+    if len(leaks) > shown:
+        lines.append(f"  ... and {len(leaks) - shown} more (--json lists all)")
     thin = found["thin"]
     lines.append(f"Thin or absent in val/test against train: {len(thin) or 'none'}")
     for t in thin:

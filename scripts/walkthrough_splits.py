@@ -30,22 +30,22 @@ def say(message: str) -> None:
     print(f"  {message}", file=sys.stderr)
 
 
-def project(data: Path, folder: Path, epochs: int, seed: int):
+def project(data: Path, folder: Path, epochs: int, seed: int, threads: int):
     init_project(folder, rows_from_folder(data))
-    settings = {"model": {"epochs": epochs, "seed": seed}}
+    settings = {"model": {"epochs": epochs, "seed": seed, "threads": threads}}
     return load_config(folder, settings, environ={})
 
 
-def one_seed(data: Path, work: Path, epochs: int, seed: int) -> dict:
+def one_seed(data: Path, work: Path, epochs: int, seed: int, threads: int) -> dict:
     root = work / f"seed{seed}"
-    config = project(data, root, epochs, seed)
-    before = sync(root, config, progress=lambda m: None).result
-    check = splits.check_splits(root, config, seed=seed)
+    config = project(data, root, epochs, seed, threads)
+    before = sync(root, config, progress=say).result
+    check = splits.check_splits(root, config, seed=seed, progress=say)
     counts = check["per_class"]
     share = sum(c["val"] for c in counts.values()) / sum(c["train"] + c["val"] for c in counts.values())
     proposal = splits.plan(root, config, val=round(share, 3), seed=seed)
     splits.apply(root, config, proposal.moves)
-    after = sync(root, config, progress=lambda m: None).result
+    after = sync(root, config, progress=say).result
     [old_on_new] = [r for r in reeval(root, config, runs=before["run_id"]) if r["reeval_of"] == before["run_id"]]
     return {"seed": seed, "val_share": round(share, 3), "moved": len(proposal.moves),
             "leakage": len(check["leakage"]), "thin": check["thin"],
@@ -60,10 +60,11 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--threads", type=int, default=0, help="[model] threads (1 on a busy machine)")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        found = [one_seed(args.data.resolve(), Path(tmp), args.epochs, seed) for seed in args.seeds]
+        found = [one_seed(args.data.resolve(), Path(tmp), args.epochs, seed, args.threads) for seed in args.seeds]
     print(found[0]["check_text"])
     print(f"\n{'seed':>4}  {'moved':>5}  {'val before':>10}  {'book before':>11}  {'val after':>9}  "
           f"{'book after':>10}  {'old model on new val':>20}")

@@ -335,6 +335,9 @@ def log_command(directory, as_json):
             click.echo(f"{e['version']:<12}  {e['time_utc']:<20}  {e['rows']:>6}  {describe_changes(e):<28}  "
                        f"{e['val_accuracy'] or '-':>6}  {e['test_accuracy'] or '-':>6}  {e['run_id'] or '-'}"
                        + (f"  {describe_effect(e)}" if describe_effect(e) else ""))
+            for r in e.get("reevals", []):  # issue 8: old models scored again on this version's split
+                click.echo(f"{'':<12}  {r['time_utc']:<20}  {'':>6}  {'reeval of run ' + r['reeval_of']:<28}  "
+                           f"{r['val_accuracy'] or '-':>6}  {r['test_accuracy'] or '-':>6}  {r['run_id']}")
 
 
 def describe_changes(counts: dict) -> str:
@@ -588,3 +591,105 @@ def augment_command(directory, class_name, thin, budget, seed, as_json):
     per_class = ", ".join(f"{label} {n}" for label, n in done.to_json()["per_class"].items())
     click.echo(f"Added {len(done.rows)} augmented row(s) ({per_class}) under {directory / 'augmented'}. "
                f"Run dcloop sync {directory} to train with them.")
+
+
+# ---- issue 8: splits that represent the data, and re-evaluation on the current split ----------
+
+@cli.command()
+@project_argument
+@click.option("--check", is_flag=True, help="Counts per class and split, duplicates across splits, thin strata.")
+@click.option("--rebalance", is_flag=True, help="Propose a stratified split that keeps duplicate groups together.")
+@click.option("--val", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="With --rebalance: the share of train+val rows to put in val.")
+@click.option("--seed", type=int, help="Seed for the clusters and the choice of rows (default: [model] seed).")
+@click.option("--include-test", is_flag=True,
+              help="With --rebalance: let test rows move too (test is fixed otherwise).")
+@click.option("--test", "test_share", type=click.FloatRange(0, 1, max_open=True),
+              help="With --include-test: the share of rows in test (default: today's share).")
+@click.option("--apply", "apply_moves", is_flag=True,
+              help="With --rebalance: write the moves into the split column and record a new label version.")
+@json_option
+def split(directory, check, rebalance, val, seed, include_test, test_share, apply_moves, as_json):
+    """Check whether the splits represent the data, or rebalance them.
+
+    --check lists rows per class and split, duplicates and augmented variants that sit in different
+    splits (leakage), and classes or embedding clusters (from the last run) that train has and
+    val or test lacks. --rebalance shows the fewest moves that stratify train/val by class and
+    cluster; only --apply writes them, into the split column alone.
+
+    \b
+    Examples:
+        dcloop split demo --check
+        dcloop split demo --rebalance --val 0.2 --seed 1
+        dcloop split demo --rebalance --val 0.2 --seed 1 --apply
+    """
+    from .config import load_config
+    from . import splits
+
+    if check == rebalance:
+        raise click.UsageError("give exactly one of --check or --rebalance.")
+    if not rebalance and (apply_moves or include_test or test_share is not None):
+        raise click.UsageError("--apply, --include-test and --test go with --rebalance.")
+    if test_share is not None and not include_test:
+        raise click.UsageError("--test needs --include-test (test rows never move otherwise).")
+    config = load_config(directory)
+    if check:
+        found = splits.check_splits(directory, config, seed, progress=say)
+        click.echo(json.dumps(found) if as_json else splits.describe_check(found))
+        return
+    proposal = splits.plan(directory, config, val, seed, include_test, test_share, progress=say)
+    done = apply_split_moves(directory, config, proposal.moves) if apply_moves else None
+    if as_json:
+        click.echo(json.dumps({**proposal.to_json(), "applied": done}))
+        return
+    click.echo(splits.describe_plan(proposal))
+    if done is None:
+        click.echo("Nothing written. To write these moves into the split column: add --apply." if len(proposal.moves)
+                   else "The split is already balanced.")
+    else:
+        skipped = f"; {done['skipped']} skipped (their split was edited meanwhile)" if done["skipped"] else ""
+        click.echo(f"Moved {done['rows_written']} row(s){skipped}; recorded as label version {done['version']}. "
+                   f"Scores before and after differ in yardstick: run dcloop reeval {directory}.")
+
+
+def apply_split_moves(directory, config, moves):
+    from .lock import project_lock
+    from .splits import apply
+
+    with project_lock(directory, config, "dcloop split --apply"):
+        return apply(directory, config, moves)
+
+
+@cli.command()
+@project_argument
+@click.option("--runs", "runs", default="all", show_default=True,
+              help="Which stored runs: all, 'last N' (or last:N), or comma-separated run ids.")
+@json_option
+def reeval(directory, runs, as_json):
+    """Score the stored models of earlier runs on the current val and test split.
+
+    Each becomes a results row of kind reeval (reeval_of names the run), so scores from before and
+    after a split change compare on one yardstick. dcloop log lists them under their version.
+
+    \b
+    Examples:
+        dcloop reeval demo
+        dcloop reeval demo --runs "last 3"
+    """
+    from .config import load_config
+    from .lock import project_lock
+    from .reeval import reeval as run_reeval
+
+    config = load_config(directory)
+    with project_lock(directory, config, "dcloop reeval"):
+        rows = run_reeval(directory, config, runs, progress=say)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    click.echo(f"{'run':<10}  {'val':>7}  {'test':>7}  {'seen':>5}  label version")
+    for r in rows:
+        click.echo(f"{r['reeval_of']:<10}  {r['val_accuracy'] or '-':>7}  {r['test_accuracy'] or '-':>7}  "
+                   f"{r['reeval_seen']:>5}  {r['label_version']}")
+    if any(r["reeval_seen"] != "0" for r in rows):
+        click.echo("seen: val/test rows the model trained on (they were in its train split); its score is "
+                   "flattered by that many rows.")

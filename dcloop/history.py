@@ -28,6 +28,9 @@ RESULT_COLUMNS = [
     "compared_run", "val_change", "test_change", "edits", "edits_model_agrees", "edits_old_agreed",
     "expert_label_n", "expert_label_agree", "expert_label_accuracy", "expert_label_kappa",
     "expert_model_n", "expert_model_agree", "expert_model_accuracy", "expert_model_kappa",
+    # kind "reeval" (dcloop.reeval): the run whose checkpoint was scored on this row's label version, and how
+    # many of the val/test rows scored it had trained on (blank on trainings).
+    "reeval_of", "reeval_seen",
 ]
 INDEX_COLUMNS = ["version", "parent", "time_utc", "rows", "changed"]
 
@@ -115,8 +118,19 @@ def scores_by_entry(index: pd.DataFrame, results: pd.DataFrame) -> dict[int, dic
     """
     out: dict[int, dict] = {}
     for row in results.to_dict("records"):
-        entries = index.index[index["version"] == row.get("label_version", "")]
-        earlier = [n for n in entries if index.at[n, "time_utc"] <= row.get("time_utc", "")]
-        if earlier or len(entries):
-            out[max(earlier) if earlier else entries[-1]] = row
+        entry = entry_of(index, row)
+        if entry is not None:
+            out[entry] = row
     return out
+
+
+def entry_of(index: pd.DataFrame, row: dict) -> int | None:
+    """The index position a results row belongs to (see scores_by_entry), None if its version is unknown."""
+    entries = index.index[index["version"] == row.get("label_version", "")]
+    earlier = [n for n in entries if index.at[n, "time_utc"] <= row.get("time_utc", "")]
+    return max(earlier) if earlier else (entries[-1] if len(entries) else None)
+
+
+def is_reeval(results: pd.DataFrame) -> pd.Series:
+    """Rows of kind "reeval": a stored model scored again on a later split, not a training."""
+    return results["kind"] == "reeval" if "kind" in results.columns else pd.Series(False, index=results.index)

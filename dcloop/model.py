@@ -261,3 +261,12 @@ def save_checkpoint(trained: Trained, path, meta: dict) -> None:
     buffer = io.BytesIO()
     torch.save({"state_dict": trained.model.state_dict(), "meta": meta}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path, device: str = "cpu") -> tuple[FixedModel, dict]:
+    """A saved run's model, ready to predict, and the meta saved with it (version, classes, model config)."""
+    saved = torch.load(path, map_location=pick_device(device), weights_only=True)
+    meta = saved["meta"]
+    model = build_model(meta["model"]["preset"], len(meta["classes"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.to(pick_device(device)).eval(), meta

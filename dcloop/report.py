@@ -28,7 +28,7 @@ from . import table as tbl
 from .config import STATE_DIR, Config
 from .errors import DcloopError
 from .fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
-from .history import History, read_json
+from .history import History, is_reeval, read_json
 from .images import local_path
 
 REPORT_DIR = "report"
@@ -121,7 +121,7 @@ def score_series(results: pd.DataFrame, fingerprint: str) -> list[dict]:
     """One point per training under one model fingerprint, oldest first: scores are comparable only there."""
     if results.empty or "model_fingerprint" not in results.columns:
         return []
-    mine = results[results["model_fingerprint"] == fingerprint]
+    mine = results[(results["model_fingerprint"] == fingerprint) & ~is_reeval(results)]  # trainings only
     return [{"run_id": r.get("run_id", ""), "version": r.get("label_version", ""), "time": r.get("time_utc", ""),
              "val": number(r.get("val_accuracy")), "test": number(r.get("test_accuracy")),
              "changed": int(number(r.get("labels_changed")) or 0)}

@@ -19,7 +19,8 @@ def project_status(root: Path, config: Config) -> dict:
     history = History(state_dir(root))
     trained = read_json(state_dir(root) / "last_trained.json", {}).get("version", "")
     results = backend.read_results()
-    results = results[results["kind"] != "quick"] if "kind" in results else results  # quick runs are not scores
+    # quick runs are not scores; re-evaluations score old models on today's split, not the last training
+    results = results[~results["kind"].isin(["quick", "reeval"])] if "kind" in results else results
     per_class = {}
     for label in config.project.classes + sorted(set(checked.label) - set(config.project.classes) - {""}):
         mine = checked.label == label

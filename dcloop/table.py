@@ -227,6 +227,21 @@ def apply_restore(current: pd.DataFrame, snapshot: pd.DataFrame) -> pd.DataFrame
     return pd.concat([out, added], ignore_index=True)
 
 
+def apply_split_moves(current: pd.DataFrame, moves: pd.DataFrame) -> pd.DataFrame:
+    """Set ``split`` by id to ``moves.to`` where the cell still says ``moves.from``; nothing else changes.
+
+    The one write of a human column besides restore: `dcloop split --rebalance --apply`, which a
+    person asks for. A row whose split was edited since the plan keeps the person's value.
+    """
+    out = current.copy()
+    plan = moves.drop_duplicates("id", keep="last").set_index("id")
+    ids = out["id"].str.strip()
+    rows = ids[ids.isin(plan.index)]
+    still = out.loc[rows.index, "split"].str.strip().str.lower() == rows.map(plan["from"]).str.lower()
+    out.loc[still.index[still], "split"] = rows[still].map(plan["to"])
+    return out
+
+
 def rows_changed(before: pd.DataFrame, after: pd.DataFrame) -> int:
     """Rows of ``before`` with a different cell in ``after`` (same order), plus rows added at the end."""
     common = after.iloc[:len(before)].reindex(columns=before.columns)

@@ -16,7 +16,7 @@ from .backends import Backend, open_backend
 from .config import Config
 from .effect import EFFECT_FIELDS, SEED_FIELDS
 from .errors import BackendError, DcloopError
-from .history import History, scores_by_entry
+from .history import History, entry_of, is_reeval, scores_by_entry
 from .images import ImageStore, materialize
 from .sync import quiet, state_dir, utc_now
 
@@ -28,7 +28,9 @@ def log(root: Path, config: Config, backend: Backend | None = None) -> list[dict
     history = History(state_dir(root))
     index = history.index()
     backend = backend or open_backend(config, Path(root))
-    scores = scores_by_entry(index, backend.read_results())
+    results = backend.read_results()
+    scores = scores_by_entry(index, results[~is_reeval(results)])
+    reevals = reevals_by_entry(index, results[is_reeval(results)])
     snapshots: dict[str, pd.DataFrame] = {}
 
     def snapshot(version: str) -> pd.DataFrame:
@@ -42,9 +44,20 @@ def log(root: Path, config: Config, backend: Backend | None = None) -> list[dict
         result = scores.get(n, {})
         entries.append({**entry.to_dict(), **change_counts(tbl.diff(before, snapshot(entry["version"]))),
                         "run_id": result.get("run_id", ""), "val_accuracy": result.get("val_accuracy", ""),
-                        "test_accuracy": result.get("test_accuracy", ""),
+                        "test_accuracy": result.get("test_accuracy", ""), "reevals": reevals.get(n, []),
                         **{k: str(result.get(k, "")) for k in SEED_FIELDS + EFFECT_FIELDS}})
     return entries[::-1]
+
+
+def reevals_by_entry(index: pd.DataFrame, reevals: pd.DataFrame) -> dict[int, list[dict]]:
+    """Each index position's re-evaluations: which run's model scored what on that version (pure)."""
+    out: dict[int, list[dict]] = {}
+    for row in reevals.to_dict("records"):
+        entry = entry_of(index, row)
+        if entry is not None:
+            out.setdefault(entry, []).append({k: row.get(k, "") for k in (
+                "run_id", "time_utc", "reeval_of", "val_accuracy", "test_accuracy", "reeval_seen")})
+    return out
 
 
 def change_counts(changes: pd.DataFrame) -> dict[str, int]:

@@ -29,6 +29,10 @@ class MemoryPerson:
         self.backend.table = pd.concat([self.backend.table, pd.DataFrame([cells])], ignore_index=True).fillna("")
 
 
+    def edit(self, row_id, column, value):
+        self.backend.table.loc[self.backend.table["id"] == row_id, column] = value
+
+
 class CsvPerson:
     def __init__(self, backend):
         self.backend = backend
@@ -46,6 +50,12 @@ class CsvPerson:
         self.save(pd.concat([self.table(), pd.DataFrame([cells])], ignore_index=True).fillna(""))
 
 
+    def edit(self, row_id, column, value):
+        table = self.table()
+        table.loc[table["id"] == row_id, column] = value
+        self.save(table)
+
+
 class SheetPerson:
     def __init__(self, backend, emulator):
         self.backend, self.emulator = backend, emulator
@@ -57,6 +67,12 @@ class SheetPerson:
         header = self.emulator.values(self.backend.key, "labels!1:1")[0]
         row = len(self.emulator.values(self.backend.key, "labels")) + 1
         self.emulator.set_values(self.backend.key, f"labels!A{row}", [[cells.get(c, "") for c in header]])
+
+    def edit(self, row_id, column, value):
+        from dcloop.backends.sheet_grid import column_letter
+        values = self.emulator.values(self.backend.key, "labels")
+        row = [r[values[0].index("id")] for r in values].index(row_id) + 1
+        self.emulator.set_values(self.backend.key, f"labels!{column_letter(values[0].index(column))}{row}", [[value]])
 
 
 @pytest.fixture(params=["memory", "csv", "gsheet"])
@@ -156,3 +172,24 @@ def test_results_round_trip(backend_and_person):
     assert list(results["run_id"]) == ["a1", "b2"]
     assert list(results["val_accuracy"]) == ["0.75", "0.5"]
     assert list(results["rows_train"]) == ["10", "12"]
+
+
+def test_split_moves_write_only_split_by_id_and_a_persons_edit_meanwhile_wins(backend_and_person):
+    backend, person = backend_and_person
+    table = make_table(8)
+    backend.create(table)
+    ids = list(table["id"])
+    moves = pd.DataFrame({"id": ids[:3] + ["gone"], "from": ["train", "train", "val", "train"],
+                          "to": ["val", "val", "train", "val"]})
+    person.sort_by("id", descending=True)
+    person.edit(ids[1], "split", "exclude")  # the person set it aside after dcloop planned the move
+    person.edit(ids[0], "label", "bird")
+    assert backend.move_splits(moves) == 2
+    after = by_id(current(backend))
+    assert after.loc[ids[:3], "split"].tolist() == ["val", "exclude", "train"]
+    assert after.loc[ids[0], "label"] == "bird"
+    expected = by_id(table)
+    expected.loc[ids[:3], "split"] = ["val", "exclude", "train"]
+    expected.loc[ids[0], "label"] = "bird"
+    pd.testing.assert_frame_equal(after, expected)
+    assert backend.move_splits(moves) == 0

@@ -55,6 +55,10 @@ class CsvBackend:
         """Add whole rows at the end (ids the file has already are skipped); edits made meanwhile survive."""
         return self._rewrite(lambda current: tbl.append_rows(current, rows))
 
+    def move_splits(self, moves: pd.DataFrame) -> int:
+        """Set split by id where it still has the planned value (`dcloop split --rebalance --apply`)."""
+        return self._rewrite(lambda current: tbl.apply_split_moves(current, moves))
+
     def _rewrite(self, change, order: list[str] | None = None) -> int:
         # Re-read right before writing, and only rename if nobody saved the file meanwhile:
         # a person's edits made during training are merged, never overwritten.

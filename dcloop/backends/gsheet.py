@@ -26,7 +26,7 @@ from ..errors import BackendError, ConfigError
 from ..history import RESULT_COLUMNS
 from . import sheet_layout as layout
 from .sheet_grid import (MAX_CELLS, READ_PARAMS, a1, grid_frame, header_of, image_formula,
-                         plan_write, quote_title, table_of, typed)
+                         plan_split_moves, plan_write, quote_title, table_of, typed)
 from .sheet_http import (GaveUp, RetryingHTTPClient, RetryPolicy, authorized_session, credentials_path,
                          load_credentials, translate)
 
@@ -116,6 +116,14 @@ class SheetBackend:
                 self.ensure_grid(self.labels.title, columns=plan.columns_needed(header_of(values)))
             self.send_values(plan.raw, "RAW")
             self.send_values(plan.formulas, "USER_ENTERED")
+        return plan.rows_changed
+
+    def move_splits(self, moves: pd.DataFrame) -> int:
+        """Set split by id where it still has the planned value (`dcloop split --rebalance --apply`)."""
+        with self.errors():
+            values = self.values(quote_title(self.labels.title))
+            plan = plan_split_moves(values, moves, self.labels.title, self.labels.numeric, self.describe())
+            self.send_values(plan.raw, "RAW")
         return plan.rows_changed
 
     def create(self, table: pd.DataFrame) -> list[str]:

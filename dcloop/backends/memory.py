@@ -35,6 +35,11 @@ class MemoryBackend:
         self.table = tbl.append_rows(before, rows)
         return len(self.table) - len(before)
 
+    def move_splits(self, moves: pd.DataFrame) -> int:
+        before = self.table
+        self.table = tbl.apply_split_moves(before, moves)
+        return tbl.rows_changed(before, self.table)
+
     def create(self, table: pd.DataFrame) -> None:
         self.table = table.copy()
 

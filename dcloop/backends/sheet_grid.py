@@ -152,12 +152,25 @@ def plan_write(values: list[list], patch: pd.DataFrame, title: str, numeric: set
     ``values`` is a fresh read of the tab. Only dcloop's columns change, plus ``split`` where it
     was blank and ``id`` on new rows: ``apply_patch`` never touches another human cell.
     """
-    header = header_of(values)
     current = table_of(values, source)
-    patched = patched_table(current, patch)
+    return plan_cells(values, current, patched_table(current, patch), tbl.MACHINE_COLUMNS + ["split"], title,
+                      numeric)
+
+
+def plan_split_moves(values: list[list], moves: pd.DataFrame, title: str, numeric: set[str],
+                     source: str) -> WritePlan:
+    """The ``split`` cells to write for ``table.apply_split_moves``, and no other cell."""
+    current = table_of(values, source)
+    return plan_cells(values, current, tbl.apply_split_moves(current, moves), ["split"], title, numeric)
+
+
+def plan_cells(values: list[list], current: pd.DataFrame, patched: pd.DataFrame, columns: list[str], title: str,
+               numeric: set[str]) -> WritePlan:
+    """The cells of ``columns`` that differ between ``current`` and ``patched`` (both indexed by sheet row)."""
+    header = header_of(values)
     plan = WritePlan()
     changed_rows = pd.Series(False, index=current.index)
-    for column in tbl.MACHINE_COLUMNS + ["split"]:
+    for column in columns:
         changed = changed_cells(current[column], patched[column], column in numeric)
         if not changed.any():
             continue

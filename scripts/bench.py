@@ -5,7 +5,7 @@
 1. Training the dcai2021 recipe (batch 8, Adam 1e-4, best-val weights) on train/ and val/, scored
    on label_book/: dcloop's sync against a plain hand-written torchvision loop (ImageFolder, PIL
    decode and resize every epoch), 2 seeds each, with images/s, wall time and both accuracies.
-   20 epochs by default, not the recipe's 100: the hand-written loop alone would take 20 minutes
+   10 epochs by default, not the recipe's 100: the hand-written loop alone would take 20 minutes
    a seed at 100; both paths run the same epochs, so the ratio and the accuracies still compare.
 2. The ceiling: raw forward+backward on random tensors at the same batch size, per thread count
    and memory layout; dcloop's training images/s as a percent of the best of them.
@@ -324,7 +324,7 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="folder with train/, val/, label_book/")
     parser.add_argument("--small", action="store_true", help="a ~2 minute version: 1 seed, 2 epochs, small tables")
     parser.add_argument("--epochs", type=int,
-                        help="training epochs (default 20, so the suite fits in 30 minutes on 2 cores; 2 with --small)")
+                        help="training epochs (default 10, so the suite fits in 30 minutes on 2 cores; 2 with --small)")
     parser.add_argument("--seeds", type=int, help="seeds per training path (default 2; 1 with --small)")
     parser.add_argument("--rows", help="table sizes, comma-separated (default 1000,3000,10000)")
     parser.add_argument("--backends", default="csv,gsheet", help=f"comma-separated, of: {', '.join(BACKENDS)}")
@@ -332,7 +332,7 @@ def main() -> None:
                         help="dcloop's [model] threads (0: all cores, -1: time 1 vs all); the baseline uses the same count")
     parser.add_argument("--json-out", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
-    epochs = args.epochs or (2 if args.small else 20)
+    epochs = args.epochs or (2 if args.small else 10)
     seeds = args.seeds or (1 if args.small else 2)
     sizes = [int(s) for s in (args.rows or ("300,1000" if args.small else "1000,3000,10000")).split(",")]
     figures = {"machine": machine(), "epochs": epochs, "batch_size": BATCH}

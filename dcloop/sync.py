@@ -114,7 +114,8 @@ def check_cap(checked: tbl.Validated, images: Images, cap: int) -> None:
 
 def training_key(version: str, config: Config, images: Images) -> str:
     """Same labels, splits, image contents and model recipe -> same key -> no need to retrain."""
-    digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}".encode())
+    crossfit = f"|crossfit {config.suspicion.crossfit}" if config.suspicion.crossfit > 1 else ""
+    digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}{crossfit}".encode())
     for row_id in sorted(images.sha):
         digest.update(f"{row_id}:{images.sha[row_id]};".encode())
     return digest.hexdigest()[:16]
@@ -279,7 +280,8 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     run_dir = state_dir(root) / "runs" / run_id
     fixed.save_checkpoint(trained, run_dir / "model.pt",
                           {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
-    save_predictions(run_dir, scored.rows, proba, scored.embeddings, trained.history, scored.label_proba)
+    save_predictions(run_dir, scored.rows, proba, scored.embeddings, trained.history, scored.label_proba,
+                     scored.signals)
     written = write_back(backend, patch, notes, config.suspicion.sort)
     write_json(run_dir / "flagged.json", flagged_ids(patch))
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
@@ -309,13 +311,14 @@ class Scored:
     embeddings: np.ndarray
     label_proba: np.ndarray
     patch: pd.DataFrame
+    signals: dict[str, np.ndarray] = field(default_factory=dict)  # cross-fitted knn_proba, outlier_z
 
 
 def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Images, trained, parts,
                standing: set[str], progress: Progress) -> Scored:
     """Predict every readable row; training rows are scored by folds that never saw them."""
     from . import model as fixed
-    from .suspicion import cross_val_proba
+    from .suspicion import cross_val_proba, crossfit_signals
 
     progress("predicting every row and scoring training rows out of sample")
     classes, train_rows = config.project.classes, parts[0]
@@ -327,9 +330,44 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
                                       config.suspicion.folds, config.model.seed)
     label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
     evidence = gather_evidence(root, checked, images, list(readable["id"]), label_proba, embeddings, classes, standing)
+    if config.suspicion.crossfit > 1:
+        spaces, held_out = crossfit_spaces(config, stack(images, readable["id"]), evidence.labels,
+                                           evidence.splits, progress)
+        fitted = crossfit_signals(spaces, held_out, evidence.labels,
+                                  np.where(evidence.labels >= 0, evidence.labels, proba.argmax(1)), len(classes),
+                                  config.suspicion.folds, config.model.seed)
+        labeled = evidence.labels >= 0
+        label_proba[labeled] = fitted.proba[labeled]
+        evidence.proba = label_proba
+        proba[in_train] = fitted.proba[in_train]  # train rows' prediction too: now truly out of sample
+        evidence.knn_proba, evidence.outlier_z = fitted.knn_proba, fitted.outlier_z
     patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
                         checked, images, root)
-    return Scored(readable, position, proba, embeddings, label_proba, patch)
+    signals = {} if evidence.knn_proba is None else {"knn_proba": evidence.knn_proba, "outlier_z": evidence.outlier_z}
+    return Scored(readable, position, proba, embeddings, label_proba, patch, signals)
+
+
+def crossfit_spaces(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray,
+                    progress: Progress) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """[suspicion] crossfit = K: K networks, each trained on the other folds of the labeled train rows.
+
+    Returns each network's embeddings of every row and the rows it never trained on: every train
+    row is held out by one network, val and test rows by all K.
+    """
+    from . import model as fixed
+    from .suspicion import crossfit_folds
+    k, num_classes = config.suspicion.crossfit, len(config.project.classes)
+    train = np.flatnonzero((splits == "train") & (labels >= 0))
+    val = np.flatnonzero((splits == "val") & (labels >= 0))
+    fold = crossfit_folds(labels[train], k, config.model.seed)
+    spaces, held_out = [], []
+    for m in range(k):
+        fit = train[fold != m]
+        progress(f"cross-fitting network {m + 1}/{k}: training on {len(fit)} of {len(train)} train rows")
+        trained = fixed.train(pixels[fit], labels[fit], pixels[val], labels[val], num_classes, config.model, progress)
+        spaces.append(fixed.predict(trained.model, pixels)[1])
+        held_out.append(~np.isin(np.arange(len(pixels)), fit))
+    return spaces, held_out
 
 
 def stop_if(should_stop: Callable[[], bool], where: str) -> None:
@@ -339,14 +377,15 @@ def stop_if(should_stop: Callable[[], bool], where: str) -> None:
 
 
 def save_predictions(run_dir: Path, rows: pd.DataFrame, proba: np.ndarray, embeddings: np.ndarray,
-                     epochs: list[dict], label_proba: np.ndarray) -> None:
+                     epochs: list[dict], label_proba: np.ndarray, signals: dict | None = None) -> None:
     """What later stages (reports, re-evaluation) need from a run, without retraining."""
     import io
     buffer = io.BytesIO()
     np.savez_compressed(buffer, ids=rows["id"].to_numpy(str), labels=rows["label"].str.strip().to_numpy(str),
                         splits=rows["split"].str.strip().str.lower().to_numpy(str),
                         proba=proba.astype(np.float32), embeddings=embeddings.astype(np.float32),
-                        label_proba=label_proba.astype(np.float32))
+                        label_proba=label_proba.astype(np.float32),
+                        **{k: v.astype(np.float32) for k, v in (signals or {}).items()})
     atomic_write_bytes(run_dir / "predictions.npz", buffer.getvalue())
     write_json(run_dir / "epochs.json", epochs)
 
@@ -414,9 +453,12 @@ def rescore(root: Path, config: Config, backend: Backend, checked: tbl.Validated
     with np.load(state_dir(root) / "runs" / run_id / "predictions.npz") as saved:
         ids, proba, embeddings = list(saved["ids"]), saved["proba"], saved["embeddings"]
         label_proba = saved["label_proba"] if "label_proba" in saved else proba
+        signals = {k: saved[k] for k in ("knn_proba", "outlier_z") if k in saved}
     keep = [n for n, i in enumerate(ids) if i in images.sha]
     evidence = gather_evidence(root, checked, images, [ids[n] for n in keep], label_proba[keep], embeddings[keep],
                                config.project.classes, standing)
+    for name, values in signals.items():  # a cross-fitted run's neighbour votes and outlier scores
+        setattr(evidence, name, values[keep])
     patch = merge_flags(predictions_patch(evidence, proba[keep], config.project.classes,
                                           config.suspicion.low_label_prob), checked, images, root)
     write_back(backend, patch, notes, config.suspicion.sort)

@@ -280,8 +280,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     run_dir = state_dir(root) / "runs" / run_id
     fixed.save_checkpoint(trained, run_dir / "model.pt",
                           {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
-    save_predictions(run_dir, scored.rows, proba, scored.embeddings, trained.history, scored.label_proba,
-                     scored.signals)
+    save_predictions(run_dir, scored.rows, proba, scored.embeddings, trained.history, scored.label_proba)
     written = write_back(backend, patch, notes, config.suspicion.sort)
     write_json(run_dir / "flagged.json", flagged_ids(patch))
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
@@ -311,7 +310,6 @@ class Scored:
     embeddings: np.ndarray
     label_proba: np.ndarray
     patch: pd.DataFrame
-    signals: dict[str, np.ndarray] = field(default_factory=dict)  # cross-fitted knn_proba, outlier_z
 
 
 def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Images, trained, parts,
@@ -333,18 +331,17 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
     if config.suspicion.crossfit > 1:
         spaces, held_out = crossfit_spaces(config, stack(images, readable["id"]), evidence.labels,
                                            evidence.splits, progress)
-        fitted = crossfit_signals(spaces, held_out, evidence.labels,
-                                  np.where(evidence.labels >= 0, evidence.labels, proba.argmax(1)), len(classes),
+        fitted = crossfit_signals(spaces, held_out, evidence.labels, evidence.labels, len(classes),
                                   config.suspicion.folds, config.model.seed)
         labeled = evidence.labels >= 0
         label_proba[labeled] = fitted.proba[labeled]
         evidence.proba = label_proba
         proba[in_train] = fitted.proba[in_train]  # train rows' prediction too: now truly out of sample
-        evidence.knn_proba, evidence.outlier_z = fitted.knn_proba, fitted.outlier_z
+        # Neighbours and outliers stay in the main network's space: measured better than each
+        # network's own space (scripts/bench_label_errors.py, docs/suspicion.md).
     patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
                         checked, images, root)
-    signals = {} if evidence.knn_proba is None else {"knn_proba": evidence.knn_proba, "outlier_z": evidence.outlier_z}
-    return Scored(readable, position, proba, embeddings, label_proba, patch, signals)
+    return Scored(readable, position, proba, embeddings, label_proba, patch)
 
 
 def crossfit_spaces(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray,
@@ -377,15 +374,14 @@ def stop_if(should_stop: Callable[[], bool], where: str) -> None:
 
 
 def save_predictions(run_dir: Path, rows: pd.DataFrame, proba: np.ndarray, embeddings: np.ndarray,
-                     epochs: list[dict], label_proba: np.ndarray, signals: dict | None = None) -> None:
+                     epochs: list[dict], label_proba: np.ndarray) -> None:
     """What later stages (reports, re-evaluation) need from a run, without retraining."""
     import io
     buffer = io.BytesIO()
     np.savez_compressed(buffer, ids=rows["id"].to_numpy(str), labels=rows["label"].str.strip().to_numpy(str),
                         splits=rows["split"].str.strip().str.lower().to_numpy(str),
                         proba=proba.astype(np.float32), embeddings=embeddings.astype(np.float32),
-                        label_proba=label_proba.astype(np.float32),
-                        **{k: v.astype(np.float32) for k, v in (signals or {}).items()})
+                        label_proba=label_proba.astype(np.float32))
     atomic_write_bytes(run_dir / "predictions.npz", buffer.getvalue())
     write_json(run_dir / "epochs.json", epochs)
 
@@ -453,12 +449,9 @@ def rescore(root: Path, config: Config, backend: Backend, checked: tbl.Validated
     with np.load(state_dir(root) / "runs" / run_id / "predictions.npz") as saved:
         ids, proba, embeddings = list(saved["ids"]), saved["proba"], saved["embeddings"]
         label_proba = saved["label_proba"] if "label_proba" in saved else proba
-        signals = {k: saved[k] for k in ("knn_proba", "outlier_z") if k in saved}
     keep = [n for n, i in enumerate(ids) if i in images.sha]
     evidence = gather_evidence(root, checked, images, [ids[n] for n in keep], label_proba[keep], embeddings[keep],
                                config.project.classes, standing)
-    for name, values in signals.items():  # a cross-fitted run's neighbour votes and outlier scores
-        setattr(evidence, name, values[keep])
     patch = merge_flags(predictions_patch(evidence, proba[keep], config.project.classes,
                                           config.suspicion.low_label_prob), checked, images, root)
     write_back(backend, patch, notes, config.suspicion.sort)

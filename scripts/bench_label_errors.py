@@ -170,7 +170,7 @@ CLEANLAB_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted
 
 def knn_votes(saved: dict, labels: np.ndarray) -> np.ndarray:
     """The neighbours' labels: cross-fitted ones when the run has them, else from the one network's embeddings."""
-    if "knn_proba" in saved:
+    if saved.get("knn_proba") is not None:  # cross-fitted, no main network: each network's own space
         return saved["knn_proba"]
     index, _ = suspicion.neighbours(saved["embeddings"])
     return suspicion.knn_label_proba(index, labels, saved["proba"].shape[1])
@@ -187,6 +187,9 @@ def score_setting(data: dict, noisy: np.ndarray, saved: dict) -> dict[str, dict[
     rows = {"dcloop": rank_metrics(suspicion.label_error_score(q, noisy), truth)}
     seconds = time.perf_counter() - started
     rows["dcloop (no kNN)"] = rank_metrics(suspicion.label_error_score(proba, noisy), truth)
+    if "own_knn_proba" in saved:
+        rows["dcloop, neighbours in each network's space"] = rank_metrics(
+            suspicion.label_error_score(suspicion.blend(proba, saved["own_knn_proba"]), noisy), truth)
     for method in CLEANLAB_METHODS:
         for adjust in (False, True) if method != "confidence_weighted_entropy" else (False,):  # cleanlab: no adjust
             scores = get_label_quality_scores(noisy, proba, method=method, adjust_pred_probs=adjust)
@@ -248,10 +251,13 @@ def main() -> None:
             now = argparse.Namespace(**{**vars(args), "epochs": args.epochs_now})
             stem = args.scratch / f"{name}-{kind}-{int(fraction * 100)}-{cache_tag(now)}-flip{args.flip_seed}"
             runs = {} if args.crossfit_only else {"one network": out_of_sample(data, noisy, now,
-                                                                               stem.with_suffix(".npz"))}
+                                                                               Path(f"{stem}.npz"))}
             if args.crossfit > 1:
-                runs[f"cross-fitted, K={args.crossfit}"] = crossfit_out_of_sample(
-                    data, noisy, now, Path(f"{stem}-cf{args.crossfit}.npz"))
+                fitted = crossfit_out_of_sample(data, noisy, now, Path(f"{stem}-cf{args.crossfit}.npz"))
+                if runs:  # as dcloop sync: neighbours in the main network's space
+                    fitted = {**fitted, "knn_proba": None, "own_knn_proba": fitted["knn_proba"],
+                              "embeddings": runs["one network"]["embeddings"]}
+                runs[f"cross-fitted, K={args.crossfit}"] = fitted
             for variant, saved in runs.items():
                 setting = (f"{name} {kind} {int(fraction * 100)}%, {variant} ({len(noisy)} rows, "
                            f"{int((noisy != data['labels']).sum())} errors, flip seed {args.flip_seed}, "
@@ -277,11 +283,9 @@ def contact_sheet(data: dict, args) -> None:
     from PIL import Image, ImageDraw
     now = argparse.Namespace(**{**vars(args), "epochs": args.clean_epochs})
     stem = args.scratch / f"roman-clean-{cache_tag(now)}"
-    saved = out_of_sample(data, data["labels"], now, stem.with_suffix(".npz"))
-    signals = {}
+    saved = out_of_sample(data, data["labels"], now, Path(f"{stem}.npz"))
     if args.crossfit > 1:
         fitted = crossfit_out_of_sample(data, data["labels"], now, Path(f"{stem}-cf{args.crossfit}.npz"))
-        signals = {"knn_proba": fitted["knn_proba"], "outlier_z": fitted["outlier_z"]}
         saved = {**saved, "proba": fitted["proba"]}
     ids = [Path(p).stem[:8] for p in data["paths"]]
     sizes = []
@@ -290,7 +294,7 @@ def contact_sheet(data: dict, args) -> None:
             sizes.append(image.size)
     evidence = suspicion.Evidence(ids=ids, labels=data["labels"], splits=data["splits"], proba=saved["proba"],
                                   embeddings=saved["embeddings"], pixels=data["pixels"], sizes=sizes,
-                                  reviewed=np.zeros(len(ids), bool), **signals)
+                                  reviewed=np.zeros(len(ids), bool))
     started = time.perf_counter()
     assessed = suspicion.assess(evidence, data["classes"])
     log(f"assess on {len(ids)} rows: {time.perf_counter() - started:.1f}s")

@@ -26,8 +26,8 @@ def test_crossfitting_scores_a_planted_wrong_train_label_out_of_sample(planted_e
     assert table["suspicion"].astype(float).rank(ascending=False)[planted] <= 3
     run = read_json(state_dir(root) / "last_trained.json", {})["run_id"]
     with np.load(state_dir(root) / "runs" / run / "predictions.npz") as saved:
-        ids, votes = list(saved["ids"]), saved["knn_proba"]
-    assert votes[ids.index(table.loc[planted, "id"])].argmax() == 0  # its neighbours, in the other network's space
+        ids, proba = list(saved["ids"]), saved["proba"]
+    assert proba[ids.index(table.loc[planted, "id"])].argmax() == 0  # its prediction: from a network that never saw it
 
 
 def test_the_crossfit_flag_and_setting(planted_error):

@@ -115,9 +115,12 @@ def watch_options(function):
               help="Train a tenth of the epochs for fast feedback; the result row is marked kind=quick.")
 @click.option("--seeds", type=click.IntRange(min=1),
               help="Train under N seeds (seed, seed+1, ...) and record the mean and spread of the scores.")
+@click.option("--crossfit", type=click.IntRange(min=0), metavar="K",
+              help="Override [suspicion] crossfit: K networks judge the train rows' labels out of sample "
+                   "(K-1 more trainings); 0 off.")
 @json_option
 @watch_options
-def sync(directory, force, epochs, device, quick, seeds, as_json, watch, interval, settle):
+def sync(directory, force, epochs, device, quick, seeds, crossfit, as_json, watch, interval, settle):
     """Pull the labels, retrain the fixed model if anything changed, write predictions back.
 
     With --watch, keep going: sync again whenever the labels or splits change (see the README, "Running unattended").
@@ -127,13 +130,15 @@ def sync(directory, force, epochs, device, quick, seeds, as_json, watch, interva
         dcloop sync demo
         dcloop sync demo --watch --interval 5 --settle 30
         dcloop sync demo --seeds 3
+        dcloop sync demo --crossfit 2      # e.g. nightly: train labels judged out of sample
     """
     from .config import load_config
     from .lock import project_lock
     from .sync import sync as run_sync
 
     check_watch_options(watch)
-    config = load_config(directory, {"model": {"epochs": epochs, "device": device, "seeds": seeds}})
+    config = load_config(directory, {"model": {"epochs": epochs, "device": device, "seeds": seeds},
+                                     "suspicion": {"crossfit": crossfit}})
     if watch:
         return watch_project(directory, config, force, interval, settle, as_json, quick)
     with project_lock(directory, config, "dcloop sync"):

@@ -123,7 +123,8 @@ def check_cap(checked: tbl.Validated, images: Images, cap: int, root: Path) -> N
 def training_key(version: str, config: Config, images: Images) -> str:
     """Same labels, splits, image contents and model recipe -> same key -> no need to retrain."""
     seeds = f"|seeds={config.model.seeds}" if config.model.seeds > 1 else ""  # one seed keeps the old keys
-    digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}{seeds}".encode())
+    crossfit = f"|crossfit {config.suspicion.crossfit}" if config.suspicion.crossfit > 1 else ""
+    digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}{seeds}{crossfit}".encode())
     for row_id in sorted(images.sha):
         digest.update(f"{row_id}:{images.sha[row_id]};".encode())
     return digest.hexdigest()[:16]
@@ -334,7 +335,7 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
                standing: set[str], progress: Progress) -> Scored:
     """Predict every readable row; training rows are scored by folds that never saw them."""
     from . import model as fixed
-    from .suspicion import cross_val_proba
+    from .suspicion import cross_val_proba, crossfit_signals
 
     progress("predicting every row and scoring training rows out of sample")
     classes, train_rows = config.project.classes, parts[0]
@@ -346,9 +347,43 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
                                       config.suspicion.folds, config.model.seed)
     label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
     evidence = gather_evidence(root, checked, images, list(readable["id"]), label_proba, embeddings, classes, standing)
+    if config.suspicion.crossfit > 1:
+        spaces, held_out = crossfit_spaces(config, stack(images, readable["id"]), evidence.labels,
+                                           evidence.splits, progress)
+        fitted = crossfit_signals(spaces, held_out, evidence.labels, evidence.labels, len(classes),
+                                  config.suspicion.folds, config.model.seed)
+        labeled = evidence.labels >= 0
+        label_proba[labeled] = fitted.proba[labeled]
+        evidence.proba = label_proba
+        proba[in_train] = fitted.proba[in_train]  # train rows' prediction too: now truly out of sample
+        # Neighbours and outliers stay in the main network's space: measured better than each
+        # network's own space (scripts/bench_label_errors.py, docs/suspicion.md).
     patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
                         checked, images, root)
     return Scored(readable, position, proba, embeddings, label_proba, patch)
+
+
+def crossfit_spaces(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray,
+                    progress: Progress) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """[suspicion] crossfit = K: K networks, each trained on the other folds of the labeled train rows.
+
+    Returns each network's embeddings of every row and the rows it never trained on: every train
+    row is held out by one network, val and test rows by all K.
+    """
+    from . import model as fixed
+    from .suspicion import crossfit_folds
+    k, num_classes = config.suspicion.crossfit, len(config.project.classes)
+    train = np.flatnonzero((splits == "train") & (labels >= 0))
+    val = np.flatnonzero((splits == "val") & (labels >= 0))
+    fold = crossfit_folds(labels[train], k, config.model.seed)
+    spaces, held_out = [], []
+    for m in range(k):
+        fit = train[fold != m]
+        progress(f"cross-fitting network {m + 1}/{k}: training on {len(fit)} of {len(train)} train rows")
+        trained = fixed.train(pixels[fit], labels[fit], pixels[val], labels[val], num_classes, config.model, progress)
+        spaces.append(fixed.predict(trained.model, pixels)[1])
+        held_out.append(~np.isin(np.arange(len(pixels)), fit))
+    return spaces, held_out
 
 
 def stop_if(should_stop: Callable[[], bool], where: str) -> None:

@@ -73,6 +73,11 @@ def load_roman_set(folder: Path, scratch: Path) -> dict:
             "confusions": np.array([index[ROMAN_CONFUSIONS[c]] for c in classes])}
 
 
+def describe_run(saved: dict) -> str:
+    accuracy = f"val acc {float(saved['val_accuracy']):.2f}, " if "val_accuracy" in saved else ""
+    return f"{accuracy}training {float(saved['train_s']):.0f}s"
+
+
 def flip(labels: np.ndarray, num_classes: int, kind: str, fraction: float, confusions: np.ndarray,
          seed: int) -> np.ndarray:
     """Labels with ``fraction`` of rows changed: to a random other class, or to the confused class."""
@@ -86,29 +91,34 @@ def flip(labels: np.ndarray, num_classes: int, kind: str, fraction: float, confu
     return noisy
 
 
+def set_bn_momentum(momentum: float) -> None:
+    """Train with another BatchNorm momentum than the fixed model's Keras value (0: keep it)."""
+    from dcloop import model as fixed
+    if not momentum:
+        return
+    keras_like = fixed.keras_like
+
+    def with_momentum(module):
+        module = keras_like(module)
+        for layer in module.modules():
+            if isinstance(layer, fixed.nn.BatchNorm2d):
+                layer.momentum = momentum
+        return module
+    fixed.keras_like = with_momentum
+
+
+def model_settings(args) -> ModelSection:
+    return ModelSection(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                        seed=args.seed, device="cpu", threads=args.threads)
+
+
 def out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> dict:
     """Train the fixed model on the noisy labels; proba as dcloop sync makes it; cached on disk."""
     if cache.exists():
         with np.load(cache) as saved:
-            saved = dict(saved)
-        if "pooled" not in saved:  # caches from before every row was cross-validated
-            saved["proba"] = suspicion.cross_val_proba(saved["embeddings"], noisy, len(data["classes"]), 5, args.seed)
-            saved["pooled"] = np.array(True)
-            np.savez(cache, **saved)
-        return saved
+            return dict(saved)
     from dcloop import model as fixed
-    if getattr(args, "bn_momentum", 0):
-        keras_like = fixed.keras_like
-
-        def with_momentum(module):
-            module = keras_like(module)
-            for layer in module.modules():
-                if isinstance(layer, fixed.nn.BatchNorm2d):
-                    layer.momentum = args.bn_momentum
-            return module
-        fixed.keras_like = with_momentum
-    settings = ModelSection(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                            seed=args.seed, device="cpu")
+    settings = model_settings(args)
     train, val = data["splits"] == "train", data["splits"] == "val"
     started = time.perf_counter()
     trained = fixed.train(data["pixels"][train], noisy[train], data["pixels"][val], noisy[val],
@@ -125,6 +135,26 @@ def out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> dict:
     return result
 
 
+def crossfit_out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> dict:
+    """As ``dcloop sync`` with [suspicion] crossfit = K: K networks' embeddings and held-out rows; cached."""
+    if not cache.exists():
+        from dcloop.config import Config, SuspicionSection
+        from dcloop.sync import crossfit_spaces
+        config = Config(model=model_settings(args), suspicion=SuspicionSection(crossfit=args.crossfit))
+        config.project.classes = data["classes"]
+        started = time.perf_counter()
+        spaces, held_out = crossfit_spaces(config, data["pixels"], noisy, data["splits"], log)
+        np.savez(cache, spaces=np.stack(spaces), held_out=np.stack(held_out),
+                 train_s=np.array(time.perf_counter() - started))
+    with np.load(cache) as saved:
+        saved = dict(saved)
+    started = time.perf_counter()
+    signals = suspicion.crossfit_signals(list(saved["spaces"]), list(saved["held_out"]), noisy, noisy,
+                                         len(data["classes"]), 5, args.seed)
+    return {**saved, "proba": signals.proba, "knn_proba": signals.knn_proba, "outlier_z": signals.outlier_z,
+            "signals_s": np.array(time.perf_counter() - started)}
+
+
 def rank_metrics(score: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Ranking quality of ``score`` (higher = more likely an error) against the planted errors."""
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -135,38 +165,42 @@ def rank_metrics(score: np.ndarray, truth: np.ndarray) -> dict[str, float]:
             "p@100": truth[order[:100]].mean()}
 
 
-def dcloop_label_score(proba: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, weight: float) -> np.ndarray:
-    """dcloop's label part of suspicion, q blending proba with the neighbours' labels."""
-    index, _ = suspicion.neighbours(embeddings)
-    return suspicion.label_error_score(suspicion.blended_proba(proba, index, labels, weight), labels)
+CLEANLAB_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+
+
+def knn_votes(saved: dict, labels: np.ndarray) -> np.ndarray:
+    """The neighbours' labels: cross-fitted ones when the run has them, else from the one network's embeddings."""
+    if saved.get("knn_proba") is not None:  # cross-fitted, no main network: each network's own space
+        return saved["knn_proba"]
+    index, _ = suspicion.neighbours(saved["embeddings"])
+    return suspicion.knn_label_proba(index, labels, saved["proba"].shape[1])
 
 
 def score_setting(data: dict, noisy: np.ndarray, saved: dict) -> dict[str, dict[str, float]]:
+    """dcloop's label score and every cleanlab label-quality score, on the same probabilities."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
     truth = (noisy != data["labels"]).astype(int)
-    proba, embeddings = saved["proba"], saved["embeddings"]
+    proba = saved["proba"]
     started = time.perf_counter()
-    ours = dcloop_label_score(proba, embeddings, noisy, suspicion.KNN_WEIGHT)
+    q = suspicion.blend(proba, knn_votes(saved, noisy))
+    rows = {"dcloop": rank_metrics(suspicion.label_error_score(q, noisy), truth)}
     seconds = time.perf_counter() - started
-    rows = {"dcloop": rank_metrics(ours, truth),
-            "dcloop (no kNN)": rank_metrics(dcloop_label_score(proba, embeddings, noisy, 0.0), truth)}
-    for method in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"):
-        rows[f"cleanlab {method}"] = rank_metrics(1 - get_label_quality_scores(noisy, proba, method=method), truth)
+    rows["dcloop (no kNN)"] = rank_metrics(suspicion.label_error_score(proba, noisy), truth)
+    if "own_knn_proba" in saved:
+        rows["dcloop, neighbours in each network's space"] = rank_metrics(
+            suspicion.label_error_score(suspicion.blend(proba, saved["own_knn_proba"]), noisy), truth)
+    for method in CLEANLAB_METHODS:
+        for adjust in (False, True) if method != "confidence_weighted_entropy" else (False,):  # cleanlab: no adjust
+            scores = get_label_quality_scores(noisy, proba, method=method, adjust_pred_probs=adjust)
+            rows[f"cleanlab {method}{' adjusted' if adjust else ''}"] = rank_metrics(1 - scores, truth)
     issues = find_label_issues(noisy, proba)
-    ours_flagged = flagged(data, noisy, proba, embeddings)
+    _, texts = suspicion.label_findings(q, noisy, data["classes"], 0.2)
+    ours_flagged = np.array([bool(t) for t in texts])
     rows["dcloop"].update(flagged=float(ours_flagged.sum()), flag_precision=truth[ours_flagged].mean(),
                           seconds=seconds)
     rows["cleanlab self_confidence"].update(flagged=float(issues.sum()), flag_precision=truth[issues].mean())
     return rows
-
-
-def flagged(data, noisy, proba, embeddings) -> np.ndarray:
-    """The rows dcloop's 'label?' flag names (the cleanlab counterpart is find_label_issues)."""
-    index, _ = suspicion.neighbours(embeddings)
-    q = suspicion.blended_proba(proba, index, noisy)
-    _, texts = suspicion.label_findings(q, noisy, data["classes"], 0.2)
-    return np.array([bool(t) for t in texts])
 
 
 def print_table(name: str, rows: dict[str, dict[str, float]]) -> None:
@@ -174,6 +208,9 @@ def print_table(name: str, rows: dict[str, dict[str, float]]) -> None:
     print(f"  {'method':<40}{'p@K':>7}{'r@K':>7}{'AUROC':>7}{'AUPRC':>7}{'p@100':>7}")
     for method, m in rows.items():
         print(f"  {method:<40}{m['p@K']:>7.3f}{m['r@K']:>7.3f}{m['auroc']:>7.3f}{m['auprc']:>7.3f}{m['p@100']:>7.3f}")
+    best = {m: max(v[m] for k, v in rows.items() if k.startswith("cleanlab")) for m in ("p@K", "auroc")}
+    print(f"  dcloop minus the best cleanlab method: p@K {rows['dcloop']['p@K'] - best['p@K']:+.3f}, "
+          f"AUROC {rows['dcloop']['auroc'] - best['auroc']:+.3f}")
     ours, theirs = rows["dcloop"], rows["cleanlab self_confidence"]
     print(f"  flagged: dcloop 'label?' {ours['flagged']:.0f} rows (precision {ours['flag_precision']:.3f}); "
           f"cleanlab find_label_issues {theirs['flagged']:.0f} rows (precision {theirs['flag_precision']:.3f})")
@@ -186,6 +223,11 @@ def main() -> None:
     parser.add_argument("--datasets", default="digits,roman")
     parser.add_argument("--epochs", default="digits=12,roman=12",
                         help="epochs per dataset, e.g. digits=12,roman=4")
+    parser.add_argument("--flip-seed", type=int, default=7, help="seed of the planted label flips")
+    parser.add_argument("--crossfit", type=int, default=2, metavar="K",
+                        help="also score with K cross-fitted networks, as [suspicion] crossfit = K (0: skip)")
+    parser.add_argument("--crossfit-only", action="store_true", help="skip the one-network runs")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for training (1: kind to a shared machine)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=123)
@@ -197,22 +239,32 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
+    set_bn_momentum(args.bn_momentum)
     epochs = dict(item.split("=") for item in args.epochs.split(","))
     log(f"reduced schedule: batch {args.batch_size}, lr {args.lr}, epochs {epochs} (not the 100-epoch recipe)")
     report = {}
-    for name in args.datasets.split(","):
+    for name in filter(None, args.datasets.split(",")):
         data = load_digits_set() if name == "digits" else load_roman_set(args.roman, args.scratch)
         args.epochs_now = int(epochs[name])
         for kind, fraction in SETTINGS:
-            noisy = flip(data["labels"], len(data["classes"]), kind, fraction, data["confusions"], seed=7)
-            cache = args.scratch / f"{name}-{kind}-{int(fraction * 100)}-e{args.epochs_now}.npz"
-            saved = out_of_sample(data, noisy, argparse.Namespace(**{**vars(args), "epochs": args.epochs_now}), cache)
-            rows = score_setting(data, noisy, saved)
-            setting = f"{name} {kind} {int(fraction * 100)}% ({len(noisy)} rows, {int((noisy != data['labels']).sum())} errors, " \
-                      f"val acc {float(saved['val_accuracy']):.2f})"
-            report[setting] = rows
-            if not args.json:
-                print_table(setting, rows)
+            noisy = flip(data["labels"], len(data["classes"]), kind, fraction, data["confusions"], args.flip_seed)
+            now = argparse.Namespace(**{**vars(args), "epochs": args.epochs_now})
+            stem = args.scratch / f"{name}-{kind}-{int(fraction * 100)}-{cache_tag(now)}-flip{args.flip_seed}"
+            runs = {} if args.crossfit_only else {"one network": out_of_sample(data, noisy, now,
+                                                                               Path(f"{stem}.npz"))}
+            if args.crossfit > 1:
+                fitted = crossfit_out_of_sample(data, noisy, now, Path(f"{stem}-cf{args.crossfit}.npz"))
+                if runs:  # as dcloop sync: neighbours in the main network's space
+                    fitted = {**fitted, "knn_proba": None, "own_knn_proba": fitted["knn_proba"],
+                              "embeddings": runs["one network"]["embeddings"]}
+                runs[f"cross-fitted, K={args.crossfit}"] = fitted
+            for variant, saved in runs.items():
+                setting = (f"{name} {kind} {int(fraction * 100)}%, {variant} ({len(noisy)} rows, "
+                           f"{int((noisy != data['labels']).sum())} errors, flip seed {args.flip_seed}, "
+                           f"{describe_run(saved)})")
+                report[setting] = rows = score_setting(data, noisy, saved)
+                if not args.json:
+                    print_table(setting, rows)
     if args.json:
         print(json.dumps(report))
     if args.contact_sheet:
@@ -221,11 +273,20 @@ def main() -> None:
         cost(args.cost, args.seed)
 
 
+def cache_tag(args) -> str:
+    """What the cached training depends on besides the data and flips."""
+    return f"e{args.epochs}-b{args.batch_size}-lr{args.lr:g}-bn{args.bn_momentum:g}-s{args.seed}"
+
+
 def contact_sheet(data: dict, args) -> None:
     """Rank the Roman numerals as given with dcloop's full suspicion; draw the top 100 with their flags."""
     from PIL import Image, ImageDraw
-    saved = out_of_sample(data, data["labels"], argparse.Namespace(**{**vars(args), "epochs": args.clean_epochs}),
-                          args.scratch / f"roman-clean-0-e{args.clean_epochs}.npz")
+    now = argparse.Namespace(**{**vars(args), "epochs": args.clean_epochs})
+    stem = args.scratch / f"roman-clean-{cache_tag(now)}"
+    saved = out_of_sample(data, data["labels"], now, Path(f"{stem}.npz"))
+    if args.crossfit > 1:
+        fitted = crossfit_out_of_sample(data, data["labels"], now, Path(f"{stem}-cf{args.crossfit}.npz"))
+        saved = {**saved, "proba": fitted["proba"]}
     ids = [Path(p).stem[:8] for p in data["paths"]]
     sizes = []
     for path in data["paths"]:
@@ -255,6 +316,8 @@ def contact_sheet(data: dict, args) -> None:
     (args.scratch / "roman-top100.tsv").write_text("\n".join(lines) + "\n")
     print(f"\ncontact sheet: {args.scratch / 'roman-top100.png'} (list: roman-top100.tsv)")
     flags = assessed["flags"]
+    top_splits = data["splits"][top.index]
+    print(f"top 100: {int((top_splits == 'train').sum())} train, {int((top_splits == 'val').sum())} val rows")
     print(f"roman as given: {len(ids)} rows, {int(flags.str.contains('label?', regex=False).sum())} label?, "
           f"{int(flags.str.contains('outlier').sum())} outlier, {int(flags.str.contains('dup-of').sum())} dup, "
           f"{int(flags.str.contains('blank').sum())} blank")

@@ -108,7 +108,7 @@ def test_a_wrong_label_is_flagged_and_ranked_first_unless_reviewed():
     ev = evidence()
     ev.labels[4] = 1  # its picture, embedding and model say class 0
     out = sus.assess(ev, ["bar", "cross"])
-    assert out.loc[4, "flags"] == "label? model says bar (0.93); outlier"  # far from the 'cross' rows too
+    assert out.loc[4, "flags"] == "label? model says bar (0.91); outlier"  # far from the 'cross' rows too
     assert out["sort_key"].idxmax() == 4
     ev.reviewed[4] = True
     again = sus.assess(ev, ["bar", "cross"])
@@ -153,3 +153,52 @@ def test_realised_precision_counts_what_people_did_with_the_flags():
     assert out == {"prev_flagged": "5", "prev_relabeled": "1", "prev_excluded": "2", "prev_confirmed": "1",
                    "prev_precision": "0.7500"}
     assert realised_precision([], before, now, set())["prev_precision"] == ""
+
+
+def test_crossfit_folds_split_each_class_evenly():
+    fold = sus.crossfit_folds(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 2, seed=0)
+    assert sorted(np.bincount(fold)) == [4, 4]
+    assert all(sorted(fold[k * 4:(k + 1) * 4]) == [0, 0, 1, 1] for k in range(2))
+
+
+def two_networks(n=100):
+    """Row 0 is a 1 labeled 0. Network A never trained on it and puts it among the 1s; network B
+    trained on it (memorized its label) and puts it among the 0s; the rows are otherwise alike."""
+    labels = np.array([k % 2 for k in range(n)])
+    truth = labels.copy()
+    truth[0] = 1
+    rng = np.random.default_rng(0)
+    space_a = rng.normal(0, 0.3, (n, 4)) + truth[:, None] * 3
+    space_b = rng.normal(0, 0.3, (n, 4)) + labels[:, None] * 3
+    held_out_a = np.arange(n) % 4 < 2          # rows 0, 1, 4, 5, ...
+    return labels, [space_a, space_b], [held_out_a, ~held_out_a]
+
+
+def test_crossfit_signals_judge_each_row_in_the_space_of_the_network_that_never_saw_it():
+    labels, spaces, held_out = two_networks()
+    fitted = sus.crossfit_signals(spaces, held_out, labels, labels, 2, folds=2, seed=0)
+    assert fitted.knn_proba[0, 1] > 0.8          # its neighbours in network A's space are 1s
+    assert fitted.proba[0, 1] > 0.5 and (fitted.proba[1:].argmax(1) == labels[1:]).all()
+    assert fitted.outlier_z[0] == fitted.outlier_z.max()
+    in_b_only = sus.crossfit_signals(spaces[1:], held_out[1:], labels, labels, 2, folds=2, seed=0)
+    assert in_b_only.knn_proba[0].sum() == 0     # row 0 is no held-out row of B: no signal from B
+
+
+def test_a_row_held_out_by_several_networks_gets_their_mean():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    space = np.array([[0.0, 1], [0.1, 1], [0.2, 1], [1, 0.0], [1, 0.1], [1, 0.2]])
+    both = [np.ones(6, bool), np.ones(6, bool)]
+    once = sus.crossfit_signals([space], both[:1], labels, labels, 2, folds=2, seed=0)
+    twice = sus.crossfit_signals([space, space], both, labels, labels, 2, folds=2, seed=0)
+    assert np.allclose(once.knn_proba, twice.knn_proba) and np.allclose(once.proba, twice.proba)
+
+
+def test_assess_takes_crossfitted_neighbour_votes_instead_of_its_own():
+    ev = evidence()
+    plain = sus.assess(ev, ["bar", "cross"])
+    votes = np.where(ev.labels[:, None] == np.arange(2), 1.0, 0.0)
+    votes[5] = votes[5][::-1]   # in the network that never saw row 5, its neighbours disagree with it
+    ev.knn_proba, ev.outlier_z = votes, np.zeros(len(ev.ids))
+    out = sus.assess(ev, ["bar", "cross"])
+    assert float(out.loc[5, "suspicion"]) > float(plain.loc[5, "suspicion"])
+    assert out["sort_key"].idxmax() == 5

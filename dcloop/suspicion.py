@@ -301,6 +301,7 @@ class Evidence:
     reviewed: np.ndarray      # a standing review: label and image unchanged since a person confirmed it
     knn_proba: np.ndarray | None = None  # neighbours' labels from cross-fitting; None: from ``embeddings``
     outlier_z: np.ndarray | None = None  # likewise
+    origins: list[str] | None = None  # the row a `dcloop augment` variant was made from (else its own id)
 
 
 def blended_proba(proba: np.ndarray, index: np.ndarray, labels: np.ndarray,
@@ -383,9 +384,10 @@ def assess(ev: Evidence, classes: list[str], low_label_prob: float = 0.2) -> pd.
     outlier = z >= OUTLIER_Z
     blank = ink_fraction(ev.pixels) < BLANK_INK if len(ev.pixels) else np.zeros(0, bool)
     shapes = [shape_problem(w, h) if w and h else "" for w, h in ev.sizes]
-    dup_weight, dup_texts = duplicate_findings(
-        duplicate_pairs(content_keys(ev.pixels), perceptual_hash(ev.pixels), index, similarity, ev.pixels),
-        ev, classes)
+    pairs = duplicate_pairs(content_keys(ev.pixels), perceptual_hash(ev.pixels), index, similarity, ev.pixels)
+    if ev.origins is not None:  # a variant is like its source by design: not a finding
+        pairs = [(a, b) for a, b in pairs if ev.origins[a] != ev.origins[b]]
+    dup_weight, dup_texts = duplicate_findings(pairs, ev, classes)
     keep = keep * (1 - WEIGHTS["blank"] * blank) * (1 - WEIGHTS["shape"] * np.array([bool(s) for s in shapes]))
     keep = keep * (1 - WEIGHTS["outlier"] * (outlier & ~blank)) * (1 - dup_weight)
     for row in range(len(ev.ids)):

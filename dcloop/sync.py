@@ -196,9 +196,11 @@ def gather_evidence(root: Path, checked: tbl.Validated, images: Images, ids: lis
     codes = rows["label"].str.strip().map({c: k for k, c in enumerate(classes)}).fillna(-1).astype(int)
     codes[rows["split"].str.strip().str.lower() == "exclude"] = -1  # a person already set these aside
     sizes = image_sizes({images.sha[i]: images.blob[i] for i in ids}, state_dir(root) / "cache")
+    origins = [tbl.augmented_source(note) or row_id for row_id, note in zip(ids, rows["note"])]
     return Evidence(ids=list(ids), labels=codes.to_numpy(), splits=rows["split"].str.strip().str.lower().to_numpy(),
                     proba=proba, embeddings=embeddings, pixels=stack(images, ids),
-                    sizes=[sizes[images.sha[i]] for i in ids], reviewed=np.array([i in standing for i in ids], bool))
+                    sizes=[sizes[images.sha[i]] for i in ids], reviewed=np.array([i in standing for i in ids], bool),
+                    origins=origins)
 
 
 def judge_reviews(root: Path, checked: tbl.Validated, images: Images) -> tuple[set[str], dict[str, str], bool]:

@@ -104,6 +104,17 @@ def test_a_duplicate_across_splits_is_flagged_on_both_rows():
     assert (out.drop(["r3", "r7"])["flags"] == "").all()
 
 
+def test_an_augmented_variant_is_not_a_duplicate_of_its_source():
+    ev = evidence()
+    for copy in (7, 9):  # two variants of row 3, as `dcloop augment` makes them: alike by design
+        ev.pixels[copy], ev.embeddings[copy] = ev.pixels[3], ev.embeddings[3]
+    ev.pixels[11], ev.embeddings[11] = ev.pixels[5], ev.embeddings[5]  # a true duplicate
+    ev.origins = [{7: "r3", 9: "r3"}.get(k, f"r{k}") for k in range(len(ev.ids))]
+    out = sus.assess(ev, ["bar", "cross"]).set_index("id")
+    assert (out.loc[["r3", "r7", "r9"], "flags"] == "").all()
+    assert out.loc["r5", "flags"] == "dup-of:r11 (train)"
+
+
 def test_a_wrong_label_is_flagged_and_ranked_first_unless_reviewed():
     ev = evidence()
     ev.labels[4] = 1  # its picture, embedding and model say class 0

@@ -52,19 +52,10 @@ def format_counts(counts: dict[str, dict[str, int]], shown: int = SHOWN_CLASSES)
 
 def groups_of(pairs: list[tuple[int, int]], n: int) -> list[list[int]]:
     """Connected groups (of two or more) of ``n`` rows joined by ``pairs``, each sorted."""
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in pairs:
-        parent[root(a)] = root(b)
+    from .suspicion import link_groups
     members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(root(i), []).append(i)
+    for row, group in enumerate(link_groups(n, pairs)):
+        members.setdefault(int(group), []).append(row)
     return sorted(g for g in members.values() if len(g) > 1)
 
 

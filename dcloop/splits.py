@@ -43,26 +43,10 @@ class SplitData:
 
     @property
     def groups(self) -> np.ndarray:
-        return link_groups(len(self.ids), [(a, b) for a, b, _ in self.pairs])
+        return suspicion.link_groups(len(self.ids), [(a, b) for a, b, _ in self.pairs])
 
 
 # --- the pure core ----------------------------------------------------------------------------
-
-def link_groups(n: int, pairs) -> np.ndarray:
-    """Each row's group: the smallest row index it is linked to through ``pairs`` (union-find)."""
-    parent = np.arange(n)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
-        parent[max(ra, rb)] = min(ra, rb)
-    return np.array([root(i) for i in range(n)], dtype=int)
-
 
 def augmented_pairs(ids: list[str], notes: list[str]) -> list[tuple[int, int]]:
     """(variant, source) positions for rows whose note names a source row present in ``ids``."""

@@ -207,6 +207,22 @@ def duplicate_pairs(keys: list[str], hashes: np.ndarray, index: np.ndarray, simi
     return sorted(pairs)
 
 
+def link_groups(n: int, pairs) -> np.ndarray:
+    """Each row's group: the smallest row index it is linked to through ``pairs`` (union-find)."""
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    return np.array([root(i) for i in range(n)], dtype=int)
+
+
 def cross_val_proba(embeddings: np.ndarray, labels: np.ndarray, num_classes: int,
                     folds: int, seed: int) -> np.ndarray:
     """Out-of-sample class probabilities: each row scored by a classifier that never saw it.

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from click.testing import CliRunner
 
-from dcloop import splits
+from dcloop import splits, suspicion
 from dcloop import table as tbl
 from dcloop.backends.memory import MemoryBackend
 from dcloop.cli import cli
@@ -28,7 +28,7 @@ def data(labels, split_of, pairs=(), clusters=None) -> splits.SplitData:
 # --- the pure core ----------------------------------------------------------------------------
 
 def test_link_groups_joins_chains_of_pairs():
-    assert splits.link_groups(6, [(4, 1), (1, 3), (2, 5)]).tolist() == [0, 1, 2, 1, 1, 2]
+    assert suspicion.link_groups(6, [(4, 1), (1, 3), (2, 5)]).tolist() == [0, 1, 2, 1, 1, 2]
 
 
 def test_augmented_variants_are_linked_to_the_source_their_note_names():

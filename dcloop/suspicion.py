@@ -276,29 +276,44 @@ class Crossfit:
     outlier_z: np.ndarray
 
 
-def crossfit_signals(spaces: list[np.ndarray], held_out: list[np.ndarray], labels: np.ndarray,
-                     outlier_classes: np.ndarray, num_classes: int, folds: int, seed: int) -> Crossfit:
-    """Probabilities, neighbour votes and outlier scores from K networks' embeddings.
+def held_out_mean(spaces: list[np.ndarray], held_out: list[np.ndarray], signal) -> np.ndarray:
+    """The mean over networks of ``signal(embeddings, rows)``, each network judging only its held-out rows.
 
     ``spaces[m]`` embeds every row with network m, ``held_out[m]`` marks the rows it never trained
-    on. Embeddings of different networks are not comparable, so each network's signals are
-    computed among its own held-out rows, in its own space; a row held out by several (val, test)
-    gets the mean. ``outlier_classes``: the class each row is compared with (-1: none).
+    on. Embeddings of different networks are not comparable, so each network's signal is computed
+    among its own held-out rows, in its own space; a row held out by several (val, test) gets the mean.
     """
-    n = len(labels)
-    proba, knn = np.zeros((n, num_classes)), np.zeros((n, num_classes))
-    z, count = np.zeros(n), np.zeros(n)
+    total, count = None, np.zeros(len(held_out[0]))
     for embeddings, mask in zip(spaces, held_out):
         rows = np.flatnonzero(mask)
-        labeled = rows[labels[rows] >= 0]
-        if len(labeled) >= 2:
-            proba[labeled] += cross_val_proba(embeddings[labeled], labels[labeled], num_classes, folds, seed)
-        index, _ = neighbours(embeddings[rows])
-        knn[rows] += knn_label_proba(index, labels[rows], num_classes)
-        z[rows] += class_outlier_z(embeddings[rows], outlier_classes[rows])
+        part = signal(embeddings[rows], rows)
+        total = np.zeros((len(mask), *part.shape[1:])) if total is None else total
+        total[rows] += part
         count[rows] += 1
-    count = np.maximum(count, 1)[:, None]
-    return Crossfit(proba / count, knn / count, z / count[:, 0])
+    return total / np.maximum(count, 1).reshape(-1, *[1] * (total.ndim - 1))
+
+
+def crossfit_proba(spaces: list[np.ndarray], held_out: list[np.ndarray], labels: np.ndarray,
+                   num_classes: int, folds: int, seed: int) -> np.ndarray:
+    """Out-of-sample probabilities for labeled rows (0 elsewhere) from K networks' embeddings."""
+    def among(embeddings: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out, labeled = np.zeros((len(rows), num_classes)), labels[rows] >= 0
+        if labeled.sum() >= 2:
+            out[labeled] = cross_val_proba(embeddings[labeled], labels[rows][labeled], num_classes, folds, seed)
+        return out
+    return held_out_mean(spaces, held_out, among)
+
+
+def crossfit_signals(spaces: list[np.ndarray], held_out: list[np.ndarray], labels: np.ndarray,
+                     outlier_classes: np.ndarray, num_classes: int, folds: int, seed: int) -> Crossfit:
+    """Probabilities, neighbour votes and outlier scores, each in the space of the networks that never saw
+    the row (``held_out_mean``). ``outlier_classes``: the class each row is compared with (-1: none)."""
+    def votes(embeddings: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return knn_label_proba(neighbours(embeddings)[0], labels[rows], num_classes)
+    return Crossfit(crossfit_proba(spaces, held_out, labels, num_classes, folds, seed),
+                    held_out_mean(spaces, held_out, votes),
+                    held_out_mean(spaces, held_out,
+                                  lambda embeddings, rows: class_outlier_z(embeddings, outlier_classes[rows])))
 
 
 # --- the combination --------------------------------------------------------------------------

@@ -337,7 +337,7 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
                standing: set[str], progress: Progress) -> Scored:
     """Predict every readable row; training rows are scored by folds that never saw them."""
     from . import model as fixed
-    from .suspicion import cross_val_proba, crossfit_signals
+    from .suspicion import cross_val_proba
 
     progress("predicting every row and scoring training rows out of sample")
     classes, train_rows = config.project.classes, parts[0]
@@ -345,24 +345,31 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
     proba, embeddings = fixed.predict(trained.model, stack(images, readable["id"]))
     position = {row_id: n for n, row_id in enumerate(readable["id"])}
     in_train = [position[i] for i in train_rows["id"]]
-    proba[in_train] = cross_val_proba(embeddings[in_train], encode(train_rows["label"], classes), len(classes),
-                                      config.suspicion.folds, config.model.seed)
-    label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
-    evidence = gather_evidence(root, checked, images, list(readable["id"]), label_proba, embeddings, classes, standing)
+    evidence = gather_evidence(root, checked, images, list(readable["id"]), proba, embeddings, classes, standing)
     if config.suspicion.crossfit > 1:
-        spaces, held_out = crossfit_spaces(config, stack(images, readable["id"]), evidence.labels,
-                                           evidence.splits, progress)
-        fitted = crossfit_signals(spaces, held_out, evidence.labels, evidence.labels, len(classes),
-                                  config.suspicion.folds, config.model.seed)
-        labeled = evidence.labels >= 0
-        label_proba[labeled] = fitted.proba[labeled]
-        evidence.proba = label_proba
-        proba[in_train] = fitted.proba[in_train]  # train rows' prediction too: now truly out of sample
-        # Neighbours and outliers stay in the main network's space: measured better than each
-        # network's own space (scripts/bench_label_errors.py, docs/suspicion.md).
+        label_proba = crossfit_label_proba(config, evidence, progress)
+        proba[in_train] = label_proba[in_train]  # train rows' prediction too: truly out of sample
+    else:
+        proba[in_train] = cross_val_proba(embeddings[in_train], encode(train_rows["label"], classes), len(classes),
+                                          config.suspicion.folds, config.model.seed)
+        label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
+    # Neighbours and outliers stay in the main network's space, cross-fitted or not: measured better
+    # than each network's own space (scripts/bench_label_errors.py).
+    evidence.proba = label_proba
     patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
                         checked, images, root)
     return Scored(readable, position, proba, embeddings, label_proba, patch)
+
+
+def crossfit_label_proba(config: Config, evidence, progress: Progress) -> np.ndarray:
+    """[suspicion] crossfit = K: labeled rows' probabilities from the networks that never trained on them;
+    other rows keep the main network's."""
+    from .suspicion import crossfit_proba
+    spaces, held_out = crossfit_spaces(config, evidence.pixels, evidence.labels, evidence.splits, progress)
+    out, labeled = evidence.proba.copy(), evidence.labels >= 0
+    out[labeled] = crossfit_proba(spaces, held_out, evidence.labels, len(config.project.classes),
+                                  config.suspicion.folds, config.model.seed)[labeled]
+    return out
 
 
 def crossfit_spaces(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray,

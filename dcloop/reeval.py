@@ -21,7 +21,7 @@ from .backends import Backend, open_backend
 from .config import Config, ModelSection
 from .errors import DcloopError
 from .history import History
-from .sync import Images, Progress, encode, fmt, load_images, quiet, rows_of, scores, stack, state_dir, utc_now
+from .sync import Images, Progress, fmt, load_images, quiet, rows_of, split_scores, state_dir, utc_now
 
 KIND = "reeval"
 LAST = re.compile(r"^last[\s:=]*(\d+)$")
@@ -114,8 +114,7 @@ def evaluate(root: Path, config: Config, checked: tbl.Validated, decoded: dict[i
     parts = {s: rows_of(checked, images, s) for s in ("val", "test")}
     found = {}
     for split, part in parts.items():
-        proba = fixed.predict(network, stack(images, part["id"]))[0]
-        found[split] = scores(proba, encode(part["label"], classes), len(classes))
+        found[split] = split_scores(network, images, part, classes)
     seen = trained_on(state, run_id) & (set(parts["val"]["id"]) | set(parts["test"]["id"]))
     progress(f"run {run_id} (trained on version {meta.get('version', '?')}): "
              + ", ".join(f"{s} accuracy {fmt(found[s].get('accuracy')) or '-'}" for s in found)

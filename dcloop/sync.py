@@ -154,6 +154,12 @@ def scores(proba: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str,
                                        average="macro", zero_division=0))}
 
 
+def split_scores(model, images: Images, rows: pd.DataFrame, classes: list[str]) -> dict[str, float]:
+    """Accuracy and macro-F1 of ``model`` on ``rows`` ({} for none)."""
+    from . import model as fixed
+    return scores(fixed.predict(model, stack(images, rows["id"]))[0], encode(rows["label"], classes), len(classes))
+
+
 def per_class_accuracy(proba: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float]:
     predicted = proba.argmax(1)
     return {c: float((predicted[labels == k] == k).mean()) for k, c in enumerate(classes) if (labels == k).any()}
@@ -507,17 +513,16 @@ def train_other_seeds(config: Config, images: Images, parts, encoded, progress: 
     table reads the same with one seed or five.
     """
     from . import model as fixed
-    (train_rows, val_rows, test_rows), (y_train, y_val, y_test) = parts, encoded
+    (train_rows, val_rows, test_rows), (y_train, y_val, _) = parts, encoded
     classes, runs = config.project.classes, []
+    x_train, x_val = stack(images, train_rows["id"]), stack(images, val_rows["id"])
     for k in range(1, config.model.seeds):
         settings = config.model.model_copy(update={"seed": config.model.seed + k})
         progress(f"seed {k + 1}/{config.model.seeds} (seed {settings.seed}): training")
-        trained = fixed.train(stack(images, train_rows["id"]), y_train, stack(images, val_rows["id"]), y_val,
-                              len(classes), settings, progress, should_stop)
+        trained = fixed.train(x_train, y_train, x_val, y_val, len(classes), settings, progress, should_stop)
         stop_if(should_stop, f"during training under seed {settings.seed}")
-        runs.append({split: scores(fixed.predict(trained.model, stack(images, rows["id"]))[0], y,
-                                   len(classes)).get("accuracy")
-                     for split, rows, y in (("val", val_rows, y_val), ("test", test_rows, y_test))})
+        runs.append({split: split_scores(trained.model, images, rows, classes).get("accuracy")
+                     for split, rows in (("val", val_rows), ("test", test_rows))})
         progress(f"seed {settings.seed}: val accuracy {fmt(runs[-1]['val']) or '-'}, "
                  f"test accuracy {fmt(runs[-1]['test']) or '-'}")
     return runs

@@ -303,7 +303,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     run_dir = state_dir(root) / "runs" / run_id
     fixed.save_checkpoint(trained, run_dir / "model.pt",
                           {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
-    save_predictions(run_dir, scored.rows, proba, scored.embeddings, trained.history, scored.label_proba)
+    save_predictions(run_dir, scored, trained.history)
     written = write_back(backend, patch, notes, config.suspicion.sort)
     write_json(run_dir / "flagged.json", flagged_ids(patch))
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
@@ -336,6 +336,7 @@ class Scored:
     proba: np.ndarray
     embeddings: np.ndarray
     label_proba: np.ndarray
+    dynamics: np.ndarray
     patch: pd.DataFrame
 
 
@@ -343,7 +344,6 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
                standing: set[str], progress: Progress) -> Scored:
     """Predict every readable row; training rows are scored by folds that never saw them."""
     from . import model as fixed
-    from .suspicion import cross_val_proba
 
     progress("predicting every row and scoring training rows out of sample")
     classes, train_rows = config.project.classes, parts[0]
@@ -354,17 +354,25 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
     evidence = gather_evidence(root, checked, images, list(readable["id"]), proba, embeddings, classes, standing)
     if config.suspicion.crossfit > 1:
         label_proba = crossfit_label_proba(config, evidence, progress)
-        proba[in_train] = label_proba[in_train]  # train rows' prediction too: truly out of sample
     else:
-        proba[in_train] = cross_val_proba(embeddings[in_train], encode(train_rows["label"], classes), len(classes),
-                                          config.suspicion.folds, config.model.seed)
         label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
+    proba[in_train] = label_proba[in_train]  # a train row's prediction comes from folds that never saw it
     # Neighbours and outliers stay in the main network's space, cross-fitted or not: measured better
     # than each network's own space (scripts/bench_label_errors.py).
     evidence.proba = label_proba
+    evidence.dynamics = training_dynamics(trained, parts, position, proba.shape)
     patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
                         checked, images, root)
-    return Scored(readable, position, proba, embeddings, label_proba, patch)
+    return Scored(readable, position, proba, embeddings, label_proba, evidence.dynamics, patch)
+
+
+def training_dynamics(trained, parts, position: dict[str, int], shape: tuple[int, int]) -> np.ndarray:
+    """Each train and val row's softmax averaged over the epochs trained; zeros for the other rows."""
+    out = np.zeros(shape, np.float32)
+    for rows, dynamics in ((parts[0], trained.train_dynamics), (parts[1], trained.val_dynamics)):
+        if dynamics is not None and len(rows):
+            out[[position[i] for i in rows["id"]]] = dynamics
+    return out
 
 
 def crossfit_label_proba(config: Config, evidence, progress: Progress) -> np.ndarray:
@@ -407,15 +415,16 @@ def stop_if(should_stop: Callable[[], bool], where: str) -> None:
         raise Stopped(f"stopped {where}; no predictions or results were written; the next sync trains again.")
 
 
-def save_predictions(run_dir: Path, rows: pd.DataFrame, proba: np.ndarray, embeddings: np.ndarray,
-                     epochs: list[dict], label_proba: np.ndarray) -> None:
-    """What later stages (reports, re-evaluation) need from a run, without retraining."""
+def save_predictions(run_dir: Path, scored: Scored, epochs: list[dict]) -> None:
+    """What later stages (reports, re-evaluation, rescoring) need from a run, without retraining."""
     import io
     buffer = io.BytesIO()
+    rows = scored.rows
     np.savez_compressed(buffer, ids=rows["id"].to_numpy(str), labels=rows["label"].str.strip().to_numpy(str),
                         splits=rows["split"].str.strip().str.lower().to_numpy(str),
-                        proba=proba.astype(np.float32), embeddings=embeddings.astype(np.float32),
-                        label_proba=label_proba.astype(np.float32))
+                        proba=scored.proba.astype(np.float32), embeddings=scored.embeddings.astype(np.float32),
+                        label_proba=scored.label_proba.astype(np.float32),
+                        dynamics=scored.dynamics.astype(np.float32))
     atomic_write_bytes(run_dir / "predictions.npz", buffer.getvalue())
     write_json(run_dir / "epochs.json", epochs)
 
@@ -485,9 +494,11 @@ def rescore(root: Path, config: Config, backend: Backend, checked: tbl.Validated
     with np.load(state_dir(root) / "runs" / run_id / "predictions.npz") as saved:
         ids, proba, embeddings = list(saved["ids"]), saved["proba"], saved["embeddings"]
         label_proba = saved["label_proba"] if "label_proba" in saved else proba
+        dynamics = saved["dynamics"] if "dynamics" in saved else None  # runs before dcloop kept them
     keep = [n for n, i in enumerate(ids) if i in images.sha]
     evidence = gather_evidence(root, checked, images, [ids[n] for n in keep], label_proba[keep], embeddings[keep],
                                config.project.classes, standing)
+    evidence.dynamics = None if dynamics is None else dynamics[keep]
     patch = merge_flags(predictions_patch(evidence, proba[keep], config.project.classes,
                                           config.suspicion.low_label_prob), checked, images, root)
     write_back(backend, patch, notes, config.suspicion.sort)

@@ -1,10 +1,11 @@
-"""[suspicion] crossfit (issue 4): train rows' labels judged by networks that never saw them."""
+"""[suspicion] crossfit (issue 4): train rows' labels judged by networks that never saw them; training dynamics."""
 
 import numpy as np
 from click.testing import CliRunner
 
+from dcloop import model as fixed
 from dcloop.cli import cli
-from dcloop.config import load_config
+from dcloop.config import ModelSection, load_config
 from dcloop.history import read_json
 from dcloop.sync import state_dir, sync
 from tests.test_sync import labels
@@ -36,3 +37,32 @@ def test_the_crossfit_flag_and_setting(planted_error):
     assert load_config(root, environ={"DCLOOP_SUSPICION_CROSSFIT": "3"}).suspicion.crossfit == 3
     result = CliRunner().invoke(cli, ["sync", str(root), "--crossfit", "-1"])
     assert result.exit_code == 2 and "-1 is not in the range x>=0" in result.output
+
+
+def test_a_sync_keeps_each_train_and_val_rows_training_dynamics(planted_error, config_of):
+    root, wrong_url = planted_error
+    assert sync(root, config_of(root)).trained
+    run = read_json(state_dir(root) / "last_trained.json", {})["run_id"]
+    with np.load(state_dir(root) / "runs" / run / "predictions.npz") as saved:
+        ids, given, splits, dynamics = list(saved["ids"]), saved["labels"], saved["splits"], saved["dynamics"]
+    assert np.allclose(dynamics[np.isin(splits, ["train", "val"])].sum(1), 1, atol=1e-4)
+    table = labels(root)
+    planted = ids.index(table.loc[table["url"] == wrong_url, "id"].iloc[0])
+    ones = (splits == "train") & (given == "1")
+    # The planted row is a 0 labeled 1: the network learned that label late, if at all.
+    assert dynamics[planted, 1] < np.median(dynamics[ones, 1])
+
+
+def test_the_dynamics_stop_at_the_epoch_of_the_kept_weights():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (24, 3, 16, 16), dtype=np.uint8)
+    labels, val_labels = np.arange(24) % 3, rng.integers(0, 3, 12)  # random val labels: accuracy peaks early
+    settings = ModelSection(epochs=6, batch_size=4, image_size=16, threads=1, device="cpu")
+    longer = fixed.train(pixels, labels, pixels[:12], val_labels, 3, settings)
+    assert longer.best_epoch < 6
+    shorter = fixed.train(pixels, labels, pixels[:12], val_labels, 3,
+                          settings.model_copy(update={"epochs": longer.best_epoch}))
+    assert shorter.best_epoch == longer.best_epoch  # the same first epochs, the same best
+    assert np.allclose(longer.train_dynamics, shorter.train_dynamics)
+    assert np.allclose(longer.val_dynamics, shorter.val_dynamics)
+    assert np.allclose(longer.train_dynamics.sum(1), 1, atol=1e-5)

@@ -213,3 +213,24 @@ def test_assess_takes_crossfitted_neighbour_votes_instead_of_its_own():
     out = sus.assess(ev, ["bar", "cross"])
     assert float(out.loc[5, "suspicion"]) > float(plain.loc[5, "suspicion"])
     assert out["sort_key"].idxmax() == 5
+
+
+def test_training_dynamics_mix_in_only_where_a_row_has_them():
+    dynamics = np.array([[0.5, 0.5], [0.0, 0.0], [0.0, 1.0]])  # row 1: not trained or validated on
+    mixed = sus.with_dynamics(PROBA, dynamics, weight=0.5)
+    assert np.allclose(mixed, [[0.7, 0.3], [0.2, 0.8], [0.475, 0.525]])
+
+
+def test_a_label_the_network_learned_late_ranks_above_one_it_learned_at_once():
+    ev = evidence()
+    plain = sus.assess(ev, ["bar", "cross"])["suspicion"].astype(float)
+    ev.dynamics = np.where(ev.labels[:, None] == np.arange(2), 0.95, 0.05)
+    ev.dynamics[6] = [0.6, 0.4]  # row 6 (class bar) was fit only in the last epochs
+    out = sus.assess(ev, ["bar", "cross"])
+    assert out["suspicion"].astype(float).idxmax() == 6
+    assert float(out.loc[6, "suspicion"]) > plain[6]
+    assert out.loc[6, "label_prob"] == plain_label_prob(ev, 6)  # label_prob stays the out-of-sample one
+
+
+def plain_label_prob(ev, row):
+    return f"{ev.proba[row, ev.labels[row]]:.3f}"

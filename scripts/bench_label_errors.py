@@ -6,8 +6,11 @@
 For each dataset (sklearn's digits; the Roman numerals train+val) and each noise setting (10% and
 20% of labels flipped, uniformly or between classes a person confuses, seeded), the fixed model is
 trained on the noisy labels and every row gets out-of-sample probabilities the way ``dcloop sync``
-makes them (5-fold logistic regression on the fixed model's embeddings, for every labeled row). dcloop's ranking and cleanlab's ``get_label_quality_scores`` / ``find_label_issues`` then
-score the SAME probabilities. cleanlab is a benchmark-only dependency (pip install cleanlab).
+makes them (5-fold logistic regression on the fixed model's embeddings, for every labeled row).
+cleanlab's ``get_label_quality_scores`` / ``find_label_issues`` score those probabilities; dcloop's
+ranking scores the SAME probabilities with what else a sync knows (the neighbours' labels, the
+training dynamics), and each of those is also shown switched off. cleanlab is a benchmark-only
+dependency (pip install cleanlab).
 
 Training uses a reduced schedule (batch 64, lr 1e-3, --epochs per dataset), not the 100-epoch
 batch-8 recipe, so a setting trains in minutes on a CPU; probabilities and embeddings are cached per
@@ -116,7 +119,8 @@ def out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> dict:
     """Train the fixed model on the noisy labels; proba as dcloop sync makes it; cached on disk."""
     if cache.exists():
         with np.load(cache) as saved:
-            return dict(saved)
+            if "dynamics" in saved:  # older caches lack the training dynamics: train again
+                return dict(saved)
     from dcloop import model as fixed
     settings = model_settings(args)
     train, val = data["splits"] == "train", data["splits"] == "val"
@@ -125,12 +129,15 @@ def out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> dict:
                           len(data["classes"]), settings, progress=log)
     train_s = time.perf_counter() - started
     proba, embeddings = fixed.predict(trained.model, data["pixels"])
+    dynamics = np.zeros_like(proba)
+    dynamics[train], dynamics[val] = trained.train_dynamics, trained.val_dynamics
     started = time.perf_counter()
     # As dcloop sync does for suspicion: cross-validated on the embeddings for every labeled row.
     proba = suspicion.cross_val_proba(embeddings, noisy, len(data["classes"]), 5, args.seed)
     result = {"proba": proba, "embeddings": embeddings, "train_s": np.array(train_s),
               "cv_s": np.array(time.perf_counter() - started), "best_epoch": np.array(trained.best_epoch),
-              "val_accuracy": np.array(trained.best_val_accuracy or 0.0), "pooled": np.array(True)}
+              "val_accuracy": np.array(trained.best_val_accuracy or 0.0), "pooled": np.array(True),
+              "dynamics": dynamics}
     np.savez(cache, **result)
     return result
 
@@ -183,10 +190,14 @@ def score_setting(data: dict, noisy: np.ndarray, saved: dict) -> dict[str, dict[
     truth = (noisy != data["labels"]).astype(int)
     proba = saved["proba"]
     started = time.perf_counter()
-    q = suspicion.blend(proba, knn_votes(saved, noisy))
+    without_dynamics = suspicion.blend(proba, knn_votes(saved, noisy))
+    q = without_dynamics if saved.get("dynamics") is None else suspicion.with_dynamics(without_dynamics,
+                                                                                       saved["dynamics"])
     rows = {"dcloop": rank_metrics(suspicion.label_error_score(q, noisy), truth)}
     seconds = time.perf_counter() - started
-    rows["dcloop (no kNN)"] = rank_metrics(suspicion.label_error_score(proba, noisy), truth)
+    rows["dcloop without training dynamics"] = rank_metrics(suspicion.label_error_score(without_dynamics, noisy),
+                                                             truth)
+    rows["dcloop without dynamics or kNN"] = rank_metrics(suspicion.label_error_score(proba, noisy), truth)
     if "own_knn_proba" in saved:
         rows["dcloop, neighbours in each network's space"] = rank_metrics(
             suspicion.label_error_score(suspicion.blend(proba, saved["own_knn_proba"]), noisy), truth)
@@ -256,7 +267,8 @@ def main() -> None:
                 fitted = crossfit_out_of_sample(data, noisy, now, Path(f"{stem}-cf{args.crossfit}.npz"))
                 if runs:  # as dcloop sync: neighbours in the main network's space
                     fitted = {**fitted, "knn_proba": None, "own_knn_proba": fitted["knn_proba"],
-                              "embeddings": runs["one network"]["embeddings"]}
+                              "embeddings": runs["one network"]["embeddings"],
+                              "dynamics": runs["one network"]["dynamics"]}
                 runs[f"cross-fitted, K={args.crossfit}"] = fitted
             for variant, saved in runs.items():
                 setting = (f"{name} {kind} {int(fraction * 100)}%, {variant} ({len(noisy)} rows, "
@@ -270,7 +282,7 @@ def main() -> None:
     if args.contact_sheet:
         contact_sheet(load_roman_set(args.roman, args.scratch), args)
     if args.cost:
-        cost(args.cost, args.seed)
+        cost(args.cost, args)
 
 
 def cache_tag(args) -> str:
@@ -294,7 +306,7 @@ def contact_sheet(data: dict, args) -> None:
             sizes.append(image.size)
     evidence = suspicion.Evidence(ids=ids, labels=data["labels"], splits=data["splits"], proba=saved["proba"],
                                   embeddings=saved["embeddings"], pixels=data["pixels"], sizes=sizes,
-                                  reviewed=np.zeros(len(ids), bool))
+                                  reviewed=np.zeros(len(ids), bool), dynamics=saved["dynamics"])
     started = time.perf_counter()
     assessed = suspicion.assess(evidence, data["classes"])
     log(f"assess on {len(ids)} rows: {time.perf_counter() - started:.1f}s")
@@ -323,23 +335,58 @@ def contact_sheet(data: dict, args) -> None:
           f"{int(flags.str.contains('blank').sum())} blank")
 
 
-def cost(n: int, seed: int, width: int = 256, num_classes: int = 10) -> None:
-    """Seconds for the work after training on n rows: what the 60 s budget covers."""
+def cost(n: int, args) -> None:
+    """Seconds for everything a sync does after training, on n rows, against the default preset's training.
+
+    As ``dcloop sync`` with the defaults: predict every row (probabilities and embeddings), the
+    cross-validated probabilities of every labeled row, and ``assess``
+    (neighbours, duplicates, outliers, image checks, the combination). The n images are the Roman
+    numerals repeated, each copy shifted and speckled, so the duplicate search meets many near pairs;
+    their labels and embeddings are those of the run on the Roman numerals as given (--contact-sheet's
+    cache, trained if missing), each copy's embedding jittered. The training time it is compared with is the recipe's (100 epochs, batch 8) on n * 0.7 train rows,
+    from the step time measured now.
+    """
+    import torch
+    from dcloop import model as fixed
+    from dcloop.config import ModelSection
+    seed, threads = args.seed, args.threads
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, num_classes, n)
-    embeddings = (rng.normal(size=(n, width)) + np.eye(num_classes, width)[labels] * 3).astype(np.float32)
-    pixels = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    data = load_roman_set(args.roman, args.scratch)
+    now = argparse.Namespace(**{**vars(args), "epochs": args.clean_epochs})
+    run = out_of_sample(data, data["labels"], now, args.scratch / f"roman-clean-{cache_tag(now)}.npz")
+    source = np.arange(n) % len(data["labels"])
+    copies = np.roll(data["pixels"][source].astype(np.int16), 1, axis=3) + rng.integers(-12, 13, (n, 3, 32, 32))
+    pixels = np.clip(copies, 0, 255).astype(np.uint8)
+    labels, num_classes = data["labels"][source], len(data["classes"])
+    embeddings = run["embeddings"][source] * rng.normal(1, 0.05, (n, run["embeddings"].shape[1]))
+    splits = np.where(rng.random(n) < 0.7, "train", "val")
+    torch.set_num_threads(threads)
+    recipe = ModelSection(threads=threads)
+    network = fixed.build_model(recipe.preset, num_classes).eval()
+    stages = {}
     started = time.perf_counter()
+    fixed.predict(network, pixels)  # an untrained network predicts as fast as a trained one
+    stages["predict"] = time.perf_counter() - started
+    started = time.perf_counter()
+    train = splits == "train"
     proba = suspicion.cross_val_proba(embeddings, labels, num_classes, 5, seed)
-    cv_s = time.perf_counter() - started
-    evidence = suspicion.Evidence(ids=[f"r{k}" for k in range(n)], labels=labels, splits=np.array(["train"] * n),
-                                  proba=proba, embeddings=embeddings, pixels=pixels, sizes=[(32, 32)] * n,
+    stages["cross-validated probabilities of every labeled row"] = time.perf_counter() - started
+    evidence = suspicion.Evidence(ids=[f"r{k}" for k in range(n)], labels=labels, splits=splits, proba=proba,
+                                  embeddings=embeddings, pixels=pixels, sizes=[(32, 32)] * n,
                                   reviewed=np.zeros(n, bool))
     started = time.perf_counter()
     suspicion.assess(evidence, [str(k) for k in range(num_classes)])
-    assess_s = time.perf_counter() - started
-    print(f"\ncost on {n} rows ({width}-d embeddings): cross-validated proba {cv_s:.1f}s, "
-          f"assess (neighbours, duplicates, outliers, combination) {assess_s:.1f}s, total {cv_s + assess_s:.1f}s")
+    stages["assess (neighbours, duplicates, outliers, combination)"] = time.perf_counter() - started
+    step = fixed.step_seconds(recipe, num_classes, torch.device("cpu"), steps=20)
+    training = recipe.epochs * int(train.sum()) / recipe.batch_size * step
+    total = sum(stages.values())
+    print(f"\ncost after training on {n} rows ({threads} thread(s)):")
+    for stage, seconds in stages.items():
+        print(f"  {stage:<58}{seconds:>7.1f} s")
+    print(f"  {'total':<58}{total:>7.1f} s  (budget 60 s)")
+    print(f"  the default preset's training on {int(train.sum())} train rows: {recipe.epochs} epochs x "
+          f"{int(train.sum()) // recipe.batch_size} steps x {step * 1000:.1f} ms = {training:.0f} s; "
+          f"the rest is {100 * total / training:.1f}% of it (budget 10%)")
 
 
 def wrap(text: str, width: int) -> str:

@@ -66,8 +66,9 @@ def test_watch_syncs_an_edit_once_settled_ignores_a_no_op_save_and_outlives_a_fa
     time.sleep(1.5)
     assert len(watcher.cycles) == 1
 
-    ids = list(labels(root)["id"])
-    edit(root, ids[0], label="7")
+    table = labels(root)  # rows are sorted by suspicion: pick them by content, not position
+    ids = list(table.loc[table["split"] == "train", "id"])
+    edit(root, ids[0], label="7" if table.set_index("id").loc[ids[0], "label"] != "7" else "8")
     time.sleep(0.2)
     edit(root, ids[1], split="val")  # within the settle time of the first edit: one cycle for both
     second = watcher.wait_for(2)

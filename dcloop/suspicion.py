@@ -26,8 +26,8 @@ from sklearn.preprocessing import StandardScaler
 NEIGHBOURS = 20
 KNN_WEIGHT = 0.4
 SELF_CONFIDENCE_SHARE = 0.4
-# The share of the training dynamics (the network's softmax averaged over its epochs) in a row's
-# probabilities, where the row has them. Chosen on flip seeds 7 and 8 with the weights above fixed;
+# The share of the training dynamics (the network's softmax averaged over the epochs up to the kept
+# weights') in a row's probabilities, where the row has them. Chosen on flip seeds 7 and 8 with the weights above fixed;
 # confirmed on flip seed 9.
 DYNAMICS_WEIGHT = 0.3
 OUTLIER_Z = 4.0          # robust z-score of the distance to the class centre that counts as an outlier
@@ -418,8 +418,8 @@ def assess(ev: Evidence, classes: list[str], low_label_prob: float = 0.2) -> pd.
 
     suspicion is a noisy-OR: 1 - (1 - label error) * prod(1 - weight of each finding), where the
     label error is ``label_error_score`` of q, the out-of-sample probabilities blended with the
-    labels of the row's nearest neighbours and then with the training dynamics where a row has them. Rows with a standing review keep their score but lose their flags
-    and sort last.
+    labels of the row's nearest neighbours and then with the training dynamics where a row has
+    them. Rows with a standing review keep their score but lose their flags and sort last.
     """
     index, similarity = neighbours(ev.embeddings)
     knn = knn_label_proba(index, ev.labels, ev.proba.shape[1]) if ev.knn_proba is None else ev.knn_proba

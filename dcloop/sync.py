@@ -367,7 +367,7 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
 
 
 def training_dynamics(trained, parts, position: dict[str, int], shape: tuple[int, int]) -> np.ndarray:
-    """Each train and val row's softmax averaged over the epochs trained; zeros for the other rows."""
+    """Each train and val row's softmax averaged up to the kept weights' epoch; zeros for the other rows."""
     out = np.zeros(shape, np.float32)
     for rows, dynamics in ((parts[0], trained.train_dynamics), (parts[1], trained.val_dynamics)):
         if dynamics is not None and len(rows):

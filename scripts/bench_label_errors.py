@@ -343,8 +343,8 @@ def cost(n: int, args) -> None:
     (neighbours, duplicates, outliers, image checks, the combination). The n images are the Roman
     numerals repeated, each copy shifted and speckled, so the duplicate search meets many near pairs;
     their labels and embeddings are those of the run on the Roman numerals as given (--contact-sheet's
-    cache, trained if missing), each copy's embedding jittered. The training time it is compared with is the recipe's (100 epochs, batch 8) on n * 0.7 train rows,
-    from the step time measured now.
+    cache, trained if missing), each copy's embedding jittered. The training time it is compared with
+    is the recipe's (100 epochs, batch 8) on the 70% of rows in train, from the step time measured now.
     """
     import torch
     from dcloop import model as fixed

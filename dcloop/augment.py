@@ -28,7 +28,7 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config
 from .errors import CapError, ConfigError, DcloopError
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_bytes, inside
 
 FOLDER = "augmented"
 MAX_ANGLE = 10.0      # degrees either way
@@ -323,10 +323,11 @@ def make_files(root: Path, variants: list[Variant], blobs: dict[str, Path], prog
     rows = []
     for n, v in enumerate(variants, 1):
         relative = Path(FOLDER) / safe_name(v.label) / f"{v.id}.png"
+        target = inside(root, *relative.parts)
         with Image.open(blobs[v.source]) as image:
             image.load()
             fitted = fit_transform(v.transform, image)
-            atomic_write_bytes(root / relative, png_bytes(apply_transform(image, fitted)))
+            atomic_write_bytes(target, png_bytes(apply_transform(image, fitted)))
         note = f"{tbl.AUGMENTED_NOTE}{v.source}: {fitted.describe()}"
         rows.append({"id": v.id, "url": relative.as_posix(), "label": v.label, "split": v.split, "note": note})
         if n % 200 == 0 or n == len(variants):

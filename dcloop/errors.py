@@ -27,6 +27,10 @@ class CapError(DcloopError):
     """More train+val rows than the cap allows."""
 
 
+class UnsafePath(DcloopError):
+    """A path built from table data would leave its folder: refused before anything is written."""
+
+
 class LockedError(DcloopError):
     """Another dcloop process holds the project's lock."""
 

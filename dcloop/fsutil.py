@@ -1,11 +1,14 @@
-"""Small file-system helpers: atomic writes and content hashes."""
+"""Small file-system helpers: atomic writes, content hashes and paths that stay inside their folder."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
+
+from .errors import UnsafePath
 
 
 def file_stamp(path: Path) -> tuple[int, int] | None:
@@ -80,3 +83,33 @@ def remove_temp_files(folder: Path, names: list[str] | None = None) -> int:
         except FileNotFoundError:
             pass
     return removed
+
+
+# Ids, run ids and other names that become one path component. Table cells are untrusted: a
+# name outside this pattern is never joined to a path.
+SAFE_NAME_CHARS = "letters, digits, '-' and '_', at most 64 characters"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_safe_name(name: str) -> bool:
+    """Whether ``name`` may be a file or folder name dcloop makes: see SAFE_NAME_CHARS."""
+    return isinstance(name, str) and _SAFE_NAME.fullmatch(name) is not None
+
+
+def inside(folder: Path, *parts: str) -> Path:
+    """``folder/part/...``, refused unless each part is one plain path component and the result,
+    symbolic links resolved, stays under ``folder``.
+
+    The last line of defence for every path built from table data (ids, class names, versions):
+    they are validated where they enter, and checked again here before anything is written.
+    """
+    folder = Path(folder)
+    for part in parts:
+        if (not isinstance(part, str) or part in ("", ".", "..") or "/" in part or "\\" in part
+                or "\x00" in part):
+            raise UnsafePath(f"{folder}: refused to build a path from {part!r}: not a plain file or folder name.")
+    path = folder.joinpath(*parts)
+    base = folder.resolve()
+    if not path.resolve().is_relative_to(base):
+        raise UnsafePath(f"{path}: refused: it leads outside {base} (a symbolic link?).")
+    return path

@@ -22,7 +22,8 @@ import numpy as np
 import requests
 from PIL import Image, UnidentifiedImageError
 
-from .fsutil import atomic_write_bytes, sha256_bytes
+from .errors import UnsafePath
+from .fsutil import atomic_write_bytes, inside, is_safe_name, sha256_bytes
 from .history import read_json, write_json
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -304,9 +305,12 @@ class DecodedCache:
 
 
 def suffix_of(url: str) -> str:
-    """The file extension a materialized copy gets: the url's own, else .img."""
-    suffix = Path(urlparse(url).path).suffix.lower()
-    return suffix if 1 < len(suffix) <= 6 else ".img"
+    """The file extension a materialized copy gets: the url's own if it is letters and digits, else .img."""
+    try:
+        suffix = Path(urlparse(url).path).suffix.lower()
+    except ValueError:  # e.g. 'http://[::1': such a row is flagged unreadable anyway
+        return ".img"
+    return suffix if 1 < len(suffix) <= 6 and suffix[1:].isascii() and suffix[1:].isalnum() else ".img"
 
 
 def materialize(folder: Path, rows: list[tuple[str, str, str, Path, str]], link: bool = True) -> int:
@@ -314,10 +318,13 @@ def materialize(folder: Path, rows: list[tuple[str, str, str, Path, str]], link:
 
     ``rows`` are (id, split, label, blob path, url). Returns how many files were placed.
     ``link=False`` copies: for folders handed to people, where an edit must not reach the cache.
+    Ids and class names were checked at validation; each path is checked again to stay in ``folder``.
     """
     placed = 0
     for row_id, split, label, blob, url in rows:
-        target = folder / split / label / f"{row_id}{suffix_of(url)}"
+        if not is_safe_name(row_id):
+            raise UnsafePath(f"{folder}: refused to name a file after the id {row_id!r}.")
+        target = inside(folder, split, label, f"{row_id}{suffix_of(url)}")
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)

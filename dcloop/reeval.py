@@ -20,6 +20,7 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config, ModelSection
 from .errors import DcloopError
+from .fsutil import is_safe_name
 from .history import History
 from .sync import Images, Progress, fmt, load_images, quiet, rows_of, split_scores, state_dir, utc_now
 
@@ -52,7 +53,8 @@ def trained_runs(state: Path, results: pd.DataFrame) -> list[str]:
         return []
     kinds = results["kind"] if "kind" in results.columns else pd.Series("", index=results.index)
     runs = results.loc[kinds != KIND, "run_id"]
-    return [r for r in dict.fromkeys(runs) if r and (state / "runs" / r / "model.pt").exists()]
+    # run ids come from the results table, which anyone with access to a shared sheet can edit
+    return [r for r in dict.fromkeys(runs) if is_safe_name(r) and (state / "runs" / r / "model.pt").exists()]
 
 
 def trained_on(state: Path, run_id: str) -> set[str]:

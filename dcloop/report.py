@@ -27,7 +27,7 @@ import pandas as pd
 from . import table as tbl
 from .config import STATE_DIR, Config
 from .errors import DcloopError
-from .fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
+from .fsutil import atomic_write_bytes, atomic_write_text, inside, is_safe_name, sha256_bytes
 from .history import History, is_reeval, read_json
 from .images import local_path
 
@@ -335,7 +335,7 @@ def render_page(data: dict) -> str:
 # ---- adapters: reading the project, thumbnails ----------------------------------------------
 
 def load_run(state: Path, run_id: str) -> Run:
-    path = state / "runs" / run_id / "predictions.npz"
+    path = inside(state / "runs", run_id, "predictions.npz")
     if not path.exists():
         raise DcloopError(f"{path}: no saved predictions for run {run_id}. Run 'dcloop sync' to train first.")
     with np.load(path, allow_pickle=False) as saved:
@@ -349,7 +349,8 @@ def latest_run_id(state: Path, results: pd.DataFrame) -> str:
     if last and (state / "runs" / last / "predictions.npz").exists():
         return last
     for run_id in reversed(results.get("run_id", pd.Series(dtype=str)).tolist()):
-        if (state / "runs" / run_id / "predictions.npz").exists():
+        # run ids come from the results table, which anyone with access to a shared sheet can edit
+        if is_safe_name(run_id) and (state / "runs" / run_id / "predictions.npz").exists():
             return run_id
     raise DcloopError(f"{state.parent}: no trained run with saved predictions yet. Run 'dcloop sync' first.")
 

@@ -14,13 +14,13 @@ list of rows out, each with its reason. The tiers, cheapest first:
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .backends.csv import formula_safe, to_csv_text
 from .fsutil import atomic_write_text
 from .history import read_json
 from .table import AUGMENTED_FLAG, augmented_source, is_augmented
@@ -173,7 +173,7 @@ def without_augmented(flags: str) -> str:
 
 
 def write_suggestions(path: Path, suggestions: pd.DataFrame) -> None:
-    atomic_write_text(path, suggestions.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL))
+    atomic_write_text(path, to_csv_text(formula_safe(suggestions.fillna("").astype(str))))
 
 
 @dataclass

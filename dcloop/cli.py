@@ -157,10 +157,11 @@ def print_sync_report(report, as_json: bool) -> None:
 
 def flag_summary(flagged: dict[str, list[str]], shown: int = 8) -> list[str]:
     """One line per kind of problem: how many rows, and which ids."""
+    from .table import shown as printable
     kinds: dict[str, list[str]] = {}
     for row_id, reasons in flagged.items():
-        for reason in reasons:
-            kinds.setdefault(reason.split(":")[0], []).append(row_id)
+        for reason in reasons:  # ids come from the table: keep control characters off the terminal
+            kinds.setdefault(reason.split(":")[0], []).append(printable(row_id))
     lines = []
     for kind, ids in sorted(kinds.items()):
         more = f" and {len(ids) - shown} more" if len(ids) > shown else ""

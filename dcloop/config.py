@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .table import class_name_problem, shown
 
 CONFIG_FILE = "dcloop.toml"
 STATE_DIR = ".dcloop"
@@ -34,6 +35,9 @@ class ProjectSection(Section):
         v = [c.strip() for c in v]
         if any(not c for c in v) or len(set(v)) != len(v):
             raise ValueError("classes must be distinct, non-blank names")
+        bad = [f"{shown(c)!r}: {why}" for c in v if (why := class_name_problem(c))]
+        if bad:
+            raise ValueError(f"class name(s) refused: {'; '.join(bad)}")
         return v
 
 

@@ -52,7 +52,7 @@ def rows_from_csv(path: Path) -> pd.DataFrame:
 
 
 def discover_classes(rows: pd.DataFrame) -> list[str]:
-    labels = rows["label"].str.strip()
+    labels = rows["label"].map(tbl.canonical_label)
     return sorted(set(labels[labels != ""]))
 
 
@@ -81,6 +81,7 @@ def init_project(directory: Path, rows: pd.DataFrame, classes: list[str] | None 
     config.project.classes = list(classes) if classes else found
     if not config.project.classes:
         raise SchemaError("no labels found in the input and no --classes given: dcloop needs the class names.")
+    tbl.check_class_names(config.project.classes, "--classes" if classes else "the labels found in the input")
     table = build_table(rows, config.table.default_split)
     directory.mkdir(parents=True, exist_ok=True)
     findings = open_backend(config, directory).create(table) or []

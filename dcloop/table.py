@@ -7,11 +7,14 @@ Rows are always matched by ``id``, never by position, because people sort and fi
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from .errors import SchemaError
+from .fsutil import SAFE_NAME_CHARS, is_safe_name
 
 COLUMNS = ["id", "image", "url", "label", "split", "note",
            "prediction", "confidence", "label_prob", "suspicion", "flags"]
@@ -103,6 +106,75 @@ def with_ids(table: pd.DataFrame, ids: dict[str, str], default_split: str) -> pd
     return out
 
 
+BAD_ID_FLAG = (f"bad-id: an id is {SAFE_NAME_CHARS}; clear the id cell and the next sync gives the row "
+               f"a new one")
+
+
+def canonical_label(cell: str) -> str:
+    """A label cell as it is compared with the classes: NFC, invisible characters removed, stripped.
+
+    'i' typed on one keyboard and 'i' followed by a zero-width space pasted from a web page are one
+    class; so are a precomposed and a decomposed accented letter.
+    """
+    text = unicodedata.normalize("NFC", str(cell))
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+
+
+def canonical_labels(labels: pd.Series, classes: list[str]) -> pd.Series:
+    """Each label cell in its canonical form where that names a class; other cells as they are."""
+    canonical = labels.map(canonical_label)
+    return canonical.where(canonical.isin(classes), labels)
+
+
+def shown(text: str) -> str:
+    """Text from the table as it may appear in a message or flag: printable, code points of the rest.
+
+    'cat' stays 'cat'; an 'i' followed by a zero-width space becomes 'i? (U+0069 U+200B)', so two
+    labels that look equal can be told apart.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    points = " ".join(f"U+{ord(ch):04X}" for ch in text[:16]) + (" ..." if len(text) > 16 else "")
+    visible = "".join(ch if ch.isprintable() and unicodedata.category(ch) != "Cf" else "?" for ch in text[:40])
+    return f"{visible} ({points})"
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def class_name_problem(name: str) -> str:
+    """Why ``name`` cannot be a class ('' when it can): it becomes a folder name and a cell dcloop writes."""
+    if not name or name != name.strip():
+        return "blank, or with spaces around it"
+    if name in (".", "..") or any(ch in name for ch in "/\\\x00"):
+        return "not a plain folder name ('.', '..', '/', '\\' and NUL are refused)"
+    if not name.isprintable() or canonical_label(name) != name:
+        return f"has invisible or control characters or is not in Unicode NFC form: {shown(name)}"
+    if formula_safe(name) != name:
+        return "starts with =, +, -, @ and is not a number (a spreadsheet program would run it as a formula)"
+    return ""
+
+
+def check_class_names(classes: list[str], source: str) -> None:
+    """Raise SchemaError naming every class name that cannot be used."""
+    bad = [f"{shown(c)!r}: {why}" for c in classes if (why := class_name_problem(c))]
+    if bad:
+        raise SchemaError(f"{source}: class name(s) refused: {'; '.join(bad)}.")
+
+
+def formula_safe(cell: str) -> str:
+    """A cell dcloop writes into a CSV file, neutralized the way OWASP advises for CSV injection.
+
+    A spreadsheet program runs a cell that starts with =, +, -, @, tab or CR as a formula; a leading
+    apostrophe makes it text. Plain numbers, negative ones included, are left alone.
+    """
+    cell = str(cell)
+    if cell.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
 @dataclass
 class Validated:
     """A table ready for the pipeline: every row has an id, and every problem row a flag."""
@@ -132,17 +204,25 @@ class Validated:
 
 
 def validate(table: pd.DataFrame, classes: list[str]) -> Validated:
-    """Flag the rows that cannot be used: blank url, unknown label, unknown split."""
+    """Flag the rows that cannot be used: an id dcloop cannot use, blank url, unknown label, unknown split.
+
+    The table comes back with canonical labels (canonical_label) where they name a class, so every
+    later stage compares them as they are.
+    """
+    table = table.copy()
+    table["label"] = canonical_labels(table["label"], classes)
     result = Validated(table=table, classes=list(classes))
     known = set(classes)
     for row_id, url, label, split in zip(table["id"], table["url"].str.strip(),
                                          result.label, result.split):
+        if not is_safe_name(row_id):
+            result.flag(row_id, BAD_ID_FLAG)
         if not url:
             result.flag(row_id, "blank-url")
         if label and label not in known:
-            result.flag(row_id, f"unknown-label:{label}")
+            result.flag(row_id, f"unknown-label:{shown(label)}")
         if split not in SPLITS:
-            result.flag(row_id, f"unknown-split:{split or 'blank'}")
+            result.flag(row_id, f"unknown-split:{shown(split) or 'blank'}")
     return result
 
 

@@ -16,6 +16,7 @@ from .backends import Backend, open_backend
 from .config import Config
 from .effect import EFFECT_FIELDS, SEED_FIELDS
 from .errors import BackendError, DcloopError
+from .fsutil import is_safe_name
 from .history import History, entry_of, is_reeval, scores_by_entry
 from .images import ImageStore, materialize
 from .sync import quiet, state_dir, utc_now
@@ -89,10 +90,13 @@ def checkout(root: Path, config: Config, ref: str, dest: Path, progress=quiet) -
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DcloopError(f"{dest}: not an empty folder; checkout writes into a new or empty folder.")
     rows = history.snapshot(version)
+    rows["label"] = tbl.canonical_labels(rows["label"], config.project.classes)
     skipped = {"unlabeled": int((rows["label"] == "").sum()),
                "unknown label": int(((rows["label"] != "") & ~rows["label"].isin(config.project.classes)).sum()),
                "not in train/val/test": int(((rows["label"] != "") & ~rows["split"].isin(CHECKOUT_SPLITS)).sum())}
-    rows = rows[rows["label"].isin(config.project.classes) & rows["split"].isin(CHECKOUT_SPLITS)]
+    skipped["bad id"] = int((~rows["id"].map(is_safe_name)).sum())  # never a file name
+    rows = rows[rows["label"].isin(config.project.classes) & rows["split"].isin(CHECKOUT_SPLITS)
+                & rows["id"].map(is_safe_name)]
     store = ImageStore(root, state_dir(root) / "cache", progress, config.images.timeout_s, config.images.attempts)
     fetched = store.fetch(list(rows["url"]))
     readable = rows["url"].map(lambda u: u in fetched and fetched[u].ok)

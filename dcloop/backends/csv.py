@@ -35,6 +35,22 @@ def to_csv_text(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
 
 
+def formula_safe(frame: pd.DataFrame, columns=None) -> pd.DataFrame:
+    """``frame`` with the cells of ``columns`` (default: all) neutralized against CSV formula injection.
+
+    Only for cells dcloop writes: a person's own cells are written back exactly as they were.
+    """
+    out = frame.copy()
+    for column in out.columns if columns is None else [c for c in columns if c in out.columns]:
+        out[column] = out[column].map(tbl.formula_safe)
+    return out
+
+
+# dcloop's own columns whose text may echo table data (flags quote labels); ids are generated and
+# checked, so they are matched as they are.
+WRITTEN_COLUMNS = [c for c in tbl.MACHINE_COLUMNS if c != "id"]
+
+
 class CsvBackend:
     def __init__(self, path: Path, results_path: Path):
         self.path = Path(path)
@@ -45,6 +61,7 @@ class CsvBackend:
 
     def write(self, patch: pd.DataFrame, order: list[str] | None = None) -> int:
         """Apply dcloop's columns by id; with ``order`` (ids), also move rows, their cells unchanged."""
+        patch = formula_safe(patch, WRITTEN_COLUMNS)
         return self._rewrite(lambda current: tbl.apply_patch(current, patch), order)
 
     def restore(self, snapshot: pd.DataFrame) -> int:
@@ -90,7 +107,7 @@ class CsvBackend:
         return read_csv(self.results_path)
 
     def append_result(self, row: dict[str, str]) -> None:
-        results = pd.concat([self.read_results(), pd.DataFrame([row], dtype=str)], ignore_index=True)
+        results = pd.concat([self.read_results(), formula_safe(pd.DataFrame([row], dtype=str))], ignore_index=True)
         columns = list(dict.fromkeys(RESULT_COLUMNS + list(results.columns)))
         atomic_write_text(self.results_path, to_csv_text(results.reindex(columns=columns, fill_value="").fillna("")))
 

@@ -118,9 +118,11 @@ def watch_options(function):
 @click.option("--crossfit", type=click.IntRange(min=0), metavar="K",
               help="Override [suspicion] crossfit: K networks judge the train rows' labels out of sample "
                    "(K-1 more trainings); 0 off.")
+@click.option("--accept-row-drop", is_flag=True,
+              help="Accept a table that lacks many rows of the last version (rows deleted on purpose).")
 @json_option
 @watch_options
-def sync(directory, force, epochs, device, quick, seeds, crossfit, as_json, watch, interval, settle):
+def sync(directory, force, epochs, device, quick, seeds, crossfit, accept_row_drop, as_json, watch, interval, settle):
     """Pull the labels, retrain the fixed model if anything changed, write predictions back.
 
     With --watch, keep going: sync again whenever the labels or splits change (see the README, "Running unattended").
@@ -139,10 +141,12 @@ def sync(directory, force, epochs, device, quick, seeds, crossfit, as_json, watc
     check_watch_options(watch)
     config = load_config(directory, {"model": {"epochs": epochs, "device": device, "seeds": seeds},
                                      "suspicion": {"crossfit": crossfit}})
+    if watch and accept_row_drop:
+        raise click.UsageError("--accept-row-drop is for one sync: run it without --watch, then start the watch.")
     if watch:
         return watch_project(directory, config, force, interval, settle, as_json, quick)
     with project_lock(directory, config, "dcloop sync"):
-        report = run_sync(directory, config, force=force, progress=say, quick=quick)
+        report = run_sync(directory, config, force=force, progress=say, quick=quick, accept_row_drop=accept_row_drop)
     print_sync_report(report, as_json)
 
 

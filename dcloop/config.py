@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
-from .table import class_name_problem, shown
+from .table import RowDrop, class_name_problem, shown
 
 CONFIG_FILE = "dcloop.toml"
 STATE_DIR = ".dcloop"
@@ -49,6 +49,12 @@ class TableSection(Section):
     sheet: str = ""
     credentials: str = ""
     endpoint: str = Field("", description="Sheets API base URL override (tests and emulators)")
+    max_row_drop_share: float = Field(0.05, ge=0, description="a read that lacks more known rows than this share "
+                                      "(or max_row_drop_rows, whichever is larger) is refused")
+    max_row_drop_rows: int = Field(20, ge=0, description="see max_row_drop_share")
+
+    def row_drop(self) -> RowDrop:
+        return RowDrop(self.max_row_drop_share, self.max_row_drop_rows)
 
 
 class ModelSection(Section):

@@ -19,6 +19,14 @@ class BackendError(DcloopError):
     """The table's storage (a file, a Google Sheet) could not be read or written."""
 
 
+class TableBusy(BackendError):
+    """The table's file is held by another program (Excel locks the files it has open)."""
+
+
+class RowDropError(BackendError):
+    """A read of the table lacks more rows than a person plausibly deleted: refused, nothing written."""
+
+
 class ImageError(DcloopError):
     """An image could not be fetched or decoded."""
 

@@ -20,7 +20,7 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import STATE_DIR, Config, quick_config
 from .effect import record_run
-from .errors import CapError, DcloopError, Stopped
+from .errors import CapError, DcloopError, Stopped, TableBusy
 from .fsutil import atomic_write_bytes
 from .history import History, read_json, write_json
 from .images import DecodedCache, ImageStore, materialize
@@ -68,15 +68,38 @@ def state_dir(root: Path) -> Path:
     return Path(root) / STATE_DIR
 
 
-def pull(backend: Backend, config: Config) -> pd.DataFrame:
-    """The table with every row given an id; ids of new rows are written back at once."""
-    table = tbl.normalize(backend.read(), backend.describe())
+ACCEPT_ROW_DROP = "If the rows were deleted on purpose, run: dcloop sync --accept-row-drop"
+
+
+def pull(backend: Backend, config: Config, known: pd.DataFrame | None = None, accept_row_drop: bool = False,
+         progress: Progress = quiet) -> pd.DataFrame:
+    """The table with every row given an id; ids given or given back are written at once.
+
+    ``known`` is the last recorded version. A table with far fewer rows is refused before anything
+    is written (see table.RowDrop), unless ``accept_row_drop``; ids a spreadsheet program changed
+    are given back (see table.repair_ids).
+    """
+    source = backend.describe()
+    table = tbl.normalize(backend.read(), source, check_ids=False)
+    known_rows = 0 if known is None else len(known)
+    if not accept_row_drop:
+        config.table.row_drop().check(known_rows, max(0, known_rows - len(table)), source, ACCEPT_ROW_DROP)
+    repairs = tbl.repair_ids(table, known)
+    if repairs:
+        progress(f"{source}: gave {len(repairs)} row(s) back the id a spreadsheet program or an edit had changed: "
+                 + ", ".join(f"line {tbl.row_number(p)} {tbl.shown(old) or '(blank)'} -> {new}"
+                             for p, old, new in repairs[:10]) + (" ..." if len(repairs) > 10 else ""))
+        table.loc[[p for p, _, _ in repairs], "id"] = [new for _, _, new in repairs]
+    tbl.check_unique_ids(table, source)
     ids = tbl.assign_ids(table)
+    patches = [tbl.id_repairs_patch(table, repairs)] if repairs else []
     if ids:
         table = tbl.with_ids(table, ids, config.table.default_split)
-        patch = pd.DataFrame({tbl.NEW_ROW_KEY: list(ids), "id": list(ids.values())})
-        patch["split"] = patch["id"].map(table.set_index("id")["split"])
-        backend.write(patch)
+        new_rows = pd.DataFrame({tbl.NEW_ROW_KEY: list(ids), "id": list(ids.values())})
+        new_rows["split"] = new_rows["id"].map(table.set_index("id")["split"])
+        patches.append(new_rows)
+    if patches:
+        backend.write(pd.concat(patches, ignore_index=True).fillna(""))
     return table
 
 
@@ -244,7 +267,7 @@ def flagged_ids(patch: pd.DataFrame) -> list[str]:
 
 def sync(root: Path, config: Config, force: bool = False, progress: Progress = quiet,
          backend: Backend | None = None, should_stop: Callable[[], bool] = lambda: False,
-         quick: bool = False) -> SyncReport:
+         quick: bool = False, accept_row_drop: bool = False) -> SyncReport:
     """Run one cycle on the project at ``root``; retrain only when something changed (or ``force``).
 
     ``quick`` trains on the quick schedule; its result row says kind "quick" and has its own
@@ -257,9 +280,10 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     root = Path(root)
     backend = backend or open_backend(config, root)
     classes = config.project.classes
-    table = pull(backend, config)
-    checked = tbl.validate(table, classes)
     history = History(state_dir(root))
+    head = history.head()
+    table = pull(backend, config, history.snapshot(head) if head else None, accept_row_drop, progress)
+    checked = tbl.validate(table, classes)
     recorded = history.record(table, utc_now())
     images = load_images(root, config, checked, progress)
     check_cap(checked, images, config.project.cap, root)
@@ -270,8 +294,11 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     standing, notes, reviews_changed = judge_reviews(root, checked, images)
     notes = with_expert_notes(notes, checked)
     if not force and last.get("key") == key:
-        if reviews_changed:
+        if reviews_changed or last.get("unwritten"):
             rescore(root, config, backend, checked, images, last["run_id"], standing, notes)
+        if last.get("unwritten"):
+            progress(f"wrote run {last['run_id']}'s predictions, which the last sync could not write")
+            write_json(state_dir(root) / "last_trained.json", {k: v for k, v in last.items() if k != "unwritten"})
         message = (f"Nothing changed since run {last.get('run_id')} (label version {recorded.version}, "
                    f"model {config.model.fingerprint()}): not retraining. Use --force to retrain.")
         return SyncReport(recorded.version, recorded.new, changed, False, message,
@@ -304,7 +331,10 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     fixed.save_checkpoint(trained, run_dir / "model.pt",
                           {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
     save_predictions(run_dir, scored, trained.history)
-    written = write_back(backend, patch, notes, config.suspicion.sort)
+    try:
+        written, busy = write_back(backend, patch, notes, config.suspicion.sort), None
+    except TableBusy as e:  # Excel holds the file: keep the run, write its predictions next time
+        written, busy = 0, e
     write_json(run_dir / "flagged.json", flagged_ids(patch))
     result = result_row(run_id, recorded.version, changed, config, checked, (train_rows, val_rows, test_rows),
                         val_scores, test_scores, trained, time.perf_counter() - started, "quick" if quick else "full")
@@ -317,7 +347,11 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     if hasattr(backend, "update_classes"):
         backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))
     # Written last: a sync killed before this point trains again next time.
-    write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version})
+    write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version,
+                                                        **({"unwritten": True} if busy else {})})
+    if busy:
+        raise TableBusy(f"{busy} The model trained (run {run_id}) and its predictions are kept: the next "
+                        f"sync writes them without training again.")
     report_after_sync(root, config, backend, run_id, progress, tbl.apply_patch(table, patch))
     summary = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}"
                         for split, s in (("val", val_scores), ("test", test_scores)) if s) or "no val or test rows"

@@ -7,13 +7,14 @@ Rows are always matched by ``id``, never by position, because people sort and fi
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .errors import SchemaError
+from .errors import RowDropError, SchemaError
 from .fsutil import SAFE_NAME_CHARS, is_safe_name
 
 COLUMNS = ["id", "image", "url", "label", "split", "note",
@@ -28,6 +29,8 @@ VERSIONED_COLUMNS = ["id", "url", "label", "split"]
 
 # A patch row for a row that had no id carries this key, so the backend can find the row again.
 NEW_ROW_KEY = "_new_row_key"
+# A patch row that gives a row its id back (see repair_ids) carries the row's id now and its url.
+ID_WAS = "_id_was"
 HEADER_ROWS = 1  # the header line; row numbers in messages count it, as a spreadsheet does
 
 
@@ -36,9 +39,11 @@ def row_number(position: int) -> int:
     return position + HEADER_ROWS + 1
 
 
-def normalize(raw: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Check the required columns and duplicate ids; add the missing known columns as blanks."""
-    header = [str(c).strip() for c in raw.columns]
+def normalize(raw: pd.DataFrame, source: str, check_ids: bool = True) -> pd.DataFrame:
+    """Check the required columns and (unless not ``check_ids``) duplicate ids; add the missing known
+    columns as blanks."""
+    # dcloop's columns by their stripped name; a person's own column names are left as they are
+    header = [str(c).strip() if str(c).strip() in COLUMNS + OPTIONAL_COLUMNS else str(c) for c in raw.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise SchemaError(
@@ -54,7 +59,8 @@ def normalize(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in table.columns:
             table[column] = ""
-    check_unique_ids(table, source)
+    if check_ids:
+        check_unique_ids(table, source)
     return table.reset_index(drop=True)
 
 
@@ -67,8 +73,72 @@ def check_unique_ids(table: pd.DataFrame, source: str) -> None:
         return
     where = [f"{i!r} on rows {', '.join(str(row_number(p)) for p in dupes.index[dupes == i])}"
              for i in sorted(set(dupes))]
-    raise SchemaError(f"{source}: duplicate id(s): {'; '.join(where[:10])}. "
-                      f"Every row needs its own id: clear the id cell of copied rows and dcloop will assign new ones.")
+    if any(as_number(i) is not None for i in dupes):
+        advice = ("These ids look converted to numbers by a spreadsheet program. Import the id column as "
+                  "text (LibreOffice: Text Import, column type Text; Excel: Data > From Text/CSV > Transform "
+                  "Data, id as Text), or undo the save; dcloop gives back the ids it recognises by url.")
+    else:
+        advice = "Every row needs its own id: clear the id cell of copied rows and dcloop will assign new ones."
+    raise SchemaError(f"{source}: duplicate id(s): {'; '.join(where[:10])}. {advice}")
+
+
+def as_number(cell: str) -> float | None:
+    """The number a spreadsheet program would read ``cell`` as, or None."""
+    try:
+        return float(cell.strip().replace(",", "")) if any(ch.isdigit() for ch in cell) else None
+    except ValueError:
+        return None
+
+
+def shows_number(cell: str, original: str) -> bool:
+    """Whether ``cell`` is how a spreadsheet program shows the id ``original`` after reading it as a number.
+
+    '2741470e07' becomes '2.74E+13' (3 significant digits) or '27414700000000', '0589138133'
+    becomes '589138133', and an id too large for a number becomes the largest one, 1.79769313486232E+308.
+    """
+    shown_value, value = as_number(cell), as_number(original)
+    if shown_value is None or value is None or cell.strip() == original.strip():
+        return False
+    if not math.isfinite(value):
+        return abs(shown_value) >= 1.797e308
+    mantissa = re.split(r"[eE]", cell.strip())[0]
+    digits = max(1, len(mantissa.replace(".", "").replace(",", "").lstrip("+-").lstrip("0")))
+    return f"{value:.{digits - 1}e}" == f"{shown_value:.{digits - 1}e}"
+
+
+def repair_ids(table: pd.DataFrame, known: pd.DataFrame | None) -> list[tuple[int, str, str]]:
+    """Rows whose id a spreadsheet program changed, or a person cleared: (position, id now, known id).
+
+    ``known`` is the last recorded version (id, url). A row whose id that version lacks gets back the
+    id of a row the table lost if exactly one fits: its id read as a number shows as this cell, or
+    else its url is this row's. Such a row is the same row, never a removed one plus an added one.
+    """
+    if known is None or known.empty:
+        return []
+    ids, urls = table["id"].str.strip(), table["url"].str.strip()
+    lost = known[~known["id"].isin(set(ids))]
+    if lost.empty:
+        return []
+    known_ids = set(known["id"])
+    by_url = lost.groupby(lost["url"].str.strip())["id"].apply(list).to_dict()
+    numeric = [i for i in lost["id"] if as_number(i) is not None]
+    repairs, taken = [], set()
+    for position in [p for p, i in enumerate(ids) if i not in known_ids]:
+        cell = ids.iat[position]
+        match = [k for k in numeric if k not in taken and shows_number(cell, k)] if as_number(cell) is not None else []
+        if len(match) != 1:
+            match = [k for k in by_url.get(urls.iat[position], []) if k not in taken]
+        if len(match) == 1:
+            repairs.append((position, cell, match[0]))
+            taken.add(match[0])
+    return repairs
+
+
+def id_repairs_patch(table: pd.DataFrame, repairs: list[tuple[int, str, str]]) -> pd.DataFrame:
+    """Patch rows that give each repaired row its id back, found by the id it has now and its url."""
+    urls = table["url"].str.strip()
+    return pd.DataFrame({ID_WAS: [f"{old}\x1f{urls.iat[p]}" for p, old, _ in repairs],
+                         "id": [new for _, _, new in repairs]})
 
 
 def new_row_keys(table: pd.DataFrame) -> pd.Series:
@@ -79,13 +149,30 @@ def new_row_keys(table: pd.DataFrame) -> pd.Series:
     return urls + "#" + occurrence.astype(str)
 
 
+# New ids: 'x' and ten characters without e, i, l, o, u. No spreadsheet program's default import
+# reads such a text as a number (no digit first, no e followed by digits), a date or time (no month
+# name, separator or colon), a boolean, a percentage, a currency amount or a formula.
+ID_PREFIX = "x"
+ID_ALPHABET = "0123456789abcdfghjkmnpqrstvwxyz"
+
+
+def new_id(key: str) -> str:
+    """The id a row with this key gets: a hash of the key written in ID_ALPHABET after ID_PREFIX."""
+    number = int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big")
+    chars = []
+    for _ in range(10):
+        number, digit = divmod(number, len(ID_ALPHABET))
+        chars.append(ID_ALPHABET[digit])
+    return ID_PREFIX + "".join(chars)
+
+
 def assign_ids(table: pd.DataFrame) -> dict[str, str]:
     """Deterministic ids for the rows that have none: {new-row key: id}."""
     keys = new_row_keys(table)
     taken = set(table["id"].str.strip()) - {""}
     assigned = {}
     for key in keys:
-        base = hashlib.sha1(key.encode()).hexdigest()[:10]
+        base = new_id(key)
         candidate, n = base, 1
         while candidate in taken:
             n += 1
@@ -173,6 +260,29 @@ def formula_safe(cell: str) -> str:
     if cell.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(cell):
         return "'" + cell
     return cell
+
+
+@dataclass(frozen=True)
+class RowDrop:
+    """How many known rows a read of the table may lack before dcloop refuses it.
+
+    A person deletes a few rows; a file caught half-saved, or the wrong file, lacks many. Past the
+    limit nothing is written, and the message says how many went missing and how to accept it.
+    """
+
+    share: float = 0.05
+    rows: int = 20
+
+    def allowed(self, known: int) -> int:
+        return max(self.rows, math.ceil(self.share * known))
+
+    def check(self, known: int, missing: int, source: str, accept: str = "") -> None:
+        """Raise RowDropError when ``missing`` of ``known`` rows is more than allowed."""
+        if missing > self.allowed(known):
+            raise RowDropError(
+                f"{source}: {missing} of the {known} rows dcloop knew are missing, more than the "
+                f"{self.allowed(known)} that [table] max_row_drop_share and max_row_drop_rows allow. "
+                f"Nothing was written. {accept or 'The file was probably caught while a program was saving it: sync again.'}")
 
 
 @dataclass
@@ -268,12 +378,17 @@ def apply_patch(current: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
     for column in MACHINE_COLUMNS:
         if column not in out.columns:
             out[column] = ""
+    if ID_WAS in patch.columns:
+        renamed = patch[patch[ID_WAS].fillna("") != ""].set_index(ID_WAS)["id"]
+        keys = out["id"].str.strip() + "\x1f" + out["url"].str.strip()
+        found = keys[keys.isin(renamed.index)]
+        out.loc[found.index, "id"] = found.map(renamed)
     if NEW_ROW_KEY in patch.columns:
         keyed = patch[patch[NEW_ROW_KEY].fillna("") != ""].set_index(NEW_ROW_KEY)["id"]
         keys = new_row_keys(out)
         found = keys[keys.isin(keyed.index)]
         out.loc[found.index, "id"] = found.map(keyed)
-    by_id = patch.drop(columns=[NEW_ROW_KEY], errors="ignore").set_index("id")
+    by_id = patch.drop(columns=[NEW_ROW_KEY, ID_WAS], errors="ignore").set_index("id")
     ids = out["id"].str.strip()
     rows = ids[ids.isin(by_id.index)]
     for column in by_id.columns:

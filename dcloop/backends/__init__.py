@@ -58,7 +58,7 @@ def open_backend(config, root: Path) -> Backend:
     kind = config.table.backend
     if kind == "csv":
         from .csv import CsvBackend
-        return CsvBackend(root / config.table.path, root / config.table.results)
+        return CsvBackend(root / config.table.path, root / config.table.results, config.table.row_drop())
     if kind == "gsheet":
         try:
             from .gsheet import SheetBackend

@@ -104,10 +104,10 @@ def grid_frame(values: list[list]) -> pd.DataFrame:
     return frame[frame.apply(lambda column: column.str.strip() != "").any(axis=1)]
 
 
-def table_of(values: list[list], source: str) -> pd.DataFrame:
+def table_of(values: list[list], source: str, check_ids: bool = True) -> pd.DataFrame:
     """The normalized table of a values response, still indexed by sheet row number."""
     frame = grid_frame(values)
-    table = tbl.normalize(frame, source)
+    table = tbl.normalize(frame, source, check_ids)
     table.index = frame.index
     return table
 
@@ -152,7 +152,7 @@ def plan_write(values: list[list], patch: pd.DataFrame, title: str, numeric: set
     ``values`` is a fresh read of the tab. Only dcloop's columns change, plus ``split`` where it
     was blank and ``id`` on new rows: ``apply_patch`` never touches another human cell.
     """
-    current = table_of(values, source)
+    current = table_of(values, source, check_ids=False)  # pull checks them, after giving changed ids back
     return plan_cells(values, current, patched_table(current, patch), tbl.MACHINE_COLUMNS + ["split"], title,
                       numeric)
 

@@ -26,7 +26,10 @@ class Section(BaseModel):
 
 
 class ProjectSection(Section):
-    classes: list[str] = Field(default_factory=list)
+    """What the project is: its classes and the cap on train+val rows."""
+
+    classes: list[str] = Field(default_factory=list, description="the class names, in order; labels must be one of "
+                               "these (init fills them in from the labels found or --classes)")
     cap: int = Field(10_000, ge=1, description="most rows allowed in train+val")
 
     @field_validator("classes")
@@ -42,12 +45,17 @@ class ProjectSection(Section):
 
 
 class TableSection(Section):
-    backend: Literal["csv", "gsheet"] = "csv"
-    path: str = "labels.csv"
-    results: str = "results.csv"
-    default_split: Literal["train", "val", "test", "exclude"] = "train"
-    sheet: str = ""
-    credentials: str = ""
+    """Where the label table and the results live."""
+
+    backend: Literal["csv", "gsheet"] = Field("csv", description="csv: labels.csv in the project folder; gsheet: "
+                                              "a Google Sheet")
+    path: str = Field("labels.csv", description="the label table's file, relative to the project folder (csv)")
+    results: str = Field("results.csv", description="the results table's file, relative to the project folder (csv)")
+    default_split: Literal["train", "val", "test", "exclude"] = Field(
+        "train", description="the split a row with a blank split gets at the next sync")
+    sheet: str = Field("", description="the Google Sheet: its url or key (gsheet)")
+    credentials: str = Field("", description="the service-account JSON key (gsheet); blank: "
+                             "GOOGLE_APPLICATION_CREDENTIALS, then gspread's default place")
     endpoint: str = Field("", description="Sheets API base URL override (tests and emulators)")
     max_row_drop_share: float = Field(0.05, ge=0, description="a read that lacks more known rows than this share "
                                       "(or max_row_drop_rows, whichever is larger) is refused")
@@ -58,13 +66,16 @@ class TableSection(Section):
 
 
 class ModelSection(Section):
-    preset: str = "dcai2021"
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(8, ge=1)
-    image_size: int = Field(32, ge=8)
-    seed: int = 123
-    learning_rate: float = Field(1e-4, gt=0)
-    device: str = "auto"
+    """The fixed model and its training recipe; every key but device, threads and seeds is in the fingerprint."""
+
+    preset: str = Field("dcai2021", description="the fixed model: dcai2021 is the competition's ResNet-50 cut "
+                        "after its first stage, from scratch")
+    epochs: int = Field(100, ge=1, description="training epochs; the weights of the best validation epoch are kept")
+    batch_size: int = Field(8, ge=1, description="images per optimizer step")
+    image_size: int = Field(32, ge=8, description="images are resized to image_size x image_size pixels")
+    seed: int = Field(123, description="the seed of weights and batch order: same data and seed, same model")
+    learning_rate: float = Field(1e-4, gt=0, description="Adam's learning rate")
+    device: str = Field("auto", description="auto (a CUDA GPU when torch sees one), cpu or cuda")
     threads: int = Field(0, ge=-1, description="CPU threads for training: N, 0 all cores, -1 the faster of 1 and all")
     seeds: int = Field(1, ge=1, description="trainings per sync, under seed, seed+1, ...: their spread shows the noise")
 
@@ -78,14 +89,19 @@ class ModelSection(Section):
 
 
 class SuspicionSection(Section):
+    """How every row's suspicion and flags are computed."""
+
     folds: int = Field(5, ge=2, description="folds for out-of-sample probabilities of training rows")
-    low_label_prob: float = Field(0.2, ge=0, le=1)
+    low_label_prob: float = Field(0.2, ge=0, le=1, description="a label the model gives less than this "
+                                  "probability, while it prefers another class, is flagged label?")
     crossfit: int = Field(0, ge=0, description="K >= 2: also train K networks on the other folds of the train rows, "
                           "so train rows' labels are judged out of sample (K-1 more trainings); 0 or 1: off")
     sort: bool = Field(True, description="write the table's rows most suspicious first")
 
 
 class ImagesSection(Section):
+    """How images are fetched."""
+
     timeout_s: float = Field(15.0, gt=0, description="seconds to connect and to wait for data, per http image")
     attempts: int = Field(3, ge=1, description="tries per http image before it is flagged unreadable")
 

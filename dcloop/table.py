@@ -17,6 +17,27 @@ import pandas as pd
 from .errors import RowDropError, SchemaError
 from .fsutil import SAFE_NAME_CHARS, is_safe_name
 
+# Every column a table may have: (owner, what it holds). The documentation's column reference is made from it.
+COLUMN_DOCS = {
+    "id": ("dcloop", "the row's key: letters, digits, - and _; write-back matches rows by id, never by position, "
+                     "so sort and filter freely. Rows without one get one at the next sync"),
+    "image": ("dcloop", "where dcloop cached the image (on a Google Sheet an =IMAGE() thumbnail, in labels.xlsx a "
+                        "picture in the cell)"),
+    "url": ("you", "where the image is: a local path (relative to the project folder), file:// or http(s)://"),
+    "label": ("you", "one of the classes, or blank for unlabeled (predicted, not trained on)"),
+    "split": ("you", "train, val, test or exclude; blank becomes [table] default_split at the next sync"),
+    "note": ("you", "anything you like; dcloop writes it only for rows it makes (dcloop augment) and reads that "
+                    "mark back"),
+    "reviewed": ("you (optional)", "ok when you checked the row and its label is right: lowers its suspicion "
+                                   "until the label or image changes"),
+    "expert": ("you (optional)", "a second opinion's class, compared with the label and the model"),
+    "prediction": ("dcloop", "the model's class (out of sample for train rows)"),
+    "confidence": ("dcloop", "the model's probability for its class"),
+    "label_prob": ("dcloop", "the probability the model gives the current label"),
+    "suspicion": ("dcloop", "0 to 1, higher = more likely a wrong label or an image that does not belong"),
+    "flags": ("dcloop", "short reasons, e.g. 'label? model says 7 (0.91)', 'unreadable: http 404', "
+                        "'unknown-label:cat', 'blank-url', 'bad-id: ...'"),
+}
 COLUMNS = ["id", "image", "url", "label", "split", "note",
            "prediction", "confidence", "label_prob", "suspicion", "flags"]
 HUMAN_COLUMNS = ["url", "label", "split", "note"]

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from dcloop.cli import cli
 from tests.unattended import REPO
 
-DOC = (REPO / "README.md").read_text()
+# The README and the documentation site, read as one text.
+DOC = "\n".join(page.read_text() for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))])
 
 
 def unit(name):

@@ -313,7 +313,7 @@ class Layout:
         if tab.title == self.tabs["classes"].title:
             needed = max(needed, 1 + len(self.classes()) + tab.spare_rows)
         return {"header": header, "raw": raw, "formulas": formulas, "images": images,
-                "rows": max(needed, tab.frozen_rows + 1), "columns": len(header)}
+                "rows": max(needed, tab.frozen_rows + 1), "columns": tab.columns_needed(header)}
 
     def new_rows(self, values: list[list] | None) -> pd.DataFrame:
         """Rows of the table that the labels tab does not hold yet (by id, then by url)."""

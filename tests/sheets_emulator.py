@@ -735,7 +735,7 @@ class SheetsEmulator:
         """Check every range first, then write them all: one bad range writes nothing."""
         planned = [self.plan_write(book, item, option, f"data[{n}].values" if batch else "data.values")
                    for n, item in enumerate(data)]
-        return [self.apply_write(*plan) for plan in planned]
+        return [dict(self.apply_write(*plan), spreadsheetId=book.key) for plan in planned]
 
     def plan_write(self, book: Book, item: dict, option: str, field: str = "data.values"):
         grid, r0, r1, c0, c1, single = self.locate(book, item["range"])
@@ -1068,15 +1068,13 @@ def check_anchor(grid: Grid, anchor: dict) -> None:
 def find_table(filled: set, r0: int, r1: int, c0: int, c1: int) -> tuple[int, int, int, int] | None:
     """(first row, end row, first column, end column) of the table values.append finds in a window.
 
-    The table starts at the window's first filled cell (its first cell, when filled) and grows down and
-    right while the next row or column holds a filled cell next to it: a blank row or column ends it.
+    The table starts at the window's first cell (none when that cell is blank: the values go there)
+    and grows down and right while the next row or column holds a filled cell next to it: a blank row
+    or column ends it.
     """
-    start = min(((r, c) for r, c in filled if r0 <= r < r1 and c0 <= c < c1), default=None)
-    if (r0, c0) in filled:
-        start = (r0, c0)
-    if start is None:
+    if (r0, c0) not in filled:
         return None
-    rs, cs = start
+    rs, cs = r0, c0
     re_, ce = rs + 1, cs + 1
     grown = True
     while grown:

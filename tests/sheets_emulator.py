@@ -140,6 +140,10 @@ def parse_ref(ref: str) -> tuple[int, int | None, int, int | None, bool]:
         return row, row + 1, col, col + 1, True
     if not (c0 or r0) or not (c1 or r1):
         raise ValueError(ref)
+    if r0 and r1 and int(r1) < int(r0):  # Google reads D4:A1 as A1:D4
+        r0, r1 = r1, r0
+    if c0 and c1 and column_index(c1) < column_index(c0):
+        c0, c1 = c1, c0
     first_row = int(r0) - 1 if r0 else 0
     end_row = int(r1) if r1 else None
     first_col = column_index(c0) if c0 else 0
@@ -738,8 +742,8 @@ class SheetsEmulator:
         return [dict(self.apply_write(*plan), spreadsheetId=book.key) for plan in planned]
 
     def plan_write(self, book: Book, item: dict, option: str, field: str = "data.values"):
+        values = checked_values(item.get("values", []), field)  # Google checks the body before the range
         grid, r0, r1, c0, c1, single = self.locate(book, item["range"])
-        values = checked_values(item.get("values", []), field)
         if item.get("majorDimension") == "COLUMNS":
             width = max((len(v) for v in values), default=0)
             values = [[col[i] if i < len(col) else None for col in values] for i in range(width)]
@@ -759,13 +763,14 @@ class SheetsEmulator:
         return grid, r0, c0, values, option
 
     def apply_write(self, grid: Grid, r0: int, c0: int, values: list[list], option: str) -> dict:
-        cells = 0
+        """Write the cells; Google counts the rows, columns and cells written (a JSON null writes none)."""
+        written = []
         for r, row in enumerate(values):
             for c, value in enumerate(row):
                 cell = parse_input(value, option)
                 if cell is False:
                     continue
-                cells += 1
+                written.append((r, c))
                 if cell is None:
                     grid.cells.pop((r0 + r, c0 + c), None)
                 else:
@@ -773,7 +778,8 @@ class SheetsEmulator:
         height, width = len(values), max((len(v) for v in values), default=0)
         return {"spreadsheetId": "", "updatedRange": range_a1(grid.title, r0, c0, r0 + max(height, 1),
                                                               c0 + max(width, 1)),
-                "updatedRows": height, "updatedColumns": width, "updatedCells": cells}
+                "updatedRows": len({r for r, _ in written}), "updatedColumns": len({c for _, c in written}),
+                "updatedCells": len(written)}
 
     def append(self, book: Book, rng: str, query: dict, payload: dict) -> dict:
         """values.append: find the table at the range's first cell, write below it from its first column."""
@@ -933,7 +939,8 @@ class SheetsEmulator:
         self.check_range(book, body["range"]).validations.append(body)
 
     def add_protected_range(self, book: Book, body: dict) -> dict:
-        protected = dict(body["protectedRange"], protectedRangeId=book.next_id)
+        given = {k: v for k, v in body["protectedRange"].items() if v is not None}  # null is unset
+        protected = dict(given, protectedRangeId=book.next_id)
         book.next_id += 1
         self.check_range(book, protected["range"]).protected.append(protected)
         return {"addProtectedRange": {"protectedRange": protected}}

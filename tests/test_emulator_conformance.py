@@ -8,6 +8,9 @@ and error shapes, which the recordings do not hold.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import gspread
 import pytest
 import requests
@@ -270,3 +273,19 @@ def test_a_dropped_connection_after_the_append_was_applied(book, emulator):
     assert book.values_get("'Sheet1'")["values"] == [["once"]]
     book.values_append("'Sheet1'!A1", RAW, {"values": [["twice"]]})  # the next one is answered
     assert book.values_get("'Sheet1'")["values"] == [["once"], ["twice"]]
+
+
+# --- the recordings themselves ------------------------------------------------------------------------
+
+def test_recorded_google_traffic_of_dcloops_request_kinds_replays_alike():
+    """scripts/emulator_conformance.py over gspread's cassettes, when a mirror of gspread is here."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "emulator_conformance.py"
+    spec = importlib.util.spec_from_file_location("emulator_conformance", script)
+    conformance = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conformance)
+    if not conformance.MIRROR.exists():
+        pytest.skip(f"no mirror of gspread at {conformance.MIRROR}")
+    tally, _ = conformance.replay_all(conformance.cassettes(conformance.MIRROR))
+    total = sum(n for (_, what), n in tally.items() if what == "all")
+    matched = sum(n for (_, what), n in tally.items() if what == "match")
+    assert total > 1000 and matched / total >= 0.95

@@ -5,28 +5,38 @@ tests drive real gspread and google-auth against it:
 
 - ``POST /token``: the service-account token exchange (a signed JWT, checked against the public key
   of an account the test registered with ``add_account``);
-- ``spreadsheets.get`` and ``spreadsheets.batchUpdate`` (addSheet, deleteSheet, updateSheetProperties,
-  updateDimensionProperties, repeatCell, setDataValidation, addProtectedRange,
-  addConditionalFormatRule, addChart, sortRange, insertDimension, deleteDimension, appendDimension);
+- ``spreadsheets.create``, ``spreadsheets.get`` (with ``fields``) and ``spreadsheets.batchUpdate``
+  (addSheet, deleteSheet, updateSheetProperties, updateDimensionProperties, repeatCell,
+  setDataValidation, addProtectedRange, addConditionalFormatRule, addChart, sortRange,
+  insertDimension, deleteDimension, appendDimension);
 - ``values`` get, batchGet, update, batchUpdate, append, clear, batchClear.
 
-Like Google it parses A1 ranges with quoted titles and open ends, takes RAW or USER_ENTERED input,
-renders FORMATTED_VALUE, UNFORMATTED_VALUE or FORMULA, trims trailing empty cells and rows, refuses
-writes outside the grid with 400, applies a spreadsheets.batchUpdate all or nothing, and answers
-errors in Google's JSON shape (404 NOT_FOUND, 403 PERMISSION_DENIED when the sheet is not shared,
-403 SERVICE_DISABLED, 429 RESOURCE_EXHAUSTED...), so gspread raises its real exceptions.
+Like Google it parses A1 ranges with quoted titles, open ends and reversed corners, takes RAW or
+USER_ENTERED input, renders FORMATTED_VALUE, UNFORMATTED_VALUE or FORMULA, trims trailing empty
+cells and rows, applies a spreadsheets.batchUpdate all or nothing, finds values.append's table at
+the range's first cell, and refuses what Google refuses, in Google's JSON error shape: ranges,
+writes and chart anchors outside the grid, ranges starting past it, unknown ``fields`` names,
+values that are not lists of lists, cells over 50,000 characters, hiding the last visible tab,
+404 NOT_FOUND, 403 PERMISSION_DENIED when the sheet is not shared, 403 SERVICE_DISABLED, and 429
+RESOURCE_EXHAUSTED past a per-minute, per-user quota (``quota``, on the injectable ``clock``).
+scripts/emulator_conformance.py replays recorded Google traffic against it.
 
-What it leaves out: formulas are stored, never computed (they render as "" as values); formats,
-validations, protections and charts are stored as given and do not move when rows move.
+What it leaves out: formulas are stored, never computed (they render as "" as values); dates typed
+USER_ENTERED stay text; formats, validations, protections and charts are stored as given and do not
+move when rows move; merges, named ranges, filters and copy/paste requests are refused.
 
-Hooks for tests: ``fail`` injects error answers, ``calls``/``api_calls`` count requests, ``on``
-runs a function (a "person" editing the sheet) right before a request of some kind is handled, and
-the person helpers (``set_values``, ``sort``, ``insert_rows``, ``delete_rows``) change a sheet
-directly, without a request.
+Hooks for tests: ``fail`` injects error answers, ``lose_answer`` applies a request and then answers
+500 or drops the connection, ``calls``/``api_calls`` count requests, ``on`` runs a function (a
+"person" editing the sheet) right before a request of some kind is handled, and the person helpers
+(``set_values``, ``sort``, ``insert_rows``, ``delete_rows``) change a sheet directly, without a request.
+
+Standalone: ``python -m tests.sheets_emulator --port PORT --key-out KEY.json [--sheet KEY]`` serves
+until interrupted, prints its base url as the first line and writes a service-account key it accepts.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import copy
 import json
@@ -37,6 +47,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -531,8 +542,8 @@ class SheetsEmulator:
 
     # --- HTTP server ------------------------------------------------------------------------
 
-    def start(self) -> str:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    def start(self, port: int = 0) -> str:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.server.emulator = self
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -1178,3 +1189,57 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+# --- standalone -------------------------------------------------------------------------------------
+
+STANDALONE_ACCOUNT = "dcloop-emulator@dcloop-emulator.iam.gserviceaccount.com"
+
+
+def write_service_account_key(path: Path, email: str, token_uri: str):
+    """A new RSA key written as the JSON key file Google's console downloads; returns the private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    Path(path).write_text(json.dumps({
+        "type": "service_account", "project_id": "dcloop-emulator", "private_key_id": secrets.token_hex(8),
+        "private_key": pem, "client_email": email, "client_id": "1", "token_uri": token_uri,
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth"}), encoding="utf-8")
+    return private
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the emulator on 127.0.0.1 until interrupted; the base url is the first line on stdout."""
+    parser = argparse.ArgumentParser(prog="python -m tests.sheets_emulator", description=(
+        "A local emulator of the Google Sheets API. Point dcloop at it with [table] endpoint (or "
+        "DCLOOP_TABLE_ENDPOINT) set to the url it prints and --credentials set to the key it writes."))
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    parser.add_argument("--key-out", type=Path, required=True,
+                        help="where to write a service-account key file the emulator accepts")
+    parser.add_argument("--sheet", action="append", default=[], metavar="KEY",
+                        help="create an empty spreadsheet with this key, shared with the key's account")
+    parser.add_argument("--quota", type=int, metavar="N",
+                        help="refuse with 429 past N reads (and N writes) per minute per user, as Google does")
+    args = parser.parse_args(argv)
+    emulator = SheetsEmulator()
+    emulator.start(args.port)
+    private = write_service_account_key(args.key_out, STANDALONE_ACCOUNT, emulator.token_uri)
+    emulator.add_account(STANDALONE_ACCOUNT, private.public_key())
+    for key in args.sheet:
+        emulator.create_spreadsheet(key, editors=[STANDALONE_ACCOUNT], key=key)
+    if args.quota:
+        emulator.quota(reads=args.quota, writes=args.quota)
+    print(emulator.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

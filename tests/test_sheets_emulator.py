@@ -162,3 +162,32 @@ def test_requests_without_a_token_are_unauthenticated(emulator):
     import requests
     answer = requests.get(f"{emulator.base_url}/v4/spreadsheets/x")
     assert answer.status_code == 401 and answer.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+def test_standalone_emulator_serves_dcloop_init(tmp_path, monkeypatch):
+    """python -m tests.sheets_emulator as a process: its url on the first line, its key accepted by dcloop."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from dcloop.cli import cli
+
+    repo, key = Path(__file__).resolve().parent.parent, "emulated" + "x" * 24
+    command = [sys.executable, "-m", "tests.sheets_emulator", "--port", "0", "--key-out", str(tmp_path / "key.json"),
+               "--sheet", key]
+    server = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, text=True,
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)})
+    try:
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        (tmp_path / "list.csv").write_text("url,label\nhttps://img.example/1.png,cat\nhttps://img.example/2.png,dog\n")
+        monkeypatch.setenv("DCLOOP_TABLE_ENDPOINT", url)
+        result = CliRunner().invoke(cli, ["init", str(tmp_path / "p"), "--from-csv", str(tmp_path / "list.csv"),
+                                          "--sheet", key, "--credentials", str(tmp_path / "key.json")])
+        assert result.exit_code == 0, result.output
+        assert "tab labels: created, 2 row(s) written" in result.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -175,9 +175,9 @@ def replay(recording: dict, name: str, tally: Counter, differences: list) -> Non
         tally[(kind, "match")] += same
         tally[(kind, "wider")] += wider
         if not wider:
-            differences.append((name, n, kind, "" if same else "DIFFERS", request["uri"][:140],
-                                (recorded, read_fields(kind, recorded, expected), wider_fields(kind, recorded, expected)),
-                                (status, read_fields(kind, status, answer), wider_fields(kind, status, answer))))
+            google = (recorded, read_fields(kind, recorded, expected), wider_fields(kind, recorded, expected))
+            ours = (status, read_fields(kind, status, answer), wider_fields(kind, status, answer))
+            differences.append((name, n, kind, "" if same else "DIFFERS", request["uri"][:140], google, ours))
 
 
 def replay_all(recordings: dict[str, dict]) -> tuple[Counter, list]:

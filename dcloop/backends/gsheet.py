@@ -5,8 +5,9 @@ Requests to the Sheets API per operation, constant in the number of rows:
 - ``read``: 1 values.batchGet (the labels tab, and the classes tab's first column to know its size);
 - ``write``: 1 values.get re-read of the labels tab, then, when a cell differs, 1 values.batchUpdate
   RAW, plus 1 USER_ENTERED for changed ``=IMAGE`` formulas (the only cells written as formulas);
-- ``append_result``: 1 values.append (after an answer lost on the way, 1 values.get to see whether it was
-  applied before sending it again); ``append_rows``: 1 values.get and 1 values.append; ``update_classes``: 1 values.update;
+- ``append_result``: 1 values.append (after an answer lost on the way, 1 values.get to see whether it
+  was applied before sending it again); ``append_rows``: 1 values.get and 1 values.append;
+  ``update_classes``: 1 values.update;
 - ``create``: about 6 (metadata, current values, tabs and grid, values, formulas, formats).
 """
 

@@ -228,7 +228,7 @@ def test_create_makes_a_spreadsheet_the_caller_can_edit(gc):
 
 # --- quotas: per minute, per user, reads and writes apart --------------------------------------------
 
-def other_user(emulator, tmp_path) -> gspread.Client:
+def other_user(emulator, tmp_path) -> tuple[gspread.Client, str]:
     from cryptography.hazmat.primitives.asymmetric import rsa
     email = "other@dcloop-test.iam.gserviceaccount.com"
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)

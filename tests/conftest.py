@@ -139,7 +139,7 @@ def image_host(tmp_path):
 
 ACCOUNT = "dcloop-test@dcloop-test.iam.gserviceaccount.com"
 CLASSES = ["cat", "dog", "bird"]
-FAST_RETRY = RetryPolicy(attempts=6, base_s=0.001, cap_s=0.01, deadline_s=5.0)
+FAST_RETRY = RetryPolicy(attempts=6, base_s=0.001, cap_s=0.01, deadline_s=5.0, quota_s=0.05)
 
 
 @pytest.fixture(autouse=True)

@@ -5,41 +5,56 @@ tests drive real gspread and google-auth against it:
 
 - ``POST /token``: the service-account token exchange (a signed JWT, checked against the public key
   of an account the test registered with ``add_account``);
-- ``spreadsheets.get`` and ``spreadsheets.batchUpdate`` (addSheet, deleteSheet, updateSheetProperties,
-  updateDimensionProperties, repeatCell, setDataValidation, addProtectedRange,
-  addConditionalFormatRule, addChart, sortRange, insertDimension, deleteDimension, appendDimension);
+- ``spreadsheets.create``, ``spreadsheets.get`` (with ``fields``) and ``spreadsheets.batchUpdate``
+  (addSheet, deleteSheet, updateSheetProperties, updateDimensionProperties, repeatCell,
+  setDataValidation, addProtectedRange, addConditionalFormatRule, addChart, sortRange,
+  insertDimension, deleteDimension, appendDimension);
 - ``values`` get, batchGet, update, batchUpdate, append, clear, batchClear.
 
-Like Google it parses A1 ranges with quoted titles and open ends, takes RAW or USER_ENTERED input,
-renders FORMATTED_VALUE, UNFORMATTED_VALUE or FORMULA, trims trailing empty cells and rows, refuses
-writes outside the grid with 400, applies a spreadsheets.batchUpdate all or nothing, and answers
-errors in Google's JSON shape (404 NOT_FOUND, 403 PERMISSION_DENIED when the sheet is not shared,
-403 SERVICE_DISABLED, 429 RESOURCE_EXHAUSTED...), so gspread raises its real exceptions.
+Like Google it parses A1 ranges with quoted titles, open ends and reversed corners, takes RAW or
+USER_ENTERED input, renders FORMATTED_VALUE, UNFORMATTED_VALUE or FORMULA, trims trailing empty
+cells and rows, applies a spreadsheets.batchUpdate all or nothing, finds values.append's table at
+the range's first cell, and refuses what Google refuses, in Google's JSON error shape: ranges,
+writes and chart anchors outside the grid, ranges starting past it, unknown ``fields`` names,
+values that are not lists of lists, cells over 50,000 characters, hiding the last visible tab,
+404 NOT_FOUND, 403 PERMISSION_DENIED when the sheet is not shared, 403 SERVICE_DISABLED, and 429
+RESOURCE_EXHAUSTED past a per-minute, per-user quota (``quota``, on the injectable ``clock``).
+scripts/emulator_conformance.py replays recorded Google traffic against it.
 
-What it leaves out: formulas are stored, never computed (they render as "" as values); formats,
-validations, protections and charts are stored as given and do not move when rows move.
+What it leaves out: formulas are stored, never computed (they render as "" as values); dates typed
+USER_ENTERED stay text; formats, validations, protections and charts are stored as given and do not
+move when rows move; merges, named ranges, filters and copy/paste requests are refused.
 
-Hooks for tests: ``fail`` injects error answers, ``calls``/``api_calls`` count requests, ``on``
-runs a function (a "person" editing the sheet) right before a request of some kind is handled, and
-the person helpers (``set_values``, ``sort``, ``insert_rows``, ``delete_rows``) change a sheet
-directly, without a request.
+Hooks for tests: ``fail`` injects error answers, ``lose_answer`` applies a request and then answers
+500 or drops the connection, ``calls``/``api_calls`` count requests, ``on`` runs a function (a
+"person" editing the sheet) right before a request of some kind is handled, and the person helpers
+(``set_values``, ``sort``, ``insert_rows``, ``delete_rows``) change a sheet directly, without a request.
+
+Standalone: ``python -m tests.sheets_emulator --port PORT --key-out KEY.json [--sheet KEY]`` serves
+until interrupted, prints its base url as the first line and writes a service-account key it accepts.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import copy
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_CELLS = 10_000_000
+MAX_CELL_CHARS = 50_000  # Google refuses a longer text in one cell
+QUOTA_WINDOW_S = 60.0  # Google's Sheets quotas are per minute per user
+READS = {"spreadsheets.get", "values.get", "values.batchGet"}
 REF = re.compile(r"^([A-Za-z]*)(\d*)(?::([A-Za-z]*)(\d*))?$")
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?%?$")
 PLAIN_TITLE = re.compile(r"^[A-Za-z0-9_]+$")
@@ -136,6 +151,10 @@ def parse_ref(ref: str) -> tuple[int, int | None, int, int | None, bool]:
         return row, row + 1, col, col + 1, True
     if not (c0 or r0) or not (c1 or r1):
         raise ValueError(ref)
+    if r0 and r1 and int(r1) < int(r0):  # Google reads D4:A1 as A1:D4
+        r0, r1 = r1, r0
+    if c0 and c1 and column_index(c1) < column_index(c0):
+        c0, c1 = c1, c0
     first_row = int(r0) - 1 if r0 else 0
     end_row = int(r1) if r1 else None
     first_col = column_index(c0) if c0 else 0
@@ -211,6 +230,94 @@ def trimmed(rows: list[list]) -> list[list]:
     return out
 
 
+# --- field masks ------------------------------------------------------------------------------
+
+ANY = None  # every path below this name is allowed
+GRID_PROPERTIES = dict.fromkeys(["rowCount", "columnCount", "frozenRowCount", "frozenColumnCount",
+                                 "hideGridlines", "rowGroupControlAfter", "columnGroupControlAfter"])
+SHEET_PROPERTIES = {**dict.fromkeys(["sheetId", "title", "index", "sheetType", "hidden", "tabColor",
+                                     "tabColorStyle", "rightToLeft", "dataSourceSheetProperties"]),
+                    "gridProperties": GRID_PROPERTIES}
+SHEET_FIELDS = {**dict.fromkeys(["data", "merges", "conditionalFormats", "filterViews", "protectedRanges",
+                                 "basicFilter", "charts", "bandedRanges", "developerMetadata", "rowGroups",
+                                 "columnGroups", "slicers", "tables"]),
+                "properties": SHEET_PROPERTIES}
+SPREADSHEET_FIELDS = {**dict.fromkeys(["spreadsheetId", "properties", "namedRanges", "spreadsheetUrl",
+                                       "developerMetadata", "dataSources", "dataSourceSchedules"]),
+                      "sheets": SHEET_FIELDS}
+CELL_FORMAT = dict.fromkeys(["numberFormat", "backgroundColor", "backgroundColorStyle", "borders", "padding",
+                             "horizontalAlignment", "verticalAlignment", "wrapStrategy", "textDirection",
+                             "textFormat", "hyperlinkDisplayType", "textRotation"])
+CELL_FIELDS = {**dict.fromkeys(["userEnteredValue", "note", "dataValidation", "textFormatRuns", "pivotTable",
+                                "hyperlink", "dataSourceTable", "dataSourceFormula", "chipRuns"]),
+               "userEnteredFormat": CELL_FORMAT}
+DIMENSION_FIELDS = dict.fromkeys(["pixelSize", "hiddenByUser", "hiddenByFilter", "developerMetadata",
+                                  "dataSourceColumnReference"])
+
+
+def mask_paths(mask: str) -> list[tuple[str, ...]]:
+    """The paths of a field mask: 'a.b(c,d),e' gives a.b.c, a.b.d and e; ValueError when unbalanced.
+
+    Google's parser takes no spaces: ' sheets' is a name with a space in it, which matches nothing.
+    """
+    paths, prefixes, path, word = [], [()], [], ""
+
+    def close():
+        if word or path:
+            paths.append(prefixes[-1] + tuple(path) + (word,))
+
+    for ch in mask:
+        if ch in "./":
+            path, word = path + [word], ""
+        elif ch == "(":
+            prefixes.append(prefixes[-1] + tuple(path) + (word,))
+            path, word = [], ""
+        elif ch in ",)":
+            close()
+            path, word = [], ""
+            if ch == ")":
+                prefixes.pop()
+                if not prefixes:
+                    raise ValueError(mask)
+        else:
+            word += ch
+    close()
+    if len(prefixes) != 1:
+        raise ValueError(mask)
+    return paths
+
+
+def unknown_paths(mask: str, tree: dict) -> list[str]:
+    """The paths of ``mask`` that name no field of ``tree`` ('*' stands for every field)."""
+    try:
+        paths = mask_paths(mask)
+    except ValueError:
+        return [mask]
+    bad = []
+    for path in paths:
+        node = tree
+        for part in path:
+            if node is ANY or part == "*":
+                break
+            if part not in node:
+                bad.append(".".join(path))
+                break
+            node = node[part]
+    return bad
+
+
+def project(value, paths: list[tuple[str, ...]]):
+    """Keep only the fields ``paths`` name (lists are projected item by item), as ``fields=`` does."""
+    if not paths or any(not p or p[0] == "*" for p in paths):
+        return value
+    if isinstance(value, list):
+        return [project(v, paths) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {name: project(value[name], [p[1:] for p in paths if p[0] == name])
+            for name in dict.fromkeys(p[0] for p in paths) if name in value}
+
+
 # --- spreadsheets -----------------------------------------------------------------------------
 
 @dataclass
@@ -222,6 +329,7 @@ class Grid:
     rows: int = 1000
     columns: int = 26
     frozen_rows: int = 0
+    hidden: bool = False
     cells: dict = field(default_factory=dict)
     formats: list = field(default_factory=list)
     validations: list = field(default_factory=list)
@@ -241,8 +349,11 @@ class Grid:
         grid = {"rowCount": self.rows, "columnCount": self.columns}
         if self.frozen_rows:
             grid["frozenRowCount"] = self.frozen_rows
-        return {"sheetId": self.sheet_id, "title": self.title, "index": index, "sheetType": "GRID",
-                "gridProperties": grid}
+        props = {"sheetId": self.sheet_id, "title": self.title, "index": index, "sheetType": "GRID",
+                 "gridProperties": grid}
+        if self.hidden:
+            props["hidden"] = True
+        return props
 
     def number_pattern(self, row: int, column: int) -> str | None:
         for rng, fmt in reversed(self.formats):
@@ -314,15 +425,31 @@ class Fault:
     kind: str | None = None
 
 
+@dataclass
+class LostAnswer:
+    """Apply the next ``times`` requests of ``kind``, then answer 500 or drop the connection ("drop")."""
+
+    kind: str | None
+    times: int
+    how: str = "500"
+
+
+DROP = "drop"  # a status that tells the Handler to close the connection without answering
+
+
 class SheetsEmulator:
     """The state (spreadsheets, accounts, tokens) and the request handling, plus the HTTP server."""
 
-    def __init__(self):
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock  # the quota windows' clock: tests pass their own and never sleep
         self.books: dict[str, Book] = {}
         self.accounts: dict[str, Any] = {}
         self.tokens: dict[str, str] = {}
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
+        self.losses: list[LostAnswer] = []
+        self.limits: dict[str, int] = {}  # requests per minute per user, by "read" and "write"
+        self.used: dict[tuple[str, str], list[float]] = {}  # (user, "read"/"write") -> when each was counted
         self.hooks: list[tuple[str, Callable, bool]] = []
         self.api_enabled = True
         self.lock = threading.RLock()
@@ -392,6 +519,16 @@ class SheetsEmulator:
         """Answer the next ``times`` API requests (of ``kind``, if given) with ``status``; None: always."""
         self.faults.append(Fault(status, times, retry_after, kind))
 
+    def lose_answer(self, kind: str | None = None, times: int = 1, how: str = "500") -> None:
+        """Apply the next ``times`` requests (of ``kind``), then lose the answer: 500, or ``how="drop"``
+        to close the connection without a word, as when a proxy or the network fails on the way back."""
+        self.losses.append(LostAnswer(kind, times, how))
+
+    def quota(self, reads: int | None = 60, writes: int | None = 60) -> None:
+        """Google's per-minute, per-user quotas: 429 once a user sent that many reads (or writes) in the
+        last 60 s of ``clock``; None lifts a limit. Off until called."""
+        self.limits = {k: v for k, v in (("read", reads), ("write", writes)) if v is not None}
+
     def on(self, kind: str, action: Callable[[SheetsEmulator], None], once: bool = True) -> None:
         """Run ``action(self)`` just before handling the next request of ``kind`` (e.g. 'values.batchUpdate')."""
         self.hooks.append((kind, action, once))
@@ -405,8 +542,8 @@ class SheetsEmulator:
 
     # --- HTTP server ------------------------------------------------------------------------
 
-    def start(self) -> str:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    def start(self, port: int = 0) -> str:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.server.emulator = self
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -443,13 +580,39 @@ class SheetsEmulator:
         self.run_hooks(kind)
         try:
             self.check_fault(kind)
-            book = self.authorize(headers, key)
+            email = self.caller(headers)
+            self.check_quota(email, kind)
+            book = self.open(key, email) if kind != "spreadsheets.create" else None
             payload = json.loads(body or b"{}")
             with self.lock:
-                return 200, self.dispatch(kind, book, rng, query, payload), {}
+                answer = self.dispatch(kind, book, rng, query, payload, email)
+            return self.lose(kind, call) or (200, answer, {})
         except Refusal as e:
             call.status = e.status
             return e.status, e.body(), e.headers
+
+    def lose(self, kind: str, call: Call) -> tuple | None:
+        """The answer that replaces a success when a ``lose_answer`` switch matches; None otherwise."""
+        for loss in self.losses:
+            if loss.kind in (None, kind) and loss.times > 0:
+                loss.times -= 1
+                call.status = 500 if loss.how == "500" else 0
+                if loss.how == DROP:
+                    return DROP, {}, {}
+                return 500, Refusal(500, "Internal error encountered.").body(), {}
+        return None
+
+    def check_quota(self, email: str, kind: str) -> None:
+        what = "read" if kind in READS else "write"
+        limit = self.limits.get(what)
+        if limit is None:
+            return
+        now = self.clock()
+        recent = [t for t in self.used.get((email, what), []) if now - t < QUOTA_WINDOW_S]
+        self.used[(email, what)] = recent
+        if len(recent) >= limit:
+            raise quota_refusal(what, limit)
+        recent.append(now)
 
     def run_hooks(self, kind: str) -> None:
         for hook in list(self.hooks):
@@ -471,7 +634,8 @@ class SheetsEmulator:
                                                                              "Internal error encountered.")
                 raise Refusal(fault.status, message, headers=headers)
 
-    def authorize(self, headers, key: str) -> Book:
+    def caller(self, headers) -> str:
+        """The account a request's bearer token belongs to; 401 or 403 (API disabled) like Google."""
         auth = headers.get("Authorization", "")
         email = self.tokens.get(auth[len("Bearer "):]) if auth.startswith("Bearer ") else None
         if email is None:
@@ -483,6 +647,9 @@ class SheetsEmulator:
                                "sheets.googleapis.com/overview?project=123456 then retry.",
                           details=[{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
                                     "reason": "SERVICE_DISABLED", "domain": "googleapis.com"}])
+        return email
+
+    def open(self, key: str, email: str) -> Book:
         book = self.books.get(key)
         if book is None:
             raise Refusal(404, "Requested entity was not found.")
@@ -490,9 +657,12 @@ class SheetsEmulator:
             raise Refusal(403, "The caller does not have permission")
         return book
 
-    def dispatch(self, kind: str, book: Book, rng: str | None, query: dict, payload: dict) -> dict:
+    def dispatch(self, kind: str, book: Book | None, rng: str | None, query: dict, payload: dict,
+                 email: str = "") -> dict:
+        if kind == "spreadsheets.create":
+            return self.create(payload, email)
         if kind == "spreadsheets.get":
-            return self.metadata(book)
+            return self.get_spreadsheet(book, query)
         if kind == "spreadsheets.batchUpdate":
             return self.batch_update(book, payload)
         if kind == "values.get":
@@ -503,7 +673,7 @@ class SheetsEmulator:
         if kind in ("values.update", "values.batchUpdate"):
             option = option_of(query, payload)
             data = [dict(payload, range=rng)] if kind == "values.update" else payload.get("data", [])
-            responses = self.write_ranges(book, data, option)
+            responses = self.write_ranges(book, data, option, batch=kind == "values.batchUpdate")
             if kind == "values.update":
                 return responses[0]
             return {"spreadsheetId": book.key, "totalUpdatedRows": sum(r["updatedRows"] for r in responses),
@@ -560,6 +730,9 @@ class SheetsEmulator:
 
     def values_get(self, book: Book, rng: str, query: dict) -> dict:
         grid, r0, r1, c0, c1, _ = self.locate(book, rng)
+        if r0 >= grid.rows or c0 >= grid.columns:
+            raise Refusal(400, f"Range ({rng}) exceeds grid limits. Max rows: {grid.rows}, "
+                               f"max columns: {grid.columns}")
         r1 = min(grid.rows, r1 if r1 is not None else grid.rows)
         c1 = min(grid.columns, c1 if c1 is not None else grid.columns)
         option = query.get("valueRenderOption", ["FORMATTED_VALUE"])[0]
@@ -573,14 +746,15 @@ class SheetsEmulator:
             out["values"] = values
         return out
 
-    def write_ranges(self, book: Book, data: list[dict], option: str) -> list[dict]:
+    def write_ranges(self, book: Book, data: list[dict], option: str, batch: bool = False) -> list[dict]:
         """Check every range first, then write them all: one bad range writes nothing."""
-        planned = [self.plan_write(book, item, option) for item in data]
-        return [self.apply_write(*plan) for plan in planned]
+        planned = [self.plan_write(book, item, option, f"data[{n}].values" if batch else "data.values")
+                   for n, item in enumerate(data)]
+        return [dict(self.apply_write(*plan), spreadsheetId=book.key) for plan in planned]
 
-    def plan_write(self, book: Book, item: dict, option: str):
+    def plan_write(self, book: Book, item: dict, option: str, field: str = "data.values"):
+        values = checked_values(item.get("values", []), field)  # Google checks the body before the range
         grid, r0, r1, c0, c1, single = self.locate(book, item["range"])
-        values = item.get("values", [])
         if item.get("majorDimension") == "COLUMNS":
             width = max((len(v) for v in values), default=0)
             values = [[col[i] if i < len(col) else None for col in values] for i in range(width)]
@@ -600,13 +774,14 @@ class SheetsEmulator:
         return grid, r0, c0, values, option
 
     def apply_write(self, grid: Grid, r0: int, c0: int, values: list[list], option: str) -> dict:
-        cells = 0
+        """Write the cells; Google counts the rows, columns and cells written (a JSON null writes none)."""
+        written = []
         for r, row in enumerate(values):
             for c, value in enumerate(row):
                 cell = parse_input(value, option)
                 if cell is False:
                     continue
-                cells += 1
+                written.append((r, c))
                 if cell is None:
                     grid.cells.pop((r0 + r, c0 + c), None)
                 else:
@@ -614,15 +789,22 @@ class SheetsEmulator:
         height, width = len(values), max((len(v) for v in values), default=0)
         return {"spreadsheetId": "", "updatedRange": range_a1(grid.title, r0, c0, r0 + max(height, 1),
                                                               c0 + max(width, 1)),
-                "updatedRows": height, "updatedColumns": width, "updatedCells": cells}
+                "updatedRows": len({r for r, _ in written}), "updatedColumns": len({c for _, c in written}),
+                "updatedCells": len(written)}
 
     def append(self, book: Book, rng: str, query: dict, payload: dict) -> dict:
-        grid, r0, _, c0, c1, single = self.locate(book, rng)
-        c1 = grid.columns if c1 is None or single else c1
-        table = [(r, c) for (r, c) in grid.cells if r >= r0 and c0 <= c < c1]
-        used = [r for r, _ in table]
-        start = max(used) + 1 if used else r0
-        values = payload.get("values", [])
+        """values.append: find the table at the range's first cell, write below it from its first column."""
+        grid, r0, r1, c0, c1, single = self.locate(book, rng)
+        if r0 >= grid.rows or c0 >= grid.columns:
+            raise Refusal(400, f"Range ({rng}) exceeds grid limits. Max rows: {grid.rows}, "
+                               f"max columns: {grid.columns}")
+        window = (r0, grid.rows if r1 is None or single else r1, c0, grid.columns if c1 is None or single else c1)
+        table = find_table(set(grid.cells), *window)
+        start, c0 = (table[1], table[2]) if table else (r0, c0)
+        values = checked_values(payload.get("values", []), "data.values")
+        if payload.get("majorDimension") == "COLUMNS":
+            height = max((len(v) for v in values), default=0)
+            values = [[col[i] if i < len(col) else None for col in values] for i in range(height)]
         option = option_of(query, payload)
         if query.get("insertDataOption", ["OVERWRITE"])[0] == "INSERT_ROWS":
             grid.move_rows(start, len(values))
@@ -634,10 +816,10 @@ class SheetsEmulator:
         self.check_cells(book)
         updates = self.apply_write(grid, start, c0, values, option)
         updates["spreadsheetId"] = book.key
-        out = {"spreadsheetId": book.key, "updates": updates}
-        if used:
-            out["tableRange"] = range_a1(grid.title, min(used), c0, start, max(c for _, c in table) + 1)
-        return out
+        out = {"spreadsheetId": book.key}
+        if table:
+            out["tableRange"] = range_a1(grid.title, table[0], table[2], table[1], table[3])
+        return {**out, "updates": updates}
 
     def clear(self, book: Book, rng: str) -> str:
         grid, r0, r1, c0, c1, _ = self.locate(book, rng)
@@ -647,6 +829,29 @@ class SheetsEmulator:
         return range_a1(grid.title, r0, c0, r1, c1)
 
     # --- spreadsheets -----------------------------------------------------------------------
+
+    def create(self, payload: dict, email: str) -> dict:
+        """spreadsheets.create: the new spreadsheet belongs to (is editable by) the caller."""
+        tabs = [(s["properties"].get("title") or f"Sheet{n + 1}",
+                 s["properties"].get("gridProperties", {}).get("rowCount", 1000),
+                 s["properties"].get("gridProperties", {}).get("columnCount", 26))
+                for n, s in enumerate(payload.get("sheets", []))] or [("Sheet1", 1000, 26)]
+        title = payload.get("properties", {}).get("title") or "Untitled spreadsheet"
+        key = self.create_spreadsheet(title, editors=[email], tabs=tabs)
+        return self.metadata(self.books[key])
+
+    def get_spreadsheet(self, book: Book, query: dict) -> dict:
+        """spreadsheets.get; ``fields`` picks what comes back, and a name Google does not know is a 400."""
+        out = self.metadata(book)
+        mask = query.get("fields", [""])[0]
+        if not mask:
+            return out
+        for path in unknown_paths(mask, SPREADSHEET_FIELDS):
+            text = f"Error expanding 'fields' parameter. Cannot find matching fields for path '{path}'."
+            raise Refusal(400, "Request contains an invalid argument.", details=[
+                {"@type": "type.googleapis.com/google.rpc.BadRequest",
+                 "fieldViolations": [{"field": "fields", "description": text}]}])
+        return project(out, mask_paths(mask))
 
     def metadata(self, book: Book) -> dict:
         sheets = []
@@ -707,12 +912,14 @@ class SheetsEmulator:
         book.sheets.remove(book.by_id(body["sheetId"]))
 
     def update_sheet_properties(self, book: Book, body: dict) -> None:
-        props, fields = body["properties"], [f.strip() for f in body["fields"].split(",")]
+        props, fields = body["properties"], field_mask(body, SHEET_PROPERTIES)
         grid = book.by_id(props.get("sheetId", 0))
         given = props.get("gridProperties", {})
         for name in fields:
             if name == "title":
                 grid.title = props["title"]
+            elif name == "hidden":
+                grid.hidden = bool(props.get("hidden"))
             elif name in ("gridProperties.rowCount", "gridProperties"):
                 grid.rows = given.get("rowCount", grid.rows)
             if name in ("gridProperties.columnCount", "gridProperties"):
@@ -721,9 +928,12 @@ class SheetsEmulator:
                 grid.frozen_rows = given.get("frozenRowCount", grid.frozen_rows)
         if grid.frozen_rows >= grid.rows:
             raise Refusal(400, "You can't freeze all visible rows on the sheet.")
+        if all(s.hidden for s in book.sheets):
+            raise Refusal(400, "You can't hide all the sheets in a document.")
         grid.crop()
 
     def update_dimension_properties(self, book: Book, body: dict) -> None:
+        field_mask(body, DIMENSION_FIELDS)
         rng = body["range"]
         grid = book.by_id(rng.get("sheetId", 0))
         limit = grid.rows if rng["dimension"] == "ROWS" else grid.columns
@@ -732,6 +942,7 @@ class SheetsEmulator:
         grid.sizes[(rng["dimension"], rng.get("startIndex", 0), rng.get("endIndex"))] = body["properties"]
 
     def repeat_cell(self, book: Book, body: dict) -> None:
+        field_mask(body, CELL_FIELDS)
         grid = self.check_range(book, body["range"])
         grid.formats.append((body["range"], body["cell"].get("userEnteredFormat", {})))
 
@@ -739,7 +950,8 @@ class SheetsEmulator:
         self.check_range(book, body["range"]).validations.append(body)
 
     def add_protected_range(self, book: Book, body: dict) -> dict:
-        protected = dict(body["protectedRange"], protectedRangeId=book.next_id)
+        given = {k: v for k, v in body["protectedRange"].items() if v is not None}  # null is unset
+        protected = dict(given, protectedRangeId=book.next_id)
         book.next_id += 1
         self.check_range(book, protected["range"]).protected.append(protected)
         return {"addProtectedRange": {"protectedRange": protected}}
@@ -753,6 +965,7 @@ class SheetsEmulator:
         chart = dict(body["chart"], chartId=book.next_id)
         book.next_id += 1
         anchor = chart["position"]["overlayPosition"]["anchorCell"]
+        check_anchor(book.by_id(anchor.get("sheetId", 0)), anchor)
         for series in chart["spec"]["basicChart"].get("series", []) + chart["spec"]["basicChart"].get("domains", []):
             part = series.get("series") or series.get("domain")
             for source in part["sourceRange"]["sources"]:
@@ -825,6 +1038,85 @@ def sort_key(cell: Cell):
     return (rank, cell.value.lower() if cell.kind == "string" else cell.value)
 
 
+def quota_refusal(what: str, limit: int) -> Refusal:
+    """Google's 429 for a per-minute quota: the message names the metric and limit; no Retry-After."""
+    metric = {"read": "Read", "write": "Write"}[what]
+    info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+            "domain": "googleapis.com",
+            "metadata": {"service": "sheets.googleapis.com", "consumer": "projects/123456",
+                         "quota_metric": f"sheets.googleapis.com/{what}_requests",
+                         "quota_limit": f"{metric}RequestsPerMinutePerUser", "quota_limit_value": str(limit),
+                         "quota_location": "global"}}
+    help_ = {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+        {"description": "Request a higher quota limit.",
+         "url": "https://cloud.google.com/docs/quotas/help/request_increase"}]}
+    return Refusal(429, f"Quota exceeded for quota metric '{metric} requests' and limit '{metric} requests per "
+                        f"minute per user' of service 'sheets.googleapis.com' for consumer "
+                        f"'project_number:123456'.", details=[info, help_])
+
+
+def bad_value(field: str, value) -> Refusal:
+    """Google's 400 for a JSON value of the wrong type (a string where a list belongs)."""
+    text = f"Invalid value at '{field}' (type.googleapis.com/google.protobuf.ListValue), {json.dumps(value)}"
+    return Refusal(400, text, details=[{"@type": "type.googleapis.com/google.rpc.BadRequest",
+                                        "fieldViolations": [{"field": field, "description": text}]}])
+
+
+def field_mask(body: dict, tree: dict) -> list[str]:
+    """The names of a request's ``fields``; Google's 400 for a missing mask or a name it does not know."""
+    mask = body.get("fields")
+    if not mask:
+        raise Refusal(400, "At least one field must be specified in 'fields'.")
+    bad = unknown_paths(mask, tree)
+    if bad:
+        raise Refusal(400, f"Invalid field mask path: {bad[0]!r} names no field.")
+    return [".".join(p) for p in mask_paths(mask)]
+
+
+def check_anchor(grid: Grid, anchor: dict) -> None:
+    """A chart's anchor cell must lie inside its tab's grid, as Google checks it."""
+    row, column = anchor.get("rowIndex", 0), anchor.get("columnIndex", 0)
+    where = f"GridCoordinate{{sheetId={grid.sheet_id}, rowIndex={row}, columnIndex={column}}}"
+    if column >= grid.columns:
+        raise Refusal(400, f"{where} is after last column in grid ({grid.columns} columns).")
+    if row >= grid.rows:
+        raise Refusal(400, f"{where} is after last row in grid ({grid.rows} rows).")
+
+
+def find_table(filled: set, r0: int, r1: int, c0: int, c1: int) -> tuple[int, int, int, int] | None:
+    """(first row, end row, first column, end column) of the table values.append finds in a window.
+
+    The table starts at the window's first cell (none when that cell is blank: the values go there)
+    and grows down and right while the next row or column holds a filled cell next to it: a blank row
+    or column ends it.
+    """
+    if (r0, c0) not in filled:
+        return None
+    rs, cs = r0, c0
+    re_, ce = rs + 1, cs + 1
+    grown = True
+    while grown:
+        grown = False
+        if re_ < r1 and any((re_, c) in filled for c in range(cs, ce)):
+            re_, grown = re_ + 1, True
+        if ce < c1 and any((r, ce) in filled for r in range(rs, re_)):
+            ce, grown = ce + 1, True
+    return rs, re_, cs, ce
+
+
+def checked_values(values, field: str) -> list[list]:
+    """``values`` when it is a list of lists of at most 50,000 characters a cell; Google's 400 otherwise."""
+    if not isinstance(values, list):
+        raise bad_value(field, values)
+    for n, row in enumerate(values):
+        if not isinstance(row, list):
+            raise bad_value(f"{field}[{n}]", row)
+        if any(isinstance(v, str) and len(v) > MAX_CELL_CHARS for v in row):
+            raise Refusal(400, f"Your input contains more than the maximum of {MAX_CELL_CHARS} characters in a "
+                               f"single cell.")
+    return values
+
+
 def option_of(query: dict, payload: dict) -> str:
     option = query.get("valueInputOption", [payload.get("valueInputOption", "")])[0]
     if option not in ("RAW", "USER_ENTERED"):
@@ -839,6 +1131,8 @@ def b64decode(text: str) -> bytes:
 def route(method: str, path: str) -> tuple[str, str, str | None]:
     """(kind, spreadsheet key, range) of a Sheets API path; 404 for anything else."""
     prefix = "/v4/spreadsheets/"
+    if path.rstrip("/") == prefix.rstrip("/"):
+        return ("spreadsheets.create", "", None) if method == "POST" else bad(path)
     if not path.startswith(prefix):
         raise Refusal(404, f"The requested URL {path} was not found on this server.")
     rest = path[len(prefix):]
@@ -878,6 +1172,10 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         status, payload, headers = self.server.emulator.handle(self.command, self.path, self.headers, body)
+        if status == DROP:  # the request was applied; its answer never leaves
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -891,3 +1189,57 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+# --- standalone -------------------------------------------------------------------------------------
+
+STANDALONE_ACCOUNT = "dcloop-emulator@dcloop-emulator.iam.gserviceaccount.com"
+
+
+def write_service_account_key(path: Path, email: str, token_uri: str):
+    """A new RSA key written as the JSON key file Google's console downloads; returns the private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    Path(path).write_text(json.dumps({
+        "type": "service_account", "project_id": "dcloop-emulator", "private_key_id": secrets.token_hex(8),
+        "private_key": pem, "client_email": email, "client_id": "1", "token_uri": token_uri,
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth"}), encoding="utf-8")
+    return private
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the emulator on 127.0.0.1 until interrupted; the base url is the first line on stdout."""
+    parser = argparse.ArgumentParser(prog="python -m tests.sheets_emulator", description=(
+        "A local emulator of the Google Sheets API. Point dcloop at it with [table] endpoint (or "
+        "DCLOOP_TABLE_ENDPOINT) set to the url it prints and --credentials set to the key it writes."))
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    parser.add_argument("--key-out", type=Path, required=True,
+                        help="where to write a service-account key file the emulator accepts")
+    parser.add_argument("--sheet", action="append", default=[], metavar="KEY",
+                        help="create an empty spreadsheet with this key, shared with the key's account")
+    parser.add_argument("--quota", type=int, metavar="N",
+                        help="refuse with 429 past N reads (and N writes) per minute per user, as Google does")
+    args = parser.parse_args(argv)
+    emulator = SheetsEmulator()
+    emulator.start(args.port)
+    private = write_service_account_key(args.key_out, STANDALONE_ACCOUNT, emulator.token_uri)
+    emulator.add_account(STANDALONE_ACCOUNT, private.public_key())
+    for key in args.sheet:
+        emulator.create_spreadsheet(key, editors=[STANDALONE_ACCOUNT], key=key)
+    if args.quota:
+        emulator.quota(reads=args.quota, writes=args.quota)
+    print(emulator.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

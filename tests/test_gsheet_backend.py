@@ -290,6 +290,99 @@ def test_retries_stop_at_the_time_limit(sheet, emulator):
         sheet.read()
 
 
+class Clock:
+    """One clock for the emulator's quota windows and the client's waits: sleeping moves it."""
+
+    def __init__(self):
+        self.now, self.slept = 0.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def on_clock(sheet: SheetBackend, emulator) -> Clock:
+    clock = Clock()
+    emulator.clock = sheet.http.clock = clock
+    sheet.http.sleep, sheet.http.policy = clock.sleep, RetryPolicy()
+    return clock
+
+
+def test_a_spent_minute_quota_is_waited_out(sheet, emulator):
+    clock = on_clock(sheet, emulator)
+    emulator.quota(reads=1)
+    sheet.read()
+    assert len(sheet.read()) == 12  # refused with 429 until Google's minute has passed
+    assert 60 <= clock.now <= 150 and len(clock.slept) <= 5
+
+
+def test_a_quota_that_stays_spent_is_given_up_after_70_seconds_not_sooner(sheet, emulator):
+    clock = on_clock(sheet, emulator)
+    emulator.fail(429, times=None)
+    with pytest.raises(BackendError, match=r"quota .* stayed exceeded after 6 tries over 70s"):
+        sheet.read()
+    assert 70 <= sum(clock.slept) <= RetryPolicy().deadline_s
+
+
+def test_quota_waits_honour_a_longer_retry_after_within_the_deadline(sheet, emulator):
+    clock = on_clock(sheet, emulator)
+    emulator.fail(429, times=None, retry_after="100")
+    with pytest.raises(BackendError, match="quota"):
+        sheet.read()
+    assert clock.slept == [100.0] and clock.now <= RetryPolicy().deadline_s
+
+
+# --- answers lost after Google applied the request ---------------------------------------------------
+
+def layout_of(emulator, key) -> dict:
+    book = emulator.books[key]
+    return {s.title: (s.rows, s.columns, len(s.charts), sorted(p["description"] for p in s.protected),
+                      len(s.conditional), emulator.values(key, s.title)) for s in book.sheets}
+
+
+@pytest.mark.parametrize("how", ["500", "drop"])
+def test_init_after_lost_answers_adds_no_second_tab_chart_or_protection(open_sheet, emulator, how):
+    clean, lossy = (emulator.create_spreadsheet("dcloop test", editors=[ACCOUNT]) for _ in range(2))
+    open_sheet(clean).create(make_table(12))
+    emulator.lose_answer("spreadsheets.batchUpdate", times=2, how=how)  # the tabs, then the formats
+    open_sheet(lossy).create(make_table(12))
+    assert emulator.losses[0].times == 0
+    assert layout_of(emulator, lossy) == layout_of(emulator, clean)
+
+
+@pytest.mark.parametrize("how", ["500", "drop"])
+def test_a_results_row_whose_answer_was_lost_is_not_appended_twice(sheet, emulator, how):
+    row = {"run_id": "r1", "time_utc": "2026-01-02T03:04:05Z", "kind": "train", "val_accuracy": "0.8"}
+    sheet.read()
+    emulator.lose_answer("values.append", how=how)
+    sheet.append_result(row)
+    emulator.fail(503, times=1, kind="values.append")  # refused before it was applied: sent again
+    sheet.append_result(dict(row, kind="reeval", time_utc="2026-01-02T04:00:00Z"))
+    results = sheet.read_results()
+    assert list(results["run_id"]) == ["r1", "r1"] and list(results["kind"]) == ["train", "reeval"]
+
+
+def test_new_rows_whose_append_was_lost_are_not_appended_twice(sheet, emulator):
+    emulator.lose_answer("values.append", how="drop")
+    assert sheet.append_rows(make_table(14).iloc[12:]) == 2
+    assert list(frame(emulator, sheet.key)["id"][-3:]) == ["r0011", "r0012", "r0013"]
+    assert len(frame(emulator, sheet.key)) == 14
+
+
+def test_an_older_results_tab_as_wide_as_its_header_gets_its_chart(open_sheet, blank_sheet, emulator):
+    backend = open_sheet(blank_sheet)
+    backend.create(make_table(3))
+    results = emulator.books[blank_sheet].grid("results")
+    results.columns, results.charts = len(RESULT_COLUMNS), []  # as an older dcloop left it
+    open_sheet(blank_sheet).create(make_table(3))
+    results = emulator.books[blank_sheet].grid("results")
+    anchor = results.charts[0]["position"]["overlayPosition"]["anchorCell"]
+    assert anchor["columnIndex"] == len(RESULT_COLUMNS) + 1 < results.columns
+
+
 # --- errors a person meets -------------------------------------------------------------------------
 
 def test_sheet_not_found(open_sheet, emulator):

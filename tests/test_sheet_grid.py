@@ -13,7 +13,7 @@ from dcloop import table as tbl
 from dcloop.backends import sheet_layout as layout
 from dcloop.backends.sheet_grid import (a1, cell_text, column_letter, grid_frame, image_formula, plan_write,
                                         typed)
-from dcloop.backends.sheet_http import RetryPolicy, backoff, retry_after_seconds
+from dcloop.backends.sheet_http import RetryPolicy, backoff, quota_floor, retry_after_seconds
 from dcloop.history import RESULT_COLUMNS
 
 
@@ -102,6 +102,16 @@ def test_backoff_is_capped_jittered_and_honours_retry_after():
     waits = [backoff(n, policy, None, rng) for n in range(10)]
     assert all(0 <= w <= min(8, 2 ** n) for n, w in enumerate(waits))
     assert backoff(0, policy, 30.0, rng) == 30.0
+
+
+def test_quota_waits_span_at_least_quota_s_over_the_tries_and_stay_in_the_deadline():
+    import random
+    policy, rng = RetryPolicy(), random.Random(2)
+    floors = [quota_floor(n, policy) for n in range(policy.attempts - 1)]
+    assert sum(floors) == pytest.approx(policy.quota_s) and floors == sorted(floors)
+    waits = [backoff(n, policy, None, rng, quota=True) for n in range(policy.attempts - 1)]
+    assert policy.quota_s <= sum(waits) <= policy.deadline_s
+    assert backoff(0, policy, 90.0, rng, quota=True) == 90.0
 
 
 def test_retry_after_seconds():

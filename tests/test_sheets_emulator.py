@@ -33,12 +33,13 @@ def test_split_title(text, title, ref):
 
 @pytest.mark.parametrize("ref, window", [
     ("B3", (2, 3, 1, 2, True)), ("A1:C4", (0, 4, 0, 3, False)), ("C:C", (0, None, 2, 3, False)),
-    ("2:2", (1, 2, 0, None, False)), ("A2:D", (1, None, 0, 4, False)), ("AA10:AB11", (9, 11, 26, 28, False))])
+    ("2:2", (1, 2, 0, None, False)), ("A2:D", (1, None, 0, 4, False)), ("AA10:AB11", (9, 11, 26, 28, False)),
+    ("B2:A1", (0, 2, 0, 2, False)), ("D4:A1", (0, 4, 0, 4, False))])
 def test_parse_ref(ref, window):
     assert parse_ref(ref) == window
 
 
-@pytest.mark.parametrize("ref", ["A", "5", "B2:A1", "A1:", "1A"])
+@pytest.mark.parametrize("ref", ["A", "5", "A1:", "1A"])
 def test_parse_ref_refuses(ref):
     with pytest.raises(ValueError):
         parse_ref(ref)
@@ -161,3 +162,32 @@ def test_requests_without_a_token_are_unauthenticated(emulator):
     import requests
     answer = requests.get(f"{emulator.base_url}/v4/spreadsheets/x")
     assert answer.status_code == 401 and answer.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+def test_standalone_emulator_serves_dcloop_init(tmp_path, monkeypatch):
+    """python -m tests.sheets_emulator as a process: its url on the first line, its key accepted by dcloop."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from dcloop.cli import cli
+
+    repo, key = Path(__file__).resolve().parent.parent, "emulated" + "x" * 24
+    command = [sys.executable, "-m", "tests.sheets_emulator", "--port", "0", "--key-out", str(tmp_path / "key.json"),
+               "--sheet", key]
+    server = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, text=True,
+                              env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)})
+    try:
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        (tmp_path / "list.csv").write_text("url,label\nhttps://img.example/1.png,cat\nhttps://img.example/2.png,dog\n")
+        monkeypatch.setenv("DCLOOP_TABLE_ENDPOINT", url)
+        result = CliRunner().invoke(cli, ["init", str(tmp_path / "p"), "--from-csv", str(tmp_path / "list.csv"),
+                                          "--sheet", key, "--credentials", str(tmp_path / "key.json")])
+        assert result.exit_code == 0, result.output
+        assert "tab labels: created, 2 row(s) written" in result.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -5,7 +5,9 @@ Requests to the Sheets API per operation, constant in the number of rows:
 - ``read``: 1 values.batchGet (the labels tab, and the classes tab's first column to know its size);
 - ``write``: 1 values.get re-read of the labels tab, then, when a cell differs, 1 values.batchUpdate
   RAW, plus 1 USER_ENTERED for changed ``=IMAGE`` formulas (the only cells written as formulas);
-- ``append_result``: 1 values.append; ``append_rows``: 1 values.get and 1 values.append; ``update_classes``: 1 values.update;
+- ``append_result``: 1 values.append (after an answer lost on the way, 1 values.get to see whether it
+  was applied before sending it again); ``append_rows``: 1 values.get and 1 values.append;
+  ``update_classes``: 1 values.update;
 - ``create``: about 6 (metadata, current values, tabs and grid, values, formulas, formats).
 """
 
@@ -31,6 +33,7 @@ from .sheet_http import (GaveUp, RetryingHTTPClient, RetryPolicy, authorized_ses
                          load_credentials, translate)
 
 KEY = re.compile(r"[A-Za-z0-9_-]{20,}")
+RESULT_KEY = ("run_id", "kind", "label_version", "time_utc")  # what tells one results row from another
 
 
 def sheet_key(sheet: str) -> str:
@@ -127,9 +130,14 @@ class SheetBackend:
         return plan.rows_changed
 
     def create(self, table: pd.DataFrame) -> list[str]:
-        """Lay out the tabs from the templates and fill ``labels``; on an existing sheet add only what is missing."""
+        """Lay out the tabs from the templates and fill ``labels``; on an existing sheet add only what is missing.
+
+        A failed layout is retried from the start, never request by request: Layout adds only what
+        the sheet lacks, so a batch that Google applied but whose answer was lost adds no second
+        tab, chart or protection when it is tried again.
+        """
         with self.errors():
-            return Layout(self, table).run()
+            return self.http.as_one(lambda: Layout(self, table).run())
 
     def read_results(self) -> pd.DataFrame:
         with self.errors():
@@ -155,28 +163,47 @@ class SheetBackend:
                                     [missing], rows=1, columns=len(header) + len(missing))
                 header = self.results_header = header + missing
             values = [[typed(str(row.get(c, "")), c in tab.numeric) for c in header]]
-            self.http.values_append(self.key, f"{quote_title(tab.title)}!A1",
-                                    {"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
-                                    {"values": values})
+            self.http.as_one(lambda: self.http.values_append(
+                self.key, f"{quote_title(tab.title)}!A1",
+                {"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"}, {"values": values}),
+                applied=lambda: self.has_result(row))
+
+    def has_result(self, row: dict[str, str]) -> bool:
+        """Whether the results tab holds ``row`` already (same run, kind, label version and time):
+        asked only after an append whose answer was lost, so that a retry adds no second row."""
+        values = self.values(quote_title(self.tabs["results"].title))
+        if len(values) < 2:
+            return False
+        held = grid_frame(values).fillna("").astype(str)
+        same = pd.Series(True, index=held.index)
+        for column in (c for c in RESULT_KEY if c in row):
+            same &= held.get(column, pd.Series("", index=held.index)).str.strip() == str(row[column]).strip()
+        return bool(same.any())
 
     def append_rows(self, rows: pd.DataFrame) -> int:
         """Add whole rows below the labels tab's last row (ids it has are skipped), in the tab's column order.
 
         values.append inserts after whatever the last row is when Google applies it: rows a person
-        added meanwhile are kept. The image cell is left blank; the next sync fills it.
+        added meanwhile are kept. The image cell is left blank; the next sync fills it. A retry
+        starts again from the read, so rows whose append was applied but not answered are skipped.
         """
+        planned: list[int] = []  # rows to add as the first complete read found them
         with self.errors():
-            values = self.values(quote_title(self.labels.title))
-            held = grid_frame(values) if values else pd.DataFrame(columns=["id"])
-            fresh = rows[~rows["id"].isin(set(held.get("id", pd.Series(dtype=str)).str.strip()))]
-            header = header_of(values) if values else self.labels.header
-            body = [[typed(str(row.get(c, "")) if c != "image" else "", c in self.labels.numeric) for c in header]
-                    for row in fresh.to_dict("records")]
-            if body:
-                self.http.values_append(self.key, f"{quote_title(self.labels.title)}!A1",
-                                        {"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
-                                        {"values": body})
-        return len(body)
+            self.http.as_one(lambda: self.append_new_rows(rows, planned))
+        return planned[0] if planned else 0
+
+    def append_new_rows(self, rows: pd.DataFrame, planned: list[int]) -> None:
+        values = self.values(quote_title(self.labels.title))
+        held = grid_frame(values) if values else pd.DataFrame(columns=["id"])
+        fresh = rows[~rows["id"].isin(set(held.get("id", pd.Series(dtype=str)).str.strip()))]
+        header = header_of(values) if values else self.labels.header
+        body = [[typed(str(row.get(c, "")) if c != "image" else "", c in self.labels.numeric) for c in header]
+                for row in fresh.to_dict("records")]
+        planned.append(len(body))
+        if body:
+            self.http.values_append(self.key, f"{quote_title(self.labels.title)}!A1",
+                                    {"valueInputOption": "RAW", "insertDataOption": "INSERT_ROWS"},
+                                    {"values": body})
 
     def update_classes(self, rows: list[dict[str, str]]) -> None:
         """Rewrite the classes tab: per class, rows per split and the last per-class accuracy."""
@@ -313,7 +340,7 @@ class Layout:
         if tab.title == self.tabs["classes"].title:
             needed = max(needed, 1 + len(self.classes()) + tab.spare_rows)
         return {"header": header, "raw": raw, "formulas": formulas, "images": images,
-                "rows": max(needed, tab.frozen_rows + 1), "columns": len(header)}
+                "rows": max(needed, tab.frozen_rows + 1), "columns": tab.columns_needed(header)}
 
     def new_rows(self, values: list[list] | None) -> pd.DataFrame:
         """Rows of the table that the labels tab does not hold yet (by id, then by url)."""

@@ -8,6 +8,7 @@ emulator. Without one, requests go to Google.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -101,18 +102,35 @@ def authorized_session(credentials, endpoint: str = ""):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """At most ``attempts`` tries within ``deadline_s``; waits grow from ``base_s`` up to ``cap_s``."""
+    """At most ``attempts`` tries within ``deadline_s``; waits grow from ``base_s`` up to ``cap_s``.
+
+    After a 429 the waits grow so that all the tries together span at least ``quota_s``: Google's
+    quotas are per minute per user (60 reads and 60 writes), and a quota that ran out refills only
+    a minute later, so a retry that gives up sooner loses the sync for nothing.
+    """
 
     attempts: int = 6
     base_s: float = 1.0
     cap_s: float = 32.0
-    deadline_s: float = 120.0
+    deadline_s: float = 150.0
+    quota_s: float = 70.0
 
 
-def backoff(attempt: int, policy: RetryPolicy, retry_after: float | None, rng: random.Random) -> float:
-    """Seconds to wait after failed try number ``attempt`` (0-based): full jitter, at least Retry-After."""
+def backoff(attempt: int, policy: RetryPolicy, retry_after: float | None, rng: random.Random,
+            quota: bool = False) -> float:
+    """Seconds to wait after failed try number ``attempt`` (0-based): full jitter, at least Retry-After,
+    and after a 429 at least ``quota_floor``."""
     wait = rng.uniform(0, min(policy.cap_s, policy.base_s * 2 ** attempt))
+    if quota:
+        wait = max(wait, quota_floor(attempt, policy))
     return wait if retry_after is None else max(wait, retry_after)
+
+
+def quota_floor(attempt: int, policy: RetryPolicy) -> float:
+    """The least wait after 429 number ``attempt``: doubling shares of ``quota_s`` that add up to it
+    over the policy's waits (70 s over 5 waits: 2.3, 4.5, 9, 18 and 36 s)."""
+    waits = policy.attempts - 1
+    return policy.quota_s * 2 ** attempt / (2 ** waits - 1) if waits > 0 else 0.0
 
 
 def retry_after_seconds(header: str | None, now: float) -> float | None:
@@ -145,19 +163,43 @@ class RetryingHTTPClient(HTTPClient):
         super().__init__(auth, session)
         self.policy, self.sleep, self.clock = policy, sleep, clock
         self.rng = rng or random.Random()
+        self.whole = False  # True while as_one retries a whole operation: its requests are tried once
 
     def request(self, *args, **kwargs):
-        started = self.clock()
+        send = functools.partial(super().request, *args, **kwargs)
+        return send() if self.whole else self.retried(send)
+
+    def as_one(self, send, applied=None):
+        """Run ``send()`` with retries of the whole of it rather than of each request.
+
+        For operations that must not be repeated blindly: after an answer that may have been lost
+        (a 5xx, 408 or dropped connection: Google may have applied the request), ``applied()`` is
+        asked before sending again, and when it says the first try took effect nothing is re-sent.
+        A 429 means Google refused the request, so it alone never calls ``applied``.
+        """
+        self.whole = True
+        try:
+            return self.retried(send, applied)
+        finally:
+            self.whole = False
+
+    def retried(self, send, applied=None):
+        started, unsure = self.clock(), False
         for attempt in itertools.count():
             try:
-                return super().request(*args, **kwargs)
+                if unsure and applied is not None and applied():
+                    return None
+                return send()
             except APIError as e:
-                if e.response.status_code not in RETRY_STATUS:
+                status = e.response.status_code
+                if status not in RETRY_STATUS:
                     raise
                 last, retry_after = e, retry_after_seconds(e.response.headers.get("Retry-After"), time.time())
+                unsure = unsure or status != 429
             except (requests.ConnectionError, requests.Timeout) as e:
-                last, retry_after = e, None
-            wait = backoff(attempt, self.policy, retry_after, self.rng)
+                last, retry_after, unsure = e, None, True
+            quota = isinstance(last, APIError) and last.response.status_code == 429
+            wait = backoff(attempt, self.policy, retry_after, self.rng, quota)
             spent = self.clock() - started
             if attempt + 1 >= self.policy.attempts or spent + wait > self.policy.deadline_s:
                 raise GaveUp(last, attempt + 1, spent) from last

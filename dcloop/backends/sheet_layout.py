@@ -27,6 +27,7 @@ def template_folder() -> Path:
 TEMPLATES = template_folder()
 TAB_NAMES = ("labels", "results", "classes")
 NEW_TAB_ROWS, NEW_TAB_COLUMNS = 1000, 26  # what Google gives a tab created without a size
+CHART_GAP = 1  # blank columns between a tab's last column and its chart's anchor
 
 
 class Template(BaseModel):
@@ -74,6 +75,14 @@ class Tab(Template):
     @property
     def numeric(self) -> set[str]:
         return {c.name for c in self.columns if c.number_format}
+
+    def columns_needed(self, header: list[str]) -> int:
+        """Grid columns for ``header``, plus the gap and the anchor column of the chart, if any.
+
+        Google refuses a chart anchored past the grid's last column, and refuses with it every
+        other request of the same batchUpdate.
+        """
+        return len(header) + (CHART_GAP + 1 if self.chart else 0)
 
 
 def load_tabs(folder: Path = TEMPLATES) -> dict[str, Tab]:
@@ -162,7 +171,7 @@ def line_chart(sheet_id: int, header: list[str], chart: Chart) -> dict:
         "chartType": chart.type, "legendPosition": "BOTTOM_LEGEND", "axis": axes, "headerCount": 1,
         "domains": [{"domain": source(chart.domain)}],
         "series": [{"series": source(name), "targetAxis": "LEFT_AXIS"} for name in chart.series]}}
-    anchor = {"sheetId": sheet_id, "rowIndex": 1, "columnIndex": len(header) + 1}
+    anchor = {"sheetId": sheet_id, "rowIndex": 1, "columnIndex": len(header) + CHART_GAP}
     return {"addChart": {"chart": {"spec": spec, "position": {"overlayPosition": {"anchorCell": anchor}}}}}
 
 

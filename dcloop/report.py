@@ -29,7 +29,7 @@ from .config import STATE_DIR, Config
 from .errors import DcloopError
 from .fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
 from .history import History, is_reeval, read_json
-from .images import local_path
+from .images import cached_urls, local_path
 
 REPORT_DIR = "report"
 THUMB_SIZE = 64
@@ -356,7 +356,7 @@ def latest_run_id(state: Path, results: pd.DataFrame) -> str:
 
 def image_files(root: Path, table: pd.DataFrame) -> dict[str, Path]:
     """Each row's image on disk, without any network: the cached blob, the local file, or the url's blob."""
-    url_index = read_json(root / STATE_DIR / "cache" / "urls.json", {})
+    url_index = cached_urls(root / STATE_DIR / "cache")
     blobs = root / STATE_DIR / "cache" / "blobs"
     out = {}
     for row_id, cell, url in zip(table["id"], table["image"].str.strip(), table["url"].str.strip()):

@@ -111,6 +111,18 @@ def local_path(url: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
+def allowed_path(url: str, root: Path, roots: tuple[Path, ...] | None) -> Path:
+    """The file a local url names; outside ``roots`` (unless None), refused with the same text
+    whether it exists or not (symlinks and .. resolved first, nothing opened)."""
+    path = local_path(url, root)
+    if roots is None:
+        return path
+    real = Path(os.path.realpath(path))
+    if not any(real.is_relative_to(r) for r in roots):
+        raise Unreadable(OUTSIDE_ROOTS)
+    return real
+
+
 def over_limit(max_bytes: int) -> str:
     return f"{max_bytes / 2**20:g} MiB"
 
@@ -218,15 +230,7 @@ class ImageStore:
         return out
 
     def allowed_path(self, url: str) -> Path:
-        """The file a local url names; outside the allowed folders, refused with the same text
-        whether it exists or not (symlinks and .. resolved first)."""
-        path = local_path(url, self.root)
-        if self.access.roots is None:
-            return path
-        real = Path(os.path.realpath(path))
-        if not any(real.is_relative_to(r) for r in self.access.roots):
-            raise Unreadable(OUTSIDE_ROOTS)
-        return real
+        return allowed_path(url, self.root, self.access.roots)
 
     def _fetch_remote(self, urls: list[str]) -> dict[str, Fetched]:
         index = read_url_index(self.url_index_path, self.clock())

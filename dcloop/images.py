@@ -286,7 +286,10 @@ class ImageStore:
             try:
                 answer = read_limited(session, url, self.timeout_s, self.max_bytes, conditional_headers(cached))
                 if answer.data is None:
-                    return {**cached, "fetched": self.clock()} if cached else "http 304 for an image not cached"
+                    if not cached:
+                        return "http 304 for an image not cached"
+                    return {**cached, "etag": answer.etag or cached["etag"],
+                            "modified": answer.modified or cached["modified"], "fetched": self.clock()}
                 return {"sha": self.store(answer.data), "etag": answer.etag, "modified": answer.modified,
                         "fetched": self.clock()}
             except TooSlow as e:
@@ -497,12 +500,20 @@ class GuardedAdapter(requests.adapters.HTTPAdapter):
         super().__init__()
 
     def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
+        self.pools = {
             "http": type("GuardedHTTPPool", (HTTPConnectionPool,),
                          {"ConnectionCls": guarded(HTTPConnection, self.private_hosts)}),
             "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,),
                           {"ConnectionCls": guarded(HTTPSConnection, self.private_hosts)})}
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self.pools
+
+    def proxy_manager_for(self, proxy, **kwargs):
+        """Through an http(s) proxy (only where private hosts are allowed) the watchdog still applies."""
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = self.pools
+        return manager
 
 
 def http_session(private_hosts: bool = True) -> requests.Session:

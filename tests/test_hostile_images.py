@@ -9,6 +9,7 @@ import json
 import http.server
 import os
 import shutil
+import socket
 import struct
 import threading
 import time
@@ -19,6 +20,7 @@ from urllib.parse import unquote
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from dcloop import images
@@ -29,6 +31,7 @@ from dcloop.images import (NOT_REGULAR, OUTSIDE_ROOTS, PRIVATE_HOST, Access, Ima
                            image_sizes, is_private, read_regular)
 from dcloop.project import init_project
 from dcloop.backends import open_backend
+from dcloop.cli import cli
 from dcloop.sync import load_images, pull, sync
 from tests.conftest import ImageHost, replace_setting, sheet_config, split_rows, write_digits
 from tests.test_sync_gsheet import sheet_frame
@@ -143,6 +146,19 @@ def test_local_urls_outside_the_allowed_folders_are_refused_alike_whether_the_fi
     assert files_outside(tmp_path, root) == before
 
 
+@pytest.mark.parametrize("source", ["--from-folder", "--from-csv"])
+def test_init_records_the_folder_it_read_as_a_local_root(tmp_path, source):
+    rows = write_digits(tmp_path / "data" / "1", classes=(1,), per_class=2)
+    rows.to_csv(tmp_path / "data" / "list.csv", index=False)
+    given = tmp_path / "data" if source == "--from-folder" else tmp_path / "data" / "list.csv"
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "p"), source, str(given)])
+    assert result.exit_code == 0, result.output
+    config = load_config(tmp_path / "p", environ={})
+    assert config.images.local_roots == [str(tmp_path / "data")]
+    assert config.images.local_paths == "auto" and config.images.private_hosts == "auto"
+    assert config.images.revalidate_days == 7
+
+
 def test_local_paths_default_to_the_roots_for_a_sheet_and_anywhere_for_a_csv(tmp_path):
     sheet, csv = Config(table={"backend": "gsheet"}), Config()
     assert access_of(tmp_path, sheet) == Access((tmp_path.resolve(),), private_hosts=False)
@@ -232,6 +248,32 @@ def test_a_trickling_server_is_cut_at_the_deadline(tmp_path, hostile_host, path)
     assert fetched[f"{base}{path}"].error == "body still arriving after 2s"
     assert time.monotonic() - started < 6
     assert [p for p, _, _ in server.seen] == [path]  # final: not tried again
+
+
+def test_a_tls_handshake_trickled_a_byte_at_a_time_is_bounded_by_the_timeout(tmp_path):
+    """CPython's TLS handshake keeps one deadline for the whole handshake, not one per read."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle():  # a TLS record header announcing 16 KiB of handshake, then a byte every 0.2 s
+        conn = server.accept()[0]
+        conn.recv(4096)
+        conn.sendall(b"\x16\x03\x03\x40\x00")
+        while not stop.wait(0.2):
+            try:
+                conn.sendall(b"\x00")
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    url = f"https://127.0.0.1:{server.getsockname()[1]}/img.png"
+    started = time.monotonic()
+    error = store(tmp_path, timeout_s=0.5).fetch([url])[url].error
+    assert error.startswith("fetch failed: ReadTimeout") and error.endswith("Read timed out. (read timeout=0.5)")
+    assert time.monotonic() - started < 6
+    stop.set()
+    server.close()
 
 
 # --- 4. one bad cell does not stop the sync ---

@@ -84,7 +84,8 @@ def init(directory, folder, csv_file, classes, sheet, credentials):
                       "credentials": str(credentials.resolve()) if credentials else None} if sheet else {}
     config = new_config({"table": sheet_settings})
     class_list = [c.strip() for c in classes.split(",")] if classes else None
-    config, table, findings = init_project(directory, rows, class_list, config)
+    source = folder if folder else csv_file.parent
+    config, table, findings = init_project(directory, rows, class_list, config, sources=[source])
     for finding in findings:
         say(finding)
     counts = table["split"].value_counts()
@@ -109,6 +110,8 @@ def watch_options(function):
 @cli.command()
 @project_dir
 @click.option("--force", is_flag=True, help="Retrain even when nothing changed.")
+@click.option("--refetch", is_flag=True,
+              help="Ask every http image's server whether the image changed at its url (a conditional GET).")
 @click.option("--epochs", type=int, help="Override [model] epochs (changes the model fingerprint).")
 @click.option("--device", help="Train on this torch device (auto, cpu, cuda); default from dcloop.toml.")
 @click.option("--quick", is_flag=True,
@@ -122,7 +125,8 @@ def watch_options(function):
               help="Accept a table that lacks many rows of the last version (rows deleted on purpose).")
 @json_option
 @watch_options
-def sync(directory, force, epochs, device, quick, seeds, crossfit, accept_row_drop, as_json, watch, interval, settle):
+def sync(directory, force, refetch, epochs, device, quick, seeds, crossfit, accept_row_drop, as_json, watch, interval,
+         settle):
     """Pull the labels, retrain the fixed model if anything changed, write predictions back.
 
     With --watch, keep going: sync again whenever the labels or splits change (see the README, "Running unattended").
@@ -144,9 +148,10 @@ def sync(directory, force, epochs, device, quick, seeds, crossfit, accept_row_dr
     if watch and accept_row_drop:
         raise click.UsageError("--accept-row-drop is for one sync: run it without --watch, then start the watch.")
     if watch:
-        return watch_project(directory, config, force, interval, settle, as_json, quick)
+        return watch_project(directory, config, force, interval, settle, as_json, quick, refetch)
     with project_lock(directory, config, "dcloop sync"):
-        report = run_sync(directory, config, force=force, progress=say, quick=quick, accept_row_drop=accept_row_drop)
+        report = run_sync(directory, config, force=force, progress=say, quick=quick, refetch=refetch,
+                          accept_row_drop=accept_row_drop)
     print_sync_report(report, as_json)
 
 
@@ -279,7 +284,7 @@ def check_watch_options(watch: bool) -> None:
 
 
 def watch_project(directory: Path, config, force: bool, interval: float, settle: float, as_json: bool,
-                  quick: bool = False) -> None:
+                  quick: bool = False, refetch: bool = False) -> None:
     """sync --watch: hold the lock, loop until SIGINT/SIGTERM, one summary (and JSON) per cycle."""
     import signal
     import threading
@@ -305,7 +310,8 @@ def watch_project(directory: Path, config, force: bool, interval: float, settle:
         try:
             say(f"watching {table_name(config)} every {interval:g}s; a change is synced once it has "
                 f"settled for {settle:g}s. Ctrl-C stops.")
-            cycles = watch(directory, config, stop, on_cycle, interval, settle, force, say, quick=quick)
+            cycles = watch(directory, config, stop, on_cycle, interval, settle, force, say, quick=quick,
+                           refetch=refetch)
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)

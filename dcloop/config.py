@@ -104,6 +104,23 @@ class ImagesSection(Section):
 
     timeout_s: float = Field(15.0, gt=0, description="seconds to connect and to wait for data, per http image")
     attempts: int = Field(3, ge=1, description="tries per http image before it is flagged unreadable")
+    local_paths: Literal["auto", "roots", "any"] = Field(
+        "auto", description="which local paths a url may name: roots = only inside the project folder and "
+        "local_roots; any; auto = roots for a Google Sheet, any for a CSV file")
+    local_roots: list[str] = Field(default_factory=list, description="more folders local urls may read from "
+                                   "(relative ones from the project folder); init records the folder it read")
+    private_hosts: Literal["auto", "refuse", "allow"] = Field(
+        "auto", description="http urls whose host resolves to a loopback, private or link-local address: "
+        "auto = refuse for a Google Sheet, allow for a CSV file")
+    revalidate_days: float = Field(7.0, ge=0, description="ask the server again whether an http image changed "
+                                   "once its copy is this old (0: only with sync --refetch)")
+
+    def local_paths_anywhere(self, backend: str) -> bool:
+        """Whether a local url may name any path: a shared sheet's editors may not read the server's files."""
+        return self.local_paths == "any" or (self.local_paths == "auto" and backend != "gsheet")
+
+    def private_hosts_allowed(self, backend: str) -> bool:
+        return self.private_hosts == "allow" or (self.private_hosts == "auto" and backend != "gsheet")
 
 
 class Config(BaseModel):

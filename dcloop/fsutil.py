@@ -20,18 +20,19 @@ def file_stamp(path: Path) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size)
 
 
-def atomic_write_bytes(path: Path, data: bytes, unchanged_since=False) -> bool:
+def atomic_write_bytes(path: Path, data: bytes, unchanged_since=False, mode: int | None = None) -> bool:
     """Write via a temp file and rename, so a reader or a crash never sees half a file.
 
     With ``unchanged_since`` (a file_stamp), the rename happens only if the file still has that
-    stamp; returns False otherwise, and the caller re-reads and tries again.
+    stamp; returns False otherwise, and the caller re-reads and tries again. ``mode`` sets the
+    file's permissions (0o600 for private files); by default it keeps the old file's, or a plain open()'s.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); keep the mode a plain open() would give, or the old one.
-        os.chmod(tmp, existing_mode(path))
+        os.chmod(tmp, existing_mode(path) if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -45,6 +46,15 @@ def atomic_write_bytes(path: Path, data: bytes, unchanged_since=False) -> bool:
             os.unlink(tmp)
         raise
     return True
+
+
+def private_folder(path: Path) -> Path:
+    """Create ``path`` (and its parents) readable by the owner only; tighten it if it exists."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if os.stat(path).st_mode & 0o777 != 0o700:
+        os.chmod(path, 0o700)
+    return path
 
 
 def existing_mode(path: Path) -> int:

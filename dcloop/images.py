@@ -3,27 +3,36 @@
 A row's url is a local path (relative to the project folder or absolute), a file:// url or an
 http(s) url. Bytes are stored once per content hash under .dcloop/cache/blobs; decoded, resized
 pixels are kept in one array per image size, so an image is decoded once, not once per epoch.
+
+Every url is untrusted: a shared sheet's editor may name any file or host. What a url may reach
+is an Access; whatever goes wrong with one url becomes that url's error, never an exception.
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
 import os
 import random
 import shutil
+import socket
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 import numpy as np
 import requests
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .config import STATE_DIR
 from .errors import UnsafePath
-from .fsutil import atomic_write_bytes, inside, is_safe_name, sha256_bytes
+from .fsutil import atomic_write_bytes, inside, is_safe_name, private_folder, sha256_bytes
 from .history import read_json, write_json
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
@@ -31,6 +40,13 @@ HTTP_TIMEOUT_S = 15
 HTTP_ATTEMPTS = 3
 HTTP_WORKERS = 8
 HOST_FAILURE_LIMIT = 3  # failed attempts on one host before its other urls are skipped this cycle
+MAX_REDIRECTS = 5
+REVALIDATE_DAYS = 7.0
+
+OUTSIDE_ROOTS = "local path outside the allowed folders"
+PRIVATE_HOST = "host resolves to a private address"
+NOT_REGULAR = "not a regular file"
+MISSING = "missing file"
 
 
 @dataclass(frozen=True)
@@ -46,24 +62,122 @@ class Fetched:
         return not self.error
 
 
+@dataclass(frozen=True)
+class Access:
+    """What a table's urls may reach. The defaults trust the table, as for a CSV file on one's own disk.
+
+    ``roots``: the folders local urls may read (resolved), or None for any path.
+    ``private_hosts``: whether http urls may reach loopback, private or link-local addresses.
+    """
+
+    roots: tuple[Path, ...] | None = None
+    private_hosts: bool = True
+
+
+def access_of(root: Path, config) -> Access:
+    """The Access a project's [images] settings give; a Google Sheet's editors get the narrow one."""
+    images, backend = config.images, config.table.backend
+    roots = None
+    if not images.local_paths_anywhere(backend):
+        listed = [Path(os.path.expanduser(r)) for r in images.local_roots]
+        roots = tuple(Path(os.path.realpath(Path(root) / r)) for r in [Path("."), *listed])
+    return Access(roots, images.private_hosts_allowed(backend))
+
+
+class Unreadable(ValueError):
+    """A url's final answer: the text becomes the row's flag, and another attempt would not help."""
+
+
+class TooLarge(Unreadable):
+    """A body over the size limit."""
+
+
+class TooSlow(Unreadable):
+    """An answer still arriving at the deadline."""
+
+
 def is_http(url: str) -> bool:
     return url[:8].lower().startswith(("http://", "https://"))
 
 
 def local_path(url: str, root: Path) -> Path:
+    """The path a local url names; never raises (urlparse would, on file://[::1)."""
     if url[:5].lower() == "file:":
-        return Path(unquote(urlparse(url).path))
-    path = Path(os.path.expanduser(url) if url.startswith("~") else url)
+        rest = url[5:].split("#")[0].split("?")[0]
+        if rest.startswith("//"):  # file://host/path: the host is not ours to reach
+            rest = rest[2:][len(rest[2:].split("/")[0]):]
+        path = Path(unquote(rest))
+    else:
+        path = Path(os.path.expanduser(url) if url.startswith("~") else url)
     return path if path.is_absolute() else root / path
 
 
+def allowed_path(url: str, root: Path, roots: tuple[Path, ...] | None) -> Path:
+    """The file a local url names; outside ``roots`` (unless None), refused with the same text
+    whether it exists or not (symlinks and .. resolved first, nothing opened)."""
+    path = local_path(url, root)
+    if roots is None:
+        return path
+    real = Path(os.path.realpath(path))
+    if not any(real.is_relative_to(r) for r in roots):
+        raise Unreadable(OUTSIDE_ROOTS)
+    return real
+
+
+def over_limit(max_bytes: int) -> str:
+    return f"{max_bytes / 2**20:g} MiB"
+
+
+def stat_regular(path: Path, max_bytes: int) -> os.stat_result:
+    """The stat of a regular file within the size limit; Unreadable for anything else."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise Unreadable(MISSING) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise Unreadable(NOT_REGULAR)
+    if st.st_size > max_bytes:
+        raise Unreadable(f"file over {over_limit(max_bytes)}")
+    return st
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """A regular file's bytes, at most ``max_bytes``: /proc files report size 0 and may be endless.
+
+    Opened non-blocking and checked again on the open file, so a FIFO put in its place after
+    the stat cannot hold the sync.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Unreadable(NOT_REGULAR)
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(2**20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise Unreadable(f"file over {over_limit(max_bytes)}")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 class ImageStore:
-    """The content-addressed image cache of one project."""
+    """The content-addressed image cache of one project.
+
+    ``revalidate_days``: a cached http image older than this is asked for again with a
+    conditional GET (0: never by age); ``refetch`` asks for every one.
+    """
 
     def __init__(self, root: Path, cache: Path, progress=None, timeout_s: float = HTTP_TIMEOUT_S,
-                 attempts: int = HTTP_ATTEMPTS, max_bytes: int = MAX_IMAGE_BYTES):
+                 attempts: int = HTTP_ATTEMPTS, max_bytes: int = MAX_IMAGE_BYTES, access: Access = Access(),
+                 revalidate_days: float = REVALIDATE_DAYS, refetch: bool = False, clock=time.time):
         self.root = Path(root)
         self.timeout_s, self.attempts, self.max_bytes = timeout_s, attempts, max_bytes
+        self.access, self.revalidate_s, self.refetch, self.clock = access, revalidate_days * 86400, refetch, clock
         self.blobs = Path(cache) / "blobs"
         self.blobs_prefix = str(self.blobs) + os.sep
         self.stat_index_path = Path(cache) / "local-files.json"
@@ -71,11 +185,21 @@ class ImageStore:
         self.cache = Path(cache)
         self.progress = progress or (lambda msg: None)
 
+    @classmethod
+    def of_project(cls, root: Path, config, progress=None, refetch: bool = False) -> ImageStore:
+        """The store of the project at ``root``, with its [images] settings."""
+        images = config.images
+        return cls(root, Path(root) / STATE_DIR / "cache", progress, images.timeout_s, images.attempts,
+                   access=access_of(root, config), revalidate_days=images.revalidate_days, refetch=refetch)
+
     def fetch(self, urls: list[str]) -> dict[str, Fetched]:
         """Fetch every distinct url once; errors become Fetched(error=...), never exceptions."""
         distinct = sorted(set(u for u in urls if u))
         local = [u for u in distinct if not is_http(u)]
         remote = [u for u in distinct if is_http(u)]
+        for folder in (self.cache, self.blobs):
+            if folder.is_dir():
+                private_folder(folder)  # older projects made them world-readable
         out = self._fetch_local(local)
         out.update(self._fetch_remote(remote))
         return out
@@ -86,85 +210,115 @@ class ImageStore:
         stored = self.stored() if urls else set()
         fresh, out = {}, {}
         for url in urls:
-            path = local_path(url, self.root)
             try:
-                st = os.stat(path)
-            except OSError:
-                out[url] = Fetched(error=f"missing file {path}")
+                path = self.allowed_path(url)
+                st = stat_regular(path, self.max_bytes)
+                key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+                sha = index.get(key)
+                if sha is None or sha not in stored:
+                    sha = self.store(read_regular(path, self.max_bytes))
+                    stored.add(sha)
+            except Unreadable as e:
+                out[url] = Fetched(error=str(e))
                 continue
-            key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-            sha = index.get(key)
-            if sha is None or sha not in stored:
-                if st.st_size > self.max_bytes:
-                    out[url] = Fetched(error=f"file over {self.max_bytes / 2**20:g} MiB")
-                    continue
-                sha = self.store(path.read_bytes())
-                stored.add(sha)
+            except (OSError, ValueError) as e:  # a NUL byte, a folder, EIO from /proc/self/mem
+                out[url] = Fetched(error=f"cannot read file ({getattr(e, 'strerror', None) or e})")
+                continue
             fresh[key] = sha
             out[url] = Fetched(sha, self.blob_path(sha))
         if fresh != index:
             write_json(self.stat_index_path, fresh)
         return out
 
+    def allowed_path(self, url: str) -> Path:
+        return allowed_path(url, self.root, self.access.roots)
+
     def _fetch_remote(self, urls: list[str]) -> dict[str, Fetched]:
-        index = read_json(self.url_index_path, {})
-        todo = [u for u in urls if u not in index or not self.blob_path(index[u]).exists()]
-        if todo:
-            self.progress(f"fetching {len(todo)} image(s) over http")
+        index = read_url_index(self.url_index_path, self.clock())
+        missing = [u for u in urls if u not in index or not self.blob_path(index[u]["sha"]).exists()]
+        due = [u for u in urls if u not in missing and self.is_due(index[u])]
+        results = {}
+        if missing or due:
+            if missing:
+                self.progress(f"fetching {len(missing)} image(s) over http")
             failures = HostFailures()
-            with ThreadPoolExecutor(HTTP_WORKERS) as pool, requests.Session() as session:
-                results = dict(zip(todo, pool.map(lambda u: self._download(session, u, failures), todo)))
+            with ThreadPoolExecutor(HTTP_WORKERS) as pool, http_session(self.access.private_hosts) as session:
+                results = dict(zip(missing + due, pool.map(
+                    lambda u: self._download(session, u, failures, index.get(u) if u in due else None),
+                    missing + due)))
+            changed = sum(not isinstance(results[u], str) and results[u]["sha"] != index[u]["sha"] for u in due)
+            kept = sum(isinstance(results[u], str) for u in due)
             for url, result in results.items():
-                if isinstance(result, str):
+                if not isinstance(result, str):
+                    index[url] = result
+                elif url in missing:
                     index.pop(url, None)
-                else:
-                    index[url] = result.sha
+            if due:
+                self.progress(f"revalidated {len(due)} cached http image(s): {changed} changed at their url"
+                              + (f"; {kept} could not be checked, their cached copy kept" if kept else ""))
             write_json(self.url_index_path, index)
-        else:
-            results = {}
         out = {}
         for url in urls:
             result = results.get(url)
-            if isinstance(result, str):
+            if isinstance(result, str) and url in missing:
                 out[url] = Fetched(error=result)
             else:
-                out[url] = Fetched(index[url], self.blob_path(index[url]))
+                out[url] = Fetched(index[url]["sha"], self.blob_path(index[url]["sha"]))
         return out
 
-    def _download(self, session: requests.Session, url: str, failures: HostFailures):
-        """Fetched on success, else the last error as a string; retries with backoff.
+    def is_due(self, entry: dict) -> bool:
+        """Whether a cached http image should be asked for again."""
+        return self.refetch or (self.revalidate_s > 0 and self.clock() - entry["fetched"] >= self.revalidate_s)
 
-        A 4xx answer and a body over the size limit are final. Once HOST_FAILURE_LIMIT urls of
-        a host could not be reached this cycle, its other urls are not tried: a host that is
-        down costs a few timeouts, not a few per url.
+    def _download(self, session: requests.Session, url: str, failures: HostFailures, cached: dict | None = None):
+        """The url's index entry on success, else the last error as a string; retries with backoff.
+
+        With ``cached`` (its index entry), a conditional GET: a 304 keeps the cached bytes.
+        A 4xx answer and an Unreadable one (too large, too slow, a private address) are final.
+        Once HOST_FAILURE_LIMIT urls of a host could not be reached this cycle, its other urls
+        are not tried: a host that is down costs a few timeouts, not a few per url.
         """
         error = ""
         for attempt in range(self.attempts):
             if attempt:
                 time.sleep(min(4.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
             if failures.given_up(url):
-                return error or f"skipped: {urlparse(url).netloc} could not be reached for {failures.limit} urls"
+                return error or f"skipped: {host_of(url)} could not be reached for {failures.limit} urls"
             try:
-                data = read_limited(session, url, self.timeout_s, self.max_bytes)
-                return Fetched(self.store(data), None)
-            except TooLarge as e:
+                answer = read_limited(session, url, self.timeout_s, self.max_bytes, conditional_headers(cached))
+                if answer.data is None:
+                    if not cached:
+                        return "http 304 for an image not cached"
+                    return {**cached, "etag": answer.etag or cached["etag"],
+                            "modified": answer.modified or cached["modified"], "fetched": self.clock()}
+                return {"sha": self.store(answer.data), "etag": answer.etag, "modified": answer.modified,
+                        "fetched": self.clock()}
+            except TooSlow as e:
+                failures.add(url)
+                return str(e)
+            except Unreadable as e:
                 return str(e)
             except requests.HTTPError as e:
                 error = f"http {e.response.status_code}"
                 if e.response.status_code < 500 and e.response.status_code != 429:
                     return error
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as e:
+                return f"invalid url ({type(e).__name__})"
             except (requests.ConnectionError, requests.Timeout) as e:
                 error = f"fetch failed: {type(e).__name__}: {e}"[:200]
                 failures.add(url)
-            except (requests.RequestException, ValueError) as e:
+            except (requests.RequestException, ValueError, OSError) as e:
                 error = f"fetch failed: {type(e).__name__}: {e}"[:200]
         return error
 
     def store(self, data: bytes) -> str:
+        """Cache bytes under their hash, readable by the owner only: they may come from anywhere."""
         sha = sha256_bytes(data)
         path = self.blob_path(sha)
         if not path.exists():
-            atomic_write_bytes(path, data)
+            for folder in (self.cache, self.blobs, path.parent):
+                private_folder(folder)
+            atomic_write_bytes(path, data, mode=0o600)
         return sha
 
     def blob_path(self, sha: str) -> Path:
@@ -178,8 +332,34 @@ class ImageStore:
                 for entry in os.scandir(prefix.path)}
 
 
-class TooLarge(ValueError):
-    """A body over the size limit: not worth another attempt."""
+def read_url_index(path: Path, now: float) -> dict[str, dict]:
+    """{url: {sha, etag, modified, fetched}} from urls.json.
+
+    The older format mapped url -> sha; such entries count as fetched ``now``, so an upgrade
+    does not fetch every image again at once.
+    """
+    index = read_json(path, {})
+    return {url: {"sha": entry, "etag": "", "modified": "", "fetched": now} if isinstance(entry, str) else entry
+            for url, entry in index.items()}
+
+
+def cached_urls(cache: Path) -> dict[str, str]:
+    """{url: content hash} of every http image in the cache, without any network."""
+    return {url: entry["sha"] for url, entry in read_url_index(Path(cache) / "urls.json", 0.0).items()}
+
+
+def conditional_headers(cached: dict | None) -> dict[str, str]:
+    if not cached:
+        return {}
+    headers = {"If-None-Match": cached.get("etag", ""), "If-Modified-Since": cached.get("modified", "")}
+    return {k: v for k, v in headers.items() if v}
+
+
+def host_of(url: str) -> str:
+    try:
+        return urlparse(url).netloc
+    except ValueError:  # e.g. http://[::1
+        return url
 
 
 class HostFailures:
@@ -193,48 +373,260 @@ class HostFailures:
 
     def add(self, url: str) -> None:
         with self.lock:
-            self.urls.setdefault(urlparse(url).netloc, set()).add(url)
+            self.urls.setdefault(host_of(url), set()).add(url)
 
     def given_up(self, url: str) -> bool:
         with self.lock:
-            return len(self.urls.get(urlparse(url).netloc, ())) >= self.limit
+            return len(self.urls.get(host_of(url), ())) >= self.limit
+
+
+def is_private(address: str) -> bool:
+    """Whether an IP address is not a public unicast one: loopback, private, link-local (cloud
+    metadata at 169.254.169.254), unspecified, multicast, reserved or shared, in IPv4 or IPv6,
+    including IPv4 addresses carried inside IPv6 (::ffff:a.b.c.d, 6to4, NAT64)."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.version == 6:
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_private(str(embedded))
+    return (not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+            or ip.is_reserved or ip.is_unspecified)
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def public_address(host: str, port: int) -> str:
+    """The address to connect to for ``host``: its first, once every address it resolves to is public.
+
+    Resolving here and connecting to that very address pins it: a name that resolves again to
+    another address (DNS rebinding) cannot change where the connection goes.
+    """
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return host  # urllib3 reports the failed lookup; the peer is still checked once connected
+    addresses = [info[4][0] for info in found]
+    if not addresses or any(is_private(a) for a in addresses):
+        raise Unreadable(PRIVATE_HOST)
+    return addresses[0]
+
+
+class Watchdog:
+    """Cuts the connections of one request at its deadline, wherever it waits: headers or body.
+
+    A socket timeout bounds each wait for data, not the whole answer: a server sending a byte
+    every few seconds would otherwise hold a fetch for days. The connections a request uses
+    register themselves with the watchdog of their thread.
+    """
+
+    active = threading.local()
+
+    def __init__(self, seconds: float):
+        self.sockets, self.expired, self.lock = [], False, threading.Lock()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        Watchdog.active.current = self
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.cancel()
+        Watchdog.active.current = None
+
+    def expire(self) -> None:
+        with self.lock:
+            self.expired, sockets = True, list(self.sockets)
+        for sock in sockets:
+            cut(sock)
+
+    def watch(self, sock) -> None:
+        with self.lock:
+            self.sockets.append(sock)
+            expired = self.expired
+        if expired:
+            cut(sock)
+
+    @classmethod
+    def watch_current(cls, sock) -> None:
+        current = getattr(cls.active, "current", None)
+        if current is not None and sock is not None:
+            current.watch(sock)
+
+
+def cut(sock) -> None:
+    """Shut a socket down, waking a read blocked on it in another thread (the base method: TLS too)."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def guarded(connection: type, private_hosts: bool) -> type:
+    """A urllib3 connection class that connects only to public addresses (unless ``private_hosts``)
+    and that the request's Watchdog can cut."""
+
+    class Guarded(connection):
+        def _new_conn(self):
+            host = self._dns_host
+            if not private_hosts:
+                self._dns_host = public_address(host, self.port)
+            try:
+                sock = super()._new_conn()
+            finally:
+                self._dns_host = host
+            if not private_hosts and is_private(sock.getpeername()[0]):
+                sock.close()
+                raise Unreadable(PRIVATE_HOST)
+            return sock
+
+        def request(self, *args, **kwargs):
+            if self.sock is None:
+                self.connect()
+            Watchdog.watch_current(self.sock)
+            return super().request(*args, **kwargs)
+
+    return Guarded
+
+
+class GuardedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with guarded connections: every hop, every connection is checked."""
+
+    def __init__(self, private_hosts: bool):
+        self.private_hosts = private_hosts
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        self.pools = {
+            "http": type("GuardedHTTPPool", (HTTPConnectionPool,),
+                         {"ConnectionCls": guarded(HTTPConnection, self.private_hosts)}),
+            "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,),
+                          {"ConnectionCls": guarded(HTTPSConnection, self.private_hosts)})}
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self.pools
+
+    def proxy_manager_for(self, proxy, **kwargs):
+        """Through an http(s) proxy (only where private hosts are allowed) the watchdog still applies."""
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = self.pools
+        return manager
+
+
+def http_session(private_hosts: bool = True) -> requests.Session:
+    """A session whose connections are guarded. Refusing private hosts also ignores proxy
+    settings from the environment: a proxy would connect on our behalf, unchecked."""
+    session = requests.Session()
+    adapter = GuardedAdapter(private_hosts)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = private_hosts
+    return session
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An image's bytes and validators; ``data`` is None when the server said 304 Not Modified."""
+
+    data: bytes | None
+    etag: str = ""
+    modified: str = ""
 
 
 def read_limited(session: requests.Session, url: str, timeout_s: float = HTTP_TIMEOUT_S,
-                 max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+                 max_bytes: int = MAX_IMAGE_BYTES, headers: dict | None = None) -> Answer:
     """The body of a GET, refused past ``max_bytes`` (a server may send an endless body).
 
-    ``timeout_s`` bounds the connection and each wait for data; the whole body must arrive
-    within four times that, so a server that trickles bytes cannot hold a fetch forever.
+    ``timeout_s`` bounds the connection and each wait for data; the whole answer, redirects
+    included, must arrive within four times that (a Watchdog cuts it there), so a server
+    that trickles bytes cannot hold a fetch forever. Only a session from http_session()
+    registers its connections with the watchdog.
     """
-    deadline = time.monotonic() + 4 * timeout_s
-    with session.get(url, stream=True, timeout=timeout_s) as response:
+    limit = 4 * timeout_s
+    with Watchdog(limit) as watchdog:
+        try:
+            answer = read_answer(session, url, timeout_s, max_bytes, headers or {})
+        except Unreadable:
+            raise
+        except Exception as e:
+            if watchdog.expired:
+                raise TooSlow(f"body still arriving after {limit:g}s") from e
+            raise
+        if watchdog.expired:  # a cut answer without a length looks complete
+            raise TooSlow(f"body still arriving after {limit:g}s")
+    return answer
+
+
+def read_answer(session: requests.Session, url: str, timeout_s: float, max_bytes: int, headers: dict) -> Answer:
+    with follow(session, url, timeout_s, headers) as response:
+        if response.status_code == 304:
+            return Answer(None, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
         response.raise_for_status()
         chunks, size = [], 0
         for chunk in response.iter_content(64 * 1024):
             size += len(chunk)
             if size > max_bytes:
-                raise TooLarge(f"body over {max_bytes / 2**20:g} MiB")
-            if time.monotonic() > deadline:
-                raise ValueError(f"body still arriving after {4 * timeout_s:g}s")
+                raise TooLarge(f"body over {over_limit(max_bytes)}")
             chunks.append(chunk)
-        return b"".join(chunks)
+        return Answer(b"".join(chunks), response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
+
+
+def follow(session: requests.Session, url: str, timeout_s: float, headers: dict) -> requests.Response:
+    """GET ``url``, following redirects one hop at a time, so the session's checks see every hop."""
+    for _ in range(MAX_REDIRECTS + 1):
+        response = session.get(url, stream=True, timeout=timeout_s, headers=headers, allow_redirects=False)
+        if not response.is_redirect:
+            return response
+        response.close()
+        url = urljoin(url, response.headers["location"])
+        if not is_http(url):
+            raise Unreadable("redirected to a url that is not http(s)")
+    raise Unreadable(f"more than {MAX_REDIRECTS} redirects")
+
+
+def rgb_pixels(image: Image.Image) -> np.ndarray:
+    """RGB uint8 pixels of an image in any mode, shape (H, W, 3).
+
+    16-bit greyscale (I;16*) is scaled by its range (divided by 257). 32-bit integer (I) and
+    float (F) greyscale have no fixed range, so each image is stretched from its own minimum
+    to its maximum (a flat image becomes black); Pillow's own convert would clip them to
+    all-white or all-black.
+    """
+    if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
+        return np.asarray(image.convert("RGB"))
+    values = np.asarray(image).astype(np.float64)
+    if image.mode.startswith("I;16"):
+        grey = values / 257
+    else:
+        finite = np.isfinite(values)
+        low, high = (values[finite].min(), values[finite].max()) if finite.any() else (0.0, 0.0)
+        grey = np.where(finite, values - low, 0) * (255 / (high - low) if high > low else 0)
+    return np.repeat(grey.round().clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
 def decode_one(path: Path, size: int) -> np.ndarray:
     """RGB uint8 pixels, shape (3, size, size), resized as the Keras recipe does.
 
     Bilinear without antialiasing and without keeping the aspect ratio, like
-    tf.keras.utils.image_dataset_from_directory; raises ValueError for a bad image.
+    tf.keras.utils.image_dataset_from_directory; raises ValueError for a bad image, including
+    one over Pillow's pixel limit (a decompression bomb: a small file that decodes to gigabytes).
     """
     import torch
     import torch.nn.functional as F
 
     try:
         with Image.open(path) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError("over the pixel limit")
             image.load()
-            rgb = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            rgb = rgb_pixels(image)
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image too large to decode (over {Image.MAX_IMAGE_PIXELS} pixels)") from e
+    except Exception as e:  # Pillow raises many kinds on a broken file; each is about this file only
         raise ValueError(f"unreadable image ({type(e).__name__}: {str(e)[:80]})") from e
     tensor = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float()
     resized = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
@@ -358,7 +750,7 @@ def image_sizes(blobs: dict[str, Path], cache: Path) -> dict[str, tuple[int, int
         try:
             with Image.open(blobs[sha]) as image:
                 known[sha] = list(image.size)
-        except (UnidentifiedImageError, OSError, SyntaxError):
+        except Exception:  # a broken file or a decompression bomb: no size, not a failed sync
             known[sha] = [0, 0]
     if todo:
         write_json(path, known)

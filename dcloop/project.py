@@ -68,10 +68,12 @@ def build_table(rows: pd.DataFrame, default_split: str) -> pd.DataFrame:
 
 
 def init_project(directory: Path, rows: pd.DataFrame, classes: list[str] | None = None,
-                 config: Config | None = None) -> tuple[Config, pd.DataFrame, list[str]]:
+                 config: Config | None = None, sources: list[Path] = ()) -> tuple[Config, pd.DataFrame, list[str]]:
     """Write dcloop.toml, the label and results tables and .dcloop/ in ``directory``.
 
-    Returns the config, the table and what the backend found (a sheet may hold data already).
+    ``sources`` are the folders the rows came from: recorded as [images] local_roots, so a
+    Google Sheet's local urls may read them. Returns the config, the table and what the
+    backend found (a sheet may hold data already).
     """
     directory = Path(directory)
     if (directory / CONFIG_FILE).exists():
@@ -79,6 +81,8 @@ def init_project(directory: Path, rows: pd.DataFrame, classes: list[str] | None 
     config = config or Config()
     found = discover_classes(rows)
     config.project.classes = list(classes) if classes else found
+    config.images.local_roots = list(dict.fromkeys(config.images.local_roots
+                                                   + [str(Path(s).resolve()) for s in sources]))
     if not config.project.classes:
         raise SchemaError("no labels found in the input and no --classes given: dcloop needs the class names.")
     tbl.check_class_names(config.project.classes, "--classes" if classes else "the labels found in the input")

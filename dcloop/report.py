@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from .config import STATE_DIR, Config
 from .errors import DcloopError
 from .fsutil import atomic_write_bytes, atomic_write_text, inside, is_safe_name, sha256_bytes
 from .history import History, is_reeval, read_json
-from .images import local_path
+from .images import MAX_IMAGE_BYTES, Access, access_of, allowed_path, cached_urls, read_regular
 
 REPORT_DIR = "report"
 THUMB_SIZE = 64
@@ -355,23 +356,39 @@ def latest_run_id(state: Path, results: pd.DataFrame) -> str:
     raise DcloopError(f"{state.parent}: no trained run with saved predictions yet. Run 'dcloop sync' first.")
 
 
-def image_files(root: Path, table: pd.DataFrame) -> dict[str, Path]:
-    """Each row's image on disk, without any network: the cached blob, the local file, or the url's blob."""
-    url_index = read_json(root / STATE_DIR / "cache" / "urls.json", {})
+def image_files(root: Path, table: pd.DataFrame, access: Access = Access()) -> dict[str, Path]:
+    """Each row's image on disk, without any network: the cached blob, the local file, or the url's blob.
+
+    The table's cells are untrusted: an image cell counts only when it names a cached blob, and a
+    local url only when ``access`` allows it, as for fetching.
+    """
+    url_index = cached_urls(root / STATE_DIR / "cache")
     blobs = root / STATE_DIR / "cache" / "blobs"
+    real_blobs = Path(os.path.realpath(blobs))
     out = {}
     for row_id, cell, url in zip(table["id"], table["image"].str.strip(), table["url"].str.strip()):
         candidates = []
-        if cell and not cell.startswith("="):
+        if cell and not cell.startswith("=") and is_inside(root / cell, real_blobs):
             candidates.append(root / cell)
         if url in url_index:
             candidates.append(blobs / url_index[url][:2] / url_index[url])
         elif url and not url.startswith(("http://", "https://")):
-            candidates.append(local_path(url, root))
+            try:
+                candidates.append(allowed_path(url, root, access.roots))
+            except ValueError:  # outside the allowed folders, or a NUL byte
+                pass
         found = next((p for p in candidates if p.is_file()), None)
         if row_id and found is not None:
             out[row_id] = found
     return out
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, symlinks and .. resolved, lies in ``folder`` (itself resolved)."""
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(folder)
+    except ValueError:  # a NUL byte
+        return False
 
 
 class Thumbnails:
@@ -408,8 +425,8 @@ class Thumbnails:
         if sha and cached.exists():
             return sha, cached.read_bytes()
         try:
-            data = path.read_bytes()
-        except OSError:
+            data = read_regular(path, MAX_IMAGE_BYTES)
+        except (OSError, ValueError):  # gone, not a regular file, or over the size limit
             return "", None
         sha = sha256_bytes(data)
         cached = self.folder / sha[:2] / f"{sha}-{self.size}.png"
@@ -479,7 +496,8 @@ def write_report(root: Path, config: Config, backend=None, run_id: str = "", pro
     history = History(state)
     index = history.index()
     changes = history.changes(index["version"].iloc[-1]) if len(index) else None
-    thumbs, thumb_of, content = Thumbnails(state / "cache").make(image_files(root, table), progress)
+    thumbs, thumb_of, content = Thumbnails(state / "cache").make(image_files(root, table, access_of(root, config)),
+                                                                 progress)
     xy, axes = projection(state / "runs" / run.run_id, run.embeddings, config.model.seed)
     data = page_data(root.resolve().name, run, config, table, results, index, changes, xy, axes,
                      thumbs, thumb_of, content, utc_now())

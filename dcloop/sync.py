@@ -103,12 +103,16 @@ def pull(backend: Backend, config: Config, known: pd.DataFrame | None = None, ac
     return table
 
 
-def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Progress) -> Images:
-    """Fetch and decode every row's image; rows that fail are flagged, the sync goes on."""
+def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Progress,
+                refetch: bool = False) -> Images:
+    """Fetch and decode every row's image; rows that fail are flagged, the sync goes on.
+
+    ``refetch`` asks every http image's server whether the image changed at its url.
+    """
     cache = state_dir(root) / "cache"
     table = checked.table
     urls = dict(zip(table["id"], table["url"].str.strip()))
-    store = ImageStore(root, cache, progress, config.images.timeout_s, config.images.attempts)
+    store = ImageStore.of_project(root, config, progress, refetch)
     fetched = store.fetch([u for i, u in urls.items() if u])
     sha, blob = {}, {}
     for row_id, url in urls.items():
@@ -267,8 +271,10 @@ def flagged_ids(patch: pd.DataFrame) -> list[str]:
 
 def sync(root: Path, config: Config, force: bool = False, progress: Progress = quiet,
          backend: Backend | None = None, should_stop: Callable[[], bool] = lambda: False,
-         quick: bool = False, accept_row_drop: bool = False) -> SyncReport:
+         quick: bool = False, refetch: bool = False, accept_row_drop: bool = False) -> SyncReport:
     """Run one cycle on the project at ``root``; retrain only when something changed (or ``force``).
+
+    ``refetch`` revalidates every cached http image; one changed at its url retrains.
 
     ``quick`` trains on the quick schedule; its result row says kind "quick" and has its own
     model fingerprint, so it is never compared with full trainings.
@@ -285,7 +291,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     table = pull(backend, config, history.snapshot(head) if head else None, accept_row_drop, progress)
     checked = tbl.validate(table, classes)
     recorded = history.record(table, utc_now())
-    images = load_images(root, config, checked, progress)
+    images = load_images(root, config, checked, progress, refetch)
     check_cap(checked, images, config.project.cap, root)
     stop_if(should_stop, "after fetching images")
     key = training_key(recorded.version, config, images)

@@ -36,7 +36,8 @@ COLUMN_DOCS = {
     "label_prob": ("dcloop", "the probability the model gives the current label"),
     "suspicion": ("dcloop", "0 to 1, higher = more likely a wrong label or an image that does not belong"),
     "flags": ("dcloop", "short reasons, e.g. 'label? model says 7 (0.91)', 'unreadable: http 404', "
-                        "'unknown-label:cat', 'blank-url', 'bad-id: ...'"),
+                        "'unknown-label:cat', 'blank-url', 'bad-id: ...' (every unreadable: reason is listed in "
+                        "Run unattended, Crash safety)"),
 }
 COLUMNS = ["id", "image", "url", "label", "split", "note",
            "prediction", "confidence", "label_prob", "suspicion", "flags"]

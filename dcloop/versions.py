@@ -97,7 +97,7 @@ def checkout(root: Path, config: Config, ref: str, dest: Path, progress=quiet) -
     skipped["bad id"] = int((~rows["id"].map(is_safe_name)).sum())  # never a file name
     rows = rows[rows["label"].isin(config.project.classes) & rows["split"].isin(CHECKOUT_SPLITS)
                 & rows["id"].map(is_safe_name)]
-    store = ImageStore(root, state_dir(root) / "cache", progress, config.images.timeout_s, config.images.attempts)
+    store = ImageStore.of_project(root, config, progress)
     fetched = store.fetch(list(rows["url"]))
     readable = rows["url"].map(lambda u: u in fetched and fetched[u].ok)
     skipped["unreadable"] = int((~readable).sum())

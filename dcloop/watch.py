@@ -68,9 +68,11 @@ class TableProbe:
 def watch(root: Path, config: Config, stop: threading.Event, on_cycle: Callable[[Cycle], None],
           interval: float = 5.0, settle: float = 10.0, force: bool = False, progress=quiet,
           backend: Backend | None = None, clock: Callable[[], float] = time.monotonic,
-          quick: bool = False) -> int:
+          quick: bool = False, refetch: bool = False) -> int:
     """Sync now, then whenever the table's labels or splits changed and then stayed put for
-    ``settle`` seconds, until ``stop`` is set. Returns the number of cycles run."""
+    ``settle`` seconds, until ``stop`` is set. Returns the number of cycles run.
+
+    ``force`` and ``refetch`` apply to the first cycle only."""
     backend = backend or open_backend(config, Path(root))
     probe = TableProbe(backend, config.table.default_split)
     synced, seen, seen_since = None, None, clock()
@@ -88,7 +90,8 @@ def watch(root: Path, config: Config, stop: threading.Event, on_cycle: Callable[
             due = cycles == 0 or (current != synced and now - seen_since >= settle)
         if due:
             cycles += 1
-            cycle = run_cycle(root, config, backend, cycles, force and cycles == 1, progress, stop, quick)
+            cycle = run_cycle(root, config, backend, cycles, force and cycles == 1, progress, stop, quick,
+                              refetch and cycles == 1)
             if cycle is None:
                 break
             if cycle.ok:
@@ -112,12 +115,12 @@ def read_version(probe: TableProbe, progress) -> str | None:
         return None
 
 
-def run_cycle(root, config, backend, number, force, progress, stop, quick=False) -> Cycle | None:
+def run_cycle(root, config, backend, number, force, progress, stop, quick=False, refetch=False) -> Cycle | None:
     """One sync; a failure becomes a failed Cycle; None when it was stopped at a safe point."""
     started = utc_now()
     try:
         report = sync(root, config, force=force, progress=progress, backend=backend, should_stop=stop.is_set,
-                      quick=quick)
+                      quick=quick, refetch=refetch)
         return Cycle(number, started, report)
     except Stopped as e:
         progress(str(e))

@@ -26,9 +26,24 @@ def read_csv(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError as e:
         raise SchemaError(f"{path}: the file is empty; a label table needs a header row with url,label.") from e
     except UnicodeDecodeError as e:
-        raise SchemaError(f"{path}: not a text CSV file (byte {e.start} is not UTF-8).") from e
+        raise SchemaError(not_utf8(path)) from e
     except pd.errors.ParserError as e:
         raise SchemaError(f"{path}: not a valid CSV file: {e}".rstrip()) from e
+
+
+def not_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is (pandas decodes in chunks, so its offset is not the file's)."""
+    data = Path(path).read_bytes()
+    try:
+        data.decode("utf-8")
+        return f"{path}: not a text CSV file (it is not UTF-8)."
+    except UnicodeDecodeError as e:
+        if b"\0" in data:  # an image or a spreadsheet file, not text in another encoding
+            return f"{path}: not a text CSV file (byte {e.start} is not UTF-8)."
+        line = data.count(b"\n", 0, e.start) + 1
+        return (f"{path}: line {line} is not UTF-8 (byte 0x{data[e.start]:02x} at position {e.start}); the file "
+                f"was probably saved as Windows-1252 or Latin-1. Save it as CSV UTF-8 (Excel: Save As > "
+                f"'CSV UTF-8 (Comma delimited)'; LibreOffice: character set 'Unicode (UTF-8)'), then sync again.")
 
 
 def to_csv_text(frame: pd.DataFrame) -> str:

@@ -19,7 +19,8 @@ errors in Google's JSON shape (404 NOT_FOUND, 403 PERMISSION_DENIED when the she
 What it leaves out: formulas are stored, never computed (they render as "" as values); formats,
 validations, protections and charts are stored as given and do not move when rows move.
 
-Hooks for tests: ``fail`` injects error answers, ``calls``/``api_calls`` count requests, ``on``
+Hooks for tests: ``fail`` injects error answers, ``stall`` leaves requests unanswered (a request
+Google accepted and never answered), ``calls``/``api_calls`` count requests, ``on``
 runs a function (a "person" editing the sheet) right before a request of some kind is handled, and
 the person helpers (``set_values``, ``sort``, ``insert_rows``, ``delete_rows``) change a sheet
 directly, without a request.
@@ -44,6 +45,7 @@ REF = re.compile(r"^([A-Za-z]*)(\d*)(?::([A-Za-z]*)(\d*))?$")
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?%?$")
 PLAIN_TITLE = re.compile(r"^[A-Za-z0-9_]+$")
 LOOKS_LIKE_CELL = re.compile(r"^[A-Za-z]{1,3}\d+$|^R\d+C\d+$", re.IGNORECASE)
+STALL_MAX_S = 30.0  # a stalled request is answered (too late) after this, or when the emulator stops
 
 
 class Cell(NamedTuple):
@@ -323,6 +325,8 @@ class SheetsEmulator:
         self.tokens: dict[str, str] = {}
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
+        self.stalls: list[Fault] = []
+        self.stopping = threading.Event()
         self.hooks: list[tuple[str, Callable, bool]] = []
         self.api_enabled = True
         self.lock = threading.RLock()
@@ -392,6 +396,20 @@ class SheetsEmulator:
         """Answer the next ``times`` API requests (of ``kind``, if given) with ``status``; None: always."""
         self.faults.append(Fault(status, times, retry_after, kind))
 
+    def stall(self, kind: str | None = None, times: int | None = 1) -> None:
+        """Leave the next ``times`` requests (of ``kind``, e.g. 'values.get' or 'token'; None: always)
+        unanswered until the emulator stops, as a server that accepted them and hangs."""
+        self.stalls.append(Fault(0, times, kind=kind))
+
+    def stalled(self, kind: str) -> bool:
+        for stall in self.stalls:
+            if stall.kind in (None, kind) and stall.times != 0:
+                if stall.times is not None:
+                    stall.times -= 1
+                self.stopping.wait(STALL_MAX_S)
+                return True
+        return False
+
     def on(self, kind: str, action: Callable[[SheetsEmulator], None], once: bool = True) -> None:
         """Run ``action(self)`` just before handling the next request of ``kind`` (e.g. 'values.batchUpdate')."""
         self.hooks.append((kind, action, once))
@@ -422,6 +440,7 @@ class SheetsEmulator:
         return f"{self.base_url}/token"
 
     def stop(self) -> None:
+        self.stopping.set()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
@@ -433,6 +452,8 @@ class SheetsEmulator:
         query = parse_qs(parts.query, keep_blank_values=True)
         if parts.path == "/token":
             self.calls.append(Call("token", method, parts.path))
+            if self.stalled("token"):
+                return 503, Refusal(503, "stalled").body(), {}
             return self.token(body)
         try:
             kind, key, rng = route(method, parts.path)
@@ -440,6 +461,8 @@ class SheetsEmulator:
             return e.status, e.body(), e.headers
         call = Call(kind, method, parts.path)
         self.calls.append(call)
+        if self.stalled(kind):
+            return 503, Refusal(503, "stalled").body(), {}
         self.run_hooks(kind)
         try:
             self.check_fault(kind)

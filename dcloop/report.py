@@ -28,7 +28,7 @@ from . import table as tbl
 from .config import STATE_DIR, Config
 from .errors import DcloopError
 from .fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
-from .history import History, is_reeval, read_json
+from .history import History, is_reeval, read_cache_json, read_last_trained
 from .images import local_path
 
 REPORT_DIR = "report"
@@ -345,7 +345,7 @@ def load_run(state: Path, run_id: str) -> Run:
 
 def latest_run_id(state: Path, results: pd.DataFrame) -> str:
     """The last trained run: last_trained.json, else the newest result row whose predictions exist."""
-    last = read_json(state / "last_trained.json", {}).get("run_id", "")
+    last = read_last_trained(state).get("run_id", "")
     if last and (state / "runs" / last / "predictions.npz").exists():
         return last
     for run_id in reversed(results.get("run_id", pd.Series(dtype=str)).tolist()):
@@ -356,7 +356,7 @@ def latest_run_id(state: Path, results: pd.DataFrame) -> str:
 
 def image_files(root: Path, table: pd.DataFrame) -> dict[str, Path]:
     """Each row's image on disk, without any network: the cached blob, the local file, or the url's blob."""
-    url_index = read_json(root / STATE_DIR / "cache" / "urls.json", {})
+    url_index = read_cache_json(root / STATE_DIR / "cache" / "urls.json", {})
     blobs = root / STATE_DIR / "cache" / "blobs"
     out = {}
     for row_id, cell, url in zip(table["id"], table["image"].str.strip(), table["url"].str.strip()):

@@ -83,8 +83,8 @@ def doctor(root: Path, repair: bool = False) -> Checkup:
     config = check_config(root, found)
     lock_ok = check_lock_file(state, found)
     table = check_table(root, config, found)
-    if repair and not lock_ok:
-        found.repair = False  # without a lock file no repair is safe; the others are only reported
+    if repair and not (lock_ok and state.is_dir()):
+        found.repair = False  # no lock to take (or no project): nothing is changed, only reported
     with ProjectLock(state, "dcloop doctor --repair", config.sync.max_minutes) if found.repair \
             else contextlib.nullcontext():
         check_temp_files(root, config, found)
@@ -100,7 +100,8 @@ def check_config(root: Path, found: Checkup) -> Config:
     try:
         config = load_config(root)
     except DcloopError as e:
-        found.problem(root / "dcloop.toml", f"{e} (the other checks use the default settings)")
+        path = root / "dcloop.toml"
+        found.problem(path, f"{str(e).removeprefix(f'{path}: ')} (the other checks use the default settings)")
         return Config()
     found.ok(root / "dcloop.toml", "parses")
     return config
@@ -283,12 +284,19 @@ def check_comparable(state: Path, found: Checkup) -> None:
     if not check_json(path, {}, found, "deleted it: the next run is compared with no earlier run"):
         return
     latest = read_json(path, {})
-    broken = {kind: run for kind, run in latest.items()
-              if json_damage(state / "runs" / str(run) / "result.json", {}) is not None}
+    broken = {kind: run for kind, run in latest.items() if run_damage(state / "runs" / str(run))}
     if broken:
-        found.problem(path, f"names run(s) without a readable result.json: {', '.join(map(str, broken.values()))}",
+        found.problem(path, f"names run(s) whose result.json or predictions.npz cannot be read: "
+                            f"{', '.join(map(str, broken.values()))}",
                       lambda: write_json(path, {k: v for k, v in latest.items() if k not in broken}),
                       "dropped them: the next run of that kind is compared with no earlier run")
+
+
+def run_damage(run: Path) -> bool:
+    """Whether a run's result.json, or its predictions.npz where there is one, cannot be read."""
+    predictions = run / "predictions.npz"
+    return (json_damage(run / "result.json", {}) is not None
+            or (predictions.exists() and bool(npz_damage(predictions, ("ids", "labels", "proba")))))
 
 
 def check_reviews(state: Path, found: Checkup) -> None:

@@ -14,20 +14,20 @@ NOTHING_LOST = ("Nothing was lost: dcloop replaces the label table, the results 
                 "whole, so each is as it was before or complete")
 # errno -> (what happened, what to do)
 WRITE_FAILURES = {
-    errno.ENOSPC: ("no space left on the device", "free some space"),
-    errno.EDQUOT: ("the disk quota is used up", "free some space"),
-    errno.EROFS: ("the file system is read-only", "make the project folder writable"),
+    errno.ENOSPC: ("cannot write: no space left on the device", "free some space"),
+    errno.EDQUOT: ("cannot write: the disk quota is used up", "free some space"),
+    errno.EROFS: ("cannot write: the file system is read-only", "make the project folder writable"),
     errno.EACCES: ("permission denied", "give the user running dcloop write access to the project folder"),
     errno.EPERM: ("operation not permitted", "give the user running dcloop write access to the project folder"),
 }
 
 
 def disk_error(error: OSError, path=None) -> DiskError | None:
-    """A DiskError naming the path for a write that failed for space or permission; None for other errors."""
+    """A DiskError naming the path when a file operation failed for space or permission; None for other errors."""
     if error.errno not in WRITE_FAILURES:
         return None
     what, fix = WRITE_FAILURES[error.errno]
-    return DiskError(f"{path or error.filename or 'a file'}: cannot write: {what}. {NOTHING_LOST}. "
+    return DiskError(f"{path or error.filename or 'a file'}: {what}. {NOTHING_LOST}. "
                      f"{fix[0].upper()}{fix[1:]}, then run the command again.")
 
 

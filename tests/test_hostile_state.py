@@ -247,6 +247,15 @@ def test_doctor_repairs_what_is_safe_and_never_touches_the_table_or_the_results(
     assert report.trained and json.loads((state / "last_trained.json").read_text())["run_id"] != run_id
 
 
+def test_doctor_on_a_folder_that_is_no_project_changes_nothing(tmp_path):
+    result = run("doctor", tmp_path, "--repair")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == (f"problem  {tmp_path / 'dcloop.toml'}: no such file. Is {tmp_path} a "
+                                             f"dcloop project? Create one with 'dcloop init'. (the other checks use "
+                                             f"the default settings)")
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- full disk, read-only folder ------------------------------------------------------------
 
 def test_a_full_disk_at_the_write_back_is_one_message_and_loses_nothing(project, monkeypatch):
@@ -295,7 +304,7 @@ def test_a_permission_error_outside_the_atomic_writes_is_one_message(project, mo
     monkeypatch.setattr("dcloop.sync.materialize", denied)
     result = run("sync", project, "--force")
     assert result.exit_code == 1
-    assert result.stderr.endswith(f"Error: {project / '.dcloop/versions/x/train'}: cannot write: permission denied. "
+    assert result.stderr.endswith(f"Error: {project / '.dcloop/versions/x/train'}: permission denied. "
                                   f"{NOTHING_LOST} Give the user running dcloop write access to the project "
                                   f"folder, then run the command again.\n")
 

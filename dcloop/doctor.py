@@ -177,15 +177,11 @@ def check_versions(history: History, table: pd.DataFrame | None, found: Checkup)
         found.problem(path, f"missing, but {len(saved_versions(history))} version folder(s) exist",
                       lambda: rebuild_index(history), "rebuilt it from the version folders")
         return
-    current = tbl.label_version(table) if table is not None else ""
     gone = [v for v in dict.fromkeys(index["version"]) if not readable_snapshot(history, v)]
     head = index["version"].iloc[-1] if len(index) else ""
-    if head in gone and head == current:
+    if head in gone:
         gone.remove(head)
-        found.problem(history.folder(head), f"the snapshot of the newest label version {head} is missing or "
-                                            f"unreadable", lambda: history.write_snapshot(
-                                                head, table, grandparent(history, index, table)),
-                      "recorded it again from the table, which holds exactly that version")
+        check_head(history, index, table, found)
     if gone:
         trained = runs_by_version(history.root.parent)
         under = "; ".join(f"{v} (run {', '.join(trained[v])})" for v in gone if v in trained)
@@ -195,7 +191,25 @@ def check_versions(history: History, table: pd.DataFrame | None, found: Checkup)
                       "dropped them from the index (the old index is kept as index.csv.broken); dcloop log "
                       "no longer lists them")
     else:
-        found.ok(path, f"{len(index)} label version(s), every snapshot readable")
+        found.ok(path, f"{len(index)} label version(s), every older snapshot readable")
+
+
+def check_head(history: History, index: pd.DataFrame, table: pd.DataFrame | None, found: Checkup) -> None:
+    """The newest version's snapshot is gone: written again when the table is that version, else dropped."""
+    head = index["version"].iloc[-1]
+    problem = f"the snapshot of the newest label version {head} is missing or unreadable"
+    if table is None:
+        found.problem(history.folder(head), f"{problem}; the table could not be read, so doctor cannot tell "
+                                            f"whether the table still holds that version: fix the table first")
+    elif tbl.label_version(table) == head:
+        found.problem(history.folder(head), problem,
+                      lambda: history.write_snapshot(head, table, grandparent(history, index, table)),
+                      "recorded it again from the table, which holds exactly that version")
+    else:
+        found.problem(history.folder(head), f"{problem}, and the table has changed since",
+                      lambda: drop_versions(history, index, [head]),
+                      "dropped it from the index (the old index is kept as index.csv.broken): the next sync "
+                      "records the table against the version before it")
 
 
 def readable_snapshot(history: History, version: str) -> bool:
@@ -240,8 +254,10 @@ def grandparent(history: History, index: pd.DataFrame, table: pd.DataFrame) -> p
 
 
 def keep_broken(path: Path) -> None:
-    if path.exists():
-        os.replace(path, path.with_name(path.name + ".broken"))
+    """Move a state file aside before replacing it; the first damaged copy is the one kept."""
+    broken = path.with_name(path.name + ".broken")
+    if path.exists() and not broken.exists():
+        os.replace(path, broken)
 
 
 def runs_by_version(state: Path) -> dict[str, list[str]]:

@@ -247,6 +247,25 @@ def test_doctor_repairs_what_is_safe_and_never_touches_the_table_or_the_results(
     assert report.trained and json.loads((state / "last_trained.json").read_text())["run_id"] != run_id
 
 
+def test_doctor_writes_a_lost_newest_snapshot_again_from_the_table_or_drops_it_when_the_table_moved_on(project):
+    history = History(project / ".dcloop")
+    first = history.head()
+    shutil.rmtree(history.folder(first))
+    fixed = run("doctor", project, "--repair")
+    assert (f"repaired {history.folder(first)}: the snapshot of the newest label version {first} is missing or "
+            f"unreadable; recorded it again from the table, which holds exactly that version\n") in fixed.stdout
+    assert fixed.exit_code == 0 and history.has_snapshot(first)
+    table = read_csv(project / "labels.csv")
+    table.loc[1, "split"] = "exclude"
+    second = history.record(table, "2026-12-01T00:00:00Z").version  # the table file itself is unchanged
+    shutil.rmtree(history.folder(second))
+    found = run("doctor", project)
+    assert (f"problem  {history.folder(second)}: the snapshot of the newest label version {second} is missing or "
+            f"unreadable, and the table has changed since; --repair would drop it from the index") in found.stdout
+    assert run("doctor", project, "--repair").exit_code == 0
+    assert history.head() == first and run("doctor", project).exit_code == 0
+
+
 def test_doctor_on_a_folder_that_is_no_project_changes_nothing(tmp_path):
     result = run("doctor", tmp_path, "--repair")
     assert result.exit_code == 1

@@ -143,7 +143,11 @@ def locked_message(path: Path, holder: dict, max_minutes: float | None = None, n
 
 
 def current_holder(state: Path) -> dict | None:
-    """Who holds the project's lock now, or None when nobody does; takes nothing (a shared probe)."""
+    """Who holds the project's lock now, or None when nobody does.
+
+    Probes with a shared lock held for an instant: a command that starts in that instant finds the
+    lock held and exits 3, as it would against any other holder.
+    """
     try:
         fd = os.open(Path(state) / LOCK_FILE, os.O_RDONLY)
     except OSError:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .backends.csv import formula_safe, to_csv_text
 from .fsutil import atomic_write_text
-from .history import read_json
+from .history import read_json, read_last_trained
 from .table import AUGMENTED_FLAG, augmented_source, is_augmented
 
 COUNTED_SPLITS = ("train", "val")
@@ -150,7 +150,7 @@ def redundant(rows: pd.DataFrame, index: np.ndarray, similarity: np.ndarray, tak
 
 def last_run_evidence(state: Path) -> tuple[dict[str, np.ndarray], set[str]]:
     """({id: embedding}, flagged ids) of the last trained run; empty when there is none."""
-    run_id = read_json(Path(state) / "last_trained.json", {}).get("run_id", "")
+    run_id = read_last_trained(Path(state)).get("run_id", "")
     run = Path(state) / "runs" / run_id
     if not run_id or not (run / "predictions.npz").exists():
         return {}, set()

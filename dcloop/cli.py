@@ -1,7 +1,8 @@
 """The dcloop command line: parse, load the config, call one library function, print.
 
 Exit codes: 0 success (including "nothing changed"), 1 error, 2 usage error,
-3 another dcloop process holds the project's lock.
+3 another dcloop process holds the project's lock, 4 the sync ran past [sync] max_minutes and
+stopped at a safe point, 5 the lock's holder has run past [sync] max_minutes (it may be hung).
 """
 
 from __future__ import annotations
@@ -15,18 +16,26 @@ import click
 from . import __version__
 from .errors import DcloopError
 
-EXIT_CODES_HELP = "Exit codes: 0 success (also when nothing changed), 1 error, 2 usage error, 3 project locked."
+EXIT_CODES_HELP = ("Exit codes: 0 success (also when nothing changed), 1 error, 2 usage error, 3 project locked, "
+                   "4 stopped at [sync] max_minutes, 5 the lock's holder ran past max_minutes.")
 
 
 class DcloopGroup(click.Group):
     """Turns a DcloopError anywhere below into 'Error: ...' and its exit code, in one place."""
 
     def invoke(self, ctx):
+        from .fsutil import disk_error
         try:
             return super().invoke(ctx)
         except DcloopError as e:
             click.echo(f"Error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except OSError as e:  # a full disk or a read-only folder outside the atomic writes (links, folders)
+            error = disk_error(e)
+            if error is None:
+                raise
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
 
 
 def say(message: str) -> None:
@@ -251,6 +260,31 @@ def status(directory, as_json):
     click.echo(format_status(info))
 
 
+@cli.command()
+@project_dir
+@click.option("--repair", is_flag=True,
+              help="Fix what is safe (takes the project's lock); never touches the label table or the results.")
+@json_option
+def doctor(directory, repair, as_json):
+    """Check the project's state: settings, table, label versions, runs, caches, the lock file, leftover
+    temporary files. One line per finding (ok, problem, repaired); exit 1 while a problem remains.
+
+    \b
+    Examples:
+        dcloop doctor demo
+        dcloop doctor demo --repair
+    """
+    from .doctor import doctor as run_doctor
+
+    found = run_doctor(directory, repair)
+    if as_json:
+        click.echo(json.dumps(found.to_json()))
+    else:
+        for finding in found.findings:
+            click.echo(finding.line())
+    click.get_current_context().exit(0 if found.healthy else 1)
+
+
 def format_status(info: dict) -> str:
     lines = [f"label version  {info['version'] or '(none recorded yet)'}",
              f"rows           {info['rows']} ({info['flagged']} flagged)",
@@ -265,7 +299,20 @@ def format_status(info: dict) -> str:
     lines.append(f"{'class':<12}" + "".join(f"{s:>9}" for s in splits))
     for name, counts in info["per_class"].items():
         lines.append(f"{name:<12}" + "".join(f"{counts.get(s, 0):>9}" for s in splits))
-    return "\n".join(lines + format_expert(info.get("expert")))
+    return "\n".join(lines + format_lock(info.get("lock")) + format_expert(info.get("expert")))
+
+
+def format_lock(lock: dict | None) -> list[str]:
+    """The status line for a held lock: who, since when, and whether it overran [sync] max_minutes."""
+    if lock is None:
+        return []
+    age = "" if lock.get("age_minutes") is None else f", {lock['age_minutes']:.0f} minutes ago"
+    line = (f"lock           held by pid {lock.get('pid', '?')} on {lock.get('host', '?')} "
+            f"({lock.get('command', 'dcloop')}), started {lock.get('started_utc', '?')}{age}")
+    if lock["overrun"]:
+        line += (f": longer than [sync] max_minutes = {lock['max_minutes']:g}, it may be hung "
+                 f"(ps -p {lock.get('pid', '?')}; kill {lock.get('pid', '?')} if it is stuck)")
+    return [line]
 
 
 def main():  # pragma: no cover

@@ -5,6 +5,7 @@ Precedence: a flag > a DCLOOP_<SECTION>_<FIELD> variable > dcloop.toml > the def
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -63,6 +64,10 @@ class TableSection(Section):
 
     def row_drop(self) -> RowDrop:
         return RowDrop(self.max_row_drop_share, self.max_row_drop_rows)
+    connect_timeout_s: float = Field(10.0, gt=0, description="seconds to connect to Google, per request")
+    read_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for Google's answer, per request: a "
+                                  "request that is never answered is retried, then the sync stops with an error")
+
 
 
 class ModelSection(Section):
@@ -72,7 +77,9 @@ class ModelSection(Section):
                         "after its first stage, from scratch")
     epochs: int = Field(100, ge=1, description="training epochs; the weights of the best validation epoch are kept")
     batch_size: int = Field(8, ge=1, description="images per optimizer step")
-    image_size: int = Field(32, ge=8, description="images are resized to image_size x image_size pixels")
+    image_size: int = Field(32, ge=8, le=512, description="images are resized to image_size x image_size pixels; at "
+                            "most 512: the decoded-image cache holds 3*size*size bytes per image in memory (512: "
+                            "768 KiB each, 7.5 GiB for 10,000 images), and the fixed model's recipes are for small images")
     seed: int = Field(123, description="the seed of weights and batch order: same data and seed, same model")
     learning_rate: float = Field(1e-4, gt=0, description="Adam's learning rate")
     device: str = Field("auto", description="auto (a CUDA GPU when torch sees one), cpu or cuda")
@@ -123,6 +130,11 @@ class ImagesSection(Section):
         return self.private_hosts == "allow" or (self.private_hosts == "auto" and backend != "gsheet")
 
 
+class SyncSection(Section):
+    max_minutes: float = Field(180, gt=0, description="a sync running longer stops at its next safe point "
+                               "(exit 4), and a lock held longer by a sync is reported as overrun (exit 5)")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     project: ProjectSection = Field(default_factory=ProjectSection)
@@ -130,6 +142,7 @@ class Config(BaseModel):
     model: ModelSection = Field(default_factory=ModelSection)
     suspicion: SuspicionSection = Field(default_factory=SuspicionSection)
     images: ImagesSection = Field(default_factory=ImagesSection)
+    sync: SyncSection = Field(default_factory=SyncSection)
 
 
 QUICK_EPOCH_SHARE = 10  # a quick schedule trains a tenth of the epochs
@@ -165,7 +178,7 @@ def load_config(root: Path, overrides: dict | None = None, environ: dict | None 
     if not path.exists():
         raise ConfigError(f"{path}: no such file. Is {root} a dcloop project? Create one with 'dcloop init'.")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(config_text(path))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
     data = merge(data, env_overrides(os.environ if environ is None else environ))
@@ -175,6 +188,19 @@ def load_config(root: Path, overrides: dict | None = None, environ: dict | None 
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"{path}: {problems}") from e
+
+
+def config_text(path: Path) -> str:
+    """dcloop.toml as text: UTF-8, a leading byte-order mark (Windows editors add one) dropped."""
+    data = path.read_bytes()
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        at = bom + e.start
+        line = data.count(b"\n", 0, at) + 1
+        raise ConfigError(f"{path}: not UTF-8 text: byte {at} (line {line}) is 0x{data[at]:02x}. "
+                          f"Save the file as UTF-8.") from e
 
 
 def new_config(overrides: dict | None = None, environ: dict | None = None) -> Config:

@@ -7,12 +7,13 @@ result row in ``runs/<run_id>/result.json`` and itself as the latest of its kind
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .agreement import edit_agreement
-from .history import read_json, write_json
+from .history import read_json, state_error, write_json
 
 SEED_FIELDS = ["seeds", "val_mean", "val_std", "test_mean", "test_std"]
 EFFECT_FIELDS = ["compared_run", "val_change", "test_change", "edits", "edits_model_agrees", "edits_old_agreed"]
@@ -58,8 +59,11 @@ def run_predictions(state: Path, run_id: str, classes: list[str]) -> tuple[dict,
     path = Path(state) / "runs" / run_id / "predictions.npz"
     if not run_id or not path.exists():
         return None
-    with np.load(path, allow_pickle=False) as saved:
-        ids, labels, proba = saved["ids"].astype(str), saved["labels"].astype(str), saved["proba"]
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            ids, labels, proba = saved["ids"].astype(str), saved["labels"].astype(str), saved["proba"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise state_error(path, f"{type(e).__name__}: {str(e)[:120]}") from e
     if proba.ndim != 2 or proba.shape[1] != len(classes):
         return None
     predicted = [classes[k] for k in proba.argmax(1)] if len(proba) else []

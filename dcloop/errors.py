@@ -1,4 +1,5 @@
-"""The errors dcloop raises on purpose; the CLI turns each into a one-line message and exit code 1."""
+"""The errors dcloop raises on purpose; the CLI turns each into a one-line message and its exit code
+(1 unless the class says otherwise)."""
 
 
 class DcloopError(Exception):
@@ -39,11 +40,35 @@ class UnsafePath(DcloopError):
     """A path built from table data would leave its folder: refused before anything is written."""
 
 
+class StateError(DcloopError):
+    """A file under .dcloop that is not a cache (a label version, a run, a record) cannot be read."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
+class DiskError(DcloopError):
+    """A write failed for lack of space or permission (ENOSPC, EDQUOT, EROFS, EACCES, EPERM)."""
+
+
 class LockedError(DcloopError):
     """Another dcloop process holds the project's lock."""
 
     exit_code = 3
 
 
+class LockOverrun(LockedError):
+    """The lock's holder has run longer than [sync] max_minutes: it may be hung, which needs a person."""
+
+    exit_code = 5
+
+
 class Stopped(DcloopError):
     """A stop was asked for (SIGINT/SIGTERM in watch mode); the cycle ended at a safe point."""
+
+
+class TimedOut(Stopped):
+    """The sync ran past [sync] max_minutes and ended at a safe point."""
+
+    exit_code = 4

@@ -1,14 +1,36 @@
-"""Small file-system helpers: atomic writes, content hashes and paths that stay inside their folder."""
+"""Small file-system helpers: atomic writes, content hashes, paths that stay inside their folder, and
+what a failed write means."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
 
-from .errors import UnsafePath
+from .errors import DiskError, UnsafePath
+
+NOTHING_LOST = ("Nothing was lost: dcloop replaces the label table, the results and its own files only "
+                "whole, so each is as it was before or complete")
+# errno -> (what happened, what to do)
+WRITE_FAILURES = {
+    errno.ENOSPC: ("cannot write: no space left on the device", "free some space"),
+    errno.EDQUOT: ("cannot write: the disk quota is used up", "free some space"),
+    errno.EROFS: ("cannot write: the file system is read-only", "make the project folder writable"),
+    errno.EACCES: ("permission denied", "give the user running dcloop write access to the project folder"),
+    errno.EPERM: ("operation not permitted", "give the user running dcloop write access to the project folder"),
+}
+
+
+def disk_error(error: OSError, path=None) -> DiskError | None:
+    """A DiskError naming the path when a file operation failed for space or permission; None for other errors."""
+    if error.errno not in WRITE_FAILURES:
+        return None
+    what, fix = WRITE_FAILURES[error.errno]
+    return DiskError(f"{path or error.filename or 'a file'}: {what}. {NOTHING_LOST}. "
+                     f"{fix[0].upper()}{fix[1:]}, then run the command again.")
 
 
 def file_stamp(path: Path) -> tuple[int, int] | None:
@@ -28,6 +50,16 @@ def atomic_write_bytes(path: Path, data: bytes, unchanged_since=False, mode: int
     file's permissions (0o600 for private files); by default it keeps the old file's, or a plain open()'s.
     """
     path = Path(path)
+    try:
+        return replace_atomically(path, data, unchanged_since)
+    except OSError as e:
+        translated = disk_error(e, path)
+        if translated is None:
+            raise
+        raise translated from e
+
+
+def replace_atomically(path: Path, data: bytes, unchanged_since) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

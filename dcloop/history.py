@@ -7,13 +7,16 @@ snapshot of those columns and the rows that changed since its parent, under .dcl
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from . import table as tbl
-from .errors import DcloopError
+from .config import STATE_DIR
+from .errors import DcloopError, StateError
 from .fsutil import atomic_write_text
 
 # One results row per training (kinds "full" and "quick") or re-evaluation ("reeval"), in this order;
@@ -96,7 +99,7 @@ class History:
         path = self.root / "index.csv"
         if not path.exists():
             return pd.DataFrame(columns=INDEX_COLUMNS)
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return read_state_csv(path, INDEX_COLUMNS)
 
     def head(self) -> str:
         index = self.index()
@@ -116,34 +119,132 @@ class History:
                           f"give more characters.")
 
     def snapshot(self, version: str) -> pd.DataFrame:
-        return pd.read_csv(self.folder(version) / "labels.csv", dtype=str, keep_default_na=False)
+        return read_state_csv(self.folder(version) / "labels.csv", tbl.VERSIONED_COLUMNS)
+
+    def has_snapshot(self, version: str) -> bool:
+        return bool(version) and (self.folder(version) / "labels.csv").is_file()
 
     def changes(self, version: str) -> pd.DataFrame:
-        return pd.read_csv(self.folder(version) / "changes.csv", dtype=str, keep_default_na=False)
+        return read_state_csv(self.folder(version) / "changes.csv", ["id", "change"])
 
-    def record(self, table: pd.DataFrame, now: str) -> Recorded:
-        """Record the table's labels and splits as a version unless it equals the current head."""
+    def record(self, table: pd.DataFrame, now: str, progress: Callable[[str], None] = lambda m: None) -> Recorded:
+        """Record the table's labels and splits as a version unless it equals the current head.
+
+        A head whose snapshot is gone is written again when the table is that version (a version is
+        a content address, so the table holds exactly its rows); when the table differs, the new
+        version is recorded without a parent, every row counted as changed.
+        """
         version, parent = tbl.label_version(table), self.head()
         if version == parent:
+            if not self.has_snapshot(version):
+                self.write_snapshot(version, table, self.grandparent_rows(table))
+                progress(f"{self.folder(version)}: the snapshot of label version {version} was missing; "
+                         f"recorded it again from the table, which holds exactly that version")
             return Recorded(version, parent, False, tbl.diff(table.iloc[0:0], table.iloc[0:0]))
+        if parent and not self.has_snapshot(parent):
+            progress(f"{self.folder(parent)}: the snapshot of label version {parent} is missing; recording "
+                     f"version {version} without a parent, every row counted as changed")
+            parent = ""
         before = self.snapshot(parent) if parent else table.iloc[0:0]
+        changes = self.write_snapshot(version, table, before)
+        row = {"version": version, "parent": parent, "time_utc": now,
+               "rows": str(len(table)), "changed": str(len(changes))}
+        # The index is written last: a crash before this line leaves no half-recorded version.
+        self.write_index(pd.concat([self.index(), pd.DataFrame([row])], ignore_index=True))
+        return Recorded(version, parent, True, changes)
+
+    def write_index(self, index: pd.DataFrame) -> None:
+        atomic_write_text(self.root / "index.csv", index.to_csv(index=False))
+
+    def write_snapshot(self, version: str, table: pd.DataFrame, before: pd.DataFrame) -> pd.DataFrame:
         changes = tbl.diff(before, table)
         folder = self.folder(version)
         atomic_write_text(folder / "labels.csv", tbl.versioned_rows(table).to_csv(index=False))
         atomic_write_text(folder / "changes.csv", changes.to_csv(index=False))
-        row = {"version": version, "parent": parent, "time_utc": now,
-               "rows": str(len(table)), "changed": str(len(changes))}
-        index = pd.concat([self.index(), pd.DataFrame([row])], ignore_index=True)
-        # The index is written last: a crash before this line leaves no half-recorded version.
-        atomic_write_text(self.root / "index.csv", index.to_csv(index=False))
-        return Recorded(version, parent, True, changes)
+        return changes
+
+    def grandparent_rows(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The snapshot of the head's parent, or no rows when it has none or it is gone too."""
+        index = self.index()
+        parent = index["parent"].iloc[-1] if len(index) else ""
+        return self.snapshot(parent) if self.has_snapshot(parent) else table.iloc[0:0]
+
+
+def project_of(path: Path) -> Path:
+    """The project folder a file under .dcloop belongs to (for messages)."""
+    path = Path(path)
+    return next((p.parent for p in path.parents if p.name == STATE_DIR), path.parent)
+
+
+def state_error(path: Path, reason: str) -> StateError:
+    return StateError(f"{path}: cannot be read ({reason}). It is project state, not a cache, so dcloop does "
+                      f"not rebuild it on its own: run 'dcloop doctor {project_of(path)} --repair', which "
+                      f"fixes what it safely can and says what it changed.", reason)
+
+
+def read_state_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A CSV file of dcloop's state, every cell a string; a StateError naming it when unreadable."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError as e:
+        raise state_error(path, "the file is missing") from e
+    except pd.errors.EmptyDataError as e:
+        raise state_error(path, "the file is empty") from e
+    except (ValueError, OSError) as e:
+        raise state_error(path, f"not a CSV file: {type(e).__name__}: {str(e)[:120]}") from e
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise state_error(path, f"no column {', '.join(missing)}")
+    return frame
+
+
+def parse_json(path: Path, default):
+    """The JSON in ``path``, ``default`` when absent; ValueError or OSError when unreadable or of another type."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return default
+    if not data.strip():
+        raise ValueError("the file is empty")
+    value = json.loads(data)
+    if default is not None and not isinstance(value, type(default)):
+        raise ValueError(f"JSON {type(value).__name__} where a {type(default).__name__} belongs")
+    return value
 
 
 def read_json(path: Path, default=None):
+    """A JSON file of dcloop's state: ``default`` when absent, a StateError naming it when unreadable."""
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
+        return parse_json(path, default)
+    except (ValueError, OSError) as e:
+        raise state_error(path, str(e)[:160]) from e
+
+
+def read_cache_json(path: Path, default, progress: Callable[[str], None] | None = None):
+    """A JSON cache: ``default`` when absent or unreadable (with a note); its writer rebuilds it."""
+    try:
+        return parse_json(path, default)
+    except (ValueError, OSError) as e:
+        (progress or logging.getLogger("dcloop").warning)(
+            f"{path}: unreadable cache ({str(e)[:120]}); rebuilding it")
         return default
+
+
+def read_last_trained(state: Path, progress: Callable[[str], None] = lambda m: None) -> dict:
+    """last_trained.json ({key, run_id, version}); {} ("never trained") when absent, unreadable or
+    naming a run whose predictions are gone: then the next sync trains again, which is always safe."""
+    path = Path(state) / "last_trained.json"
+    try:
+        last = parse_json(path, {})
+    except (ValueError, OSError) as e:
+        progress(f"{path}: unreadable ({str(e)[:120]}); treating it as no previous training: this sync retrains")
+        return {}
+    run = Path(state) / "runs" / str(last.get("run_id", "")) / "predictions.npz"
+    if last and not run.is_file():
+        progress(f"{path} names run {last.get('run_id')!r}, whose predictions ({run}) are gone; "
+                 f"treating it as no previous training: this sync retrains")
+        return {}
+    return last
 
 
 def write_json(path: Path, data) -> None:

@@ -33,7 +33,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from .config import STATE_DIR
 from .errors import UnsafePath
 from .fsutil import atomic_write_bytes, inside, is_safe_name, private_folder, sha256_bytes
-from .history import read_json, write_json
+from .history import read_cache_json, write_json
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 HTTP_TIMEOUT_S = 15
@@ -206,7 +206,7 @@ class ImageStore:
 
     def _fetch_local(self, urls: list[str]) -> dict[str, Fetched]:
         # (path, size, mtime) -> hash: an unchanged file is not read again.
-        index = read_json(self.stat_index_path, {})
+        index = read_cache_json(self.stat_index_path, {}, self.progress)
         stored = self.stored() if urls else set()
         fresh, out = {}, {}
         for url in urls:
@@ -234,7 +234,7 @@ class ImageStore:
         return allowed_path(url, self.root, self.access.roots)
 
     def _fetch_remote(self, urls: list[str]) -> dict[str, Fetched]:
-        index = read_url_index(self.url_index_path, self.clock())
+        index = read_url_index(self.url_index_path, self.clock(), self.progress)
         missing = [u for u in urls if u not in index or not self.blob_path(index[u]["sha"]).exists()]
         due = [u for u in urls if u not in missing and self.is_due(index[u])]
         results = {}
@@ -332,15 +332,15 @@ class ImageStore:
                 for entry in os.scandir(prefix.path)}
 
 
-def read_url_index(path: Path, now: float) -> dict[str, dict]:
-    """{url: {sha, etag, modified, fetched}} from urls.json.
+def read_url_index(path: Path, now: float, progress=None) -> dict[str, dict]:
+    """{url: {sha, etag, modified, fetched}} from urls.json (a cache: unreadable entries are dropped).
 
     The older format mapped url -> sha; such entries count as fetched ``now``, so an upgrade
     does not fetch every image again at once.
     """
-    index = read_json(path, {})
+    index = read_cache_json(path, {}, progress)
     return {url: {"sha": entry, "etag": "", "modified": "", "fetched": now} if isinstance(entry, str) else entry
-            for url, entry in index.items()}
+            for url, entry in index.items() if isinstance(entry, str) or (isinstance(entry, dict) and "sha" in entry)}
 
 
 def cached_urls(cache: Path) -> dict[str, str]:
@@ -663,16 +663,24 @@ class DecodedCache:
         self.path = Path(cache) / f"decoded-{size}.npz"
         self.size = size
 
-    def load(self) -> tuple[dict[str, int], np.ndarray]:
+    def load(self, progress=None) -> tuple[dict[str, int], np.ndarray]:
+        """What is cached; nothing when absent or unreadable (a cache: decoding again rebuilds it)."""
+        empty = {}, np.zeros((0, 3, self.size, self.size), np.uint8)
         if not self.path.exists():
-            return {}, np.zeros((0, 3, self.size, self.size), np.uint8)
-        with np.load(self.path) as data:
-            hashes, pixels = list(data["hashes"]), data["pixels"]
+            return empty
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                hashes, pixels = list(data["hashes"]), data["pixels"]
+            if pixels.shape[1:] != empty[1].shape[1:] or len(hashes) != len(pixels):
+                raise ValueError(f"pixels of shape {pixels.shape} for {len(hashes)} hashes")
+        except Exception as e:  # noqa: BLE001 - any damage means the same: decode again
+            (progress or (lambda m: None))(f"{self.path}: unreadable cache ({type(e).__name__}); rebuilding it")
+            return empty
         return {h: i for i, h in enumerate(hashes)}, pixels
 
     def get(self, blobs: dict[str, Path], progress=None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """{sha: pixels} for every decodable blob and {sha: error} for the rest."""
-        position, pixels = self.load()
+        position, pixels = self.load(progress)
         todo = [sha for sha in blobs if sha not in position]
         decoded, errors = [], {}
         for n, (sha, result) in enumerate(zip(todo, decode_many([blobs[s] for s in todo], self.size)), 1):
@@ -744,7 +752,7 @@ def try_link(source: Path, target: Path) -> bool:
 def image_sizes(blobs: dict[str, Path], cache: Path) -> dict[str, tuple[int, int]]:
     """{sha: (width, height)} of the original images, read from their headers and cached by content."""
     path = Path(cache) / "sizes.json"
-    known = read_json(path, {})
+    known = read_cache_json(path, {})
     todo = [sha for sha in blobs if sha not in known]
     for sha in todo:
         try:

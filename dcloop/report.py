@@ -29,7 +29,7 @@ from . import table as tbl
 from .config import STATE_DIR, Config
 from .errors import DcloopError
 from .fsutil import atomic_write_bytes, atomic_write_text, inside, is_safe_name, sha256_bytes
-from .history import History, is_reeval, read_json
+from .history import History, is_reeval, read_cache_json, read_last_trained
 from .images import MAX_IMAGE_BYTES, Access, access_of, allowed_path, cached_urls, read_regular
 
 REPORT_DIR = "report"
@@ -346,7 +346,7 @@ def load_run(state: Path, run_id: str) -> Run:
 
 def latest_run_id(state: Path, results: pd.DataFrame) -> str:
     """The last trained run: last_trained.json, else the newest result row whose predictions exist."""
-    last = read_json(state / "last_trained.json", {}).get("run_id", "")
+    last = read_last_trained(state).get("run_id", "")
     if last and (state / "runs" / last / "predictions.npz").exists():
         return last
     for run_id in reversed(results.get("run_id", pd.Series(dtype=str)).tolist()):

@@ -19,7 +19,7 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config
 from .errors import BackendError, ConfigError
-from .history import History, read_json
+from .history import History, read_last_trained
 from . import suspicion
 from .sync import Progress, load_images, quiet, stack, state_dir, utc_now
 
@@ -225,7 +225,7 @@ def split_mode(values: pd.Series) -> str:
 
 def last_embeddings(root: Path) -> tuple[str, dict[str, np.ndarray]]:
     """The last trained run's id and its embedding of each row id it saw ('' and {} before any run)."""
-    run_id = read_json(state_dir(root) / "last_trained.json", {}).get("run_id", "")
+    run_id = read_last_trained(state_dir(root)).get("run_id", "")
     path = state_dir(root) / "runs" / run_id / "predictions.npz"
     if not run_id or not path.exists():
         return "", {}

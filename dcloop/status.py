@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import table as tbl
 from .backends import open_backend
 from .config import Config
-from .history import History, read_json
+from .history import History, read_last_trained
+from .lock import current_holder, holder_age_minutes, holder_overrun
 from .sync import changed_since, state_dir
 
 
@@ -17,7 +19,7 @@ def project_status(root: Path, config: Config) -> dict:
     with_ids = tbl.with_ids(table, tbl.assign_ids(table), config.table.default_split)
     checked = tbl.validate(with_ids, config.project.classes)
     history = History(state_dir(root))
-    trained = read_json(state_dir(root) / "last_trained.json", {}).get("version", "")
+    trained = read_last_trained(state_dir(root)).get("version", "")
     results = backend.read_results()
     # quick runs are not scores; re-evaluations score old models on today's split, not the last training
     results = results[~results["kind"].isin(["quick", "reeval"])] if "kind" in results else results
@@ -33,7 +35,19 @@ def project_status(root: Path, config: Config) -> dict:
         "splits": tbl.SPLITS, "per_class": per_class,
         "last_result": results.iloc[-1].to_dict() if len(results) else None,
         "expert": expert_status(root, config, checked, results),
+        "lock": lock_status(root, config),
     }
+
+
+def lock_status(root: Path, config: Config) -> dict | None:
+    """The lock's holder now, its age in minutes and whether it overran [sync] max_minutes; None if free."""
+    holder = current_holder(state_dir(root))
+    if holder is None:
+        return None
+    now = datetime.now(timezone.utc)
+    age = holder_age_minutes(holder, now)
+    return {**holder, "age_minutes": None if age is None else round(age, 1),
+            "max_minutes": config.sync.max_minutes, "overrun": holder_overrun(holder, config.sync.max_minutes, now)}
 
 
 def expert_status(root: Path, config: Config, checked: tbl.Validated, results) -> dict | None:
@@ -45,7 +59,7 @@ def expert_status(root: Path, config: Config, checked: tbl.Validated, results) -
         return None
     classes = config.project.classes
     expert, bad = expert_cells(checked.table, classes)
-    run_id = read_json(state_dir(root) / "last_trained.json", {}).get("run_id", "")
+    run_id = read_last_trained(state_dir(root)).get("run_id", "")
     saved = run_predictions(state_dir(root), run_id, classes)
     labels = {i: label for i, label in zip(checked.table["id"], checked.label) if label in classes}
     predicted = saved[1] if saved else {}

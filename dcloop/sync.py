@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,9 +21,9 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import STATE_DIR, Config, quick_config
 from .effect import record_run
-from .errors import CapError, DcloopError, Stopped, TableBusy
+from .errors import CapError, DcloopError, Stopped, TableBusy, TimedOut
 from .fsutil import atomic_write_bytes
-from .history import History, read_json, write_json
+from .history import History, read_json, read_last_trained, state_error, write_json
 from .images import DecodedCache, ImageStore, materialize
 from .report import report_after_sync
 
@@ -58,6 +59,22 @@ class Images:
     sha: dict[str, str]            # row id -> content hash (readable rows only)
     blob: dict[str, Path]          # row id -> cached file
     pixels: dict[str, np.ndarray]  # content hash -> uint8 (3, H, W)
+
+
+@dataclass
+class StopRule:
+    """When a cycle must end at its next safe point: a stop was asked for, or [sync] max_minutes passed."""
+
+    asked: Callable[[], bool]
+    max_minutes: float
+    started: float
+    clock: Callable[[], float] = time.monotonic
+
+    def overrun(self) -> bool:
+        return self.clock() - self.started > self.max_minutes * 60
+
+    def __call__(self) -> bool:
+        return self.asked() or self.overrun()
 
 
 def utc_now() -> str:
@@ -282,20 +299,22 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     from . import model as fixed
 
     started = time.perf_counter()
+    should_stop = StopRule(should_stop, config.sync.max_minutes, time.monotonic())
     config = quick_config(config) if quick else config
     root = Path(root)
     backend = backend or open_backend(config, root)
     classes = config.project.classes
     history = History(state_dir(root))
     head = history.head()
-    table = pull(backend, config, history.snapshot(head) if head else None, accept_row_drop, progress)
+    known = history.snapshot(head) if history.has_snapshot(head) else None  # record() repairs a lost one
+    table = pull(backend, config, known, accept_row_drop, progress)
     checked = tbl.validate(table, classes)
-    recorded = history.record(table, utc_now())
+    recorded = history.record(table, utc_now(), progress)
     images = load_images(root, config, checked, progress, refetch)
     check_cap(checked, images, config.project.cap, root)
     stop_if(should_stop, "after fetching images")
     key = training_key(recorded.version, config, images)
-    last = read_json(state_dir(root) / "last_trained.json", {})
+    last = read_last_trained(state_dir(root), progress)
     changed = 0 if last.get("version") == recorded.version else changed_since(history, last.get("version", ""), table)
     standing, notes, reviews_changed = judge_reviews(root, checked, images)
     notes = with_expert_notes(notes, checked)
@@ -331,6 +350,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     proba, patch, position = scored.proba, scored.patch, scored.position
     val_scores = scores(proba[[position[i] for i in val_rows["id"]]], y_val, len(classes))
     test_scores = scores(proba[[position[i] for i in test_rows["id"]]], y_test, len(classes))
+    stop_if(should_stop, "after predicting")
 
     run_id = uuid.uuid4().hex[:8]
     run_dir = state_dir(root) / "runs" / run_id
@@ -449,10 +469,15 @@ def crossfit_spaces(config: Config, pixels: np.ndarray, labels: np.ndarray, spli
     return spaces, held_out
 
 
-def stop_if(should_stop: Callable[[], bool], where: str) -> None:
+def stop_if(should_stop: StopRule, where: str) -> None:
     """End the cycle at a safe point: nothing of it has been written back yet."""
-    if should_stop():
-        raise Stopped(f"stopped {where}; no predictions or results were written; the next sync trains again.")
+    nothing = "no predictions or results were written; the next sync trains again."
+    if should_stop.asked():
+        raise Stopped(f"stopped {where}; {nothing}")
+    if should_stop.overrun():
+        raise TimedOut(f"stopped {where}: the sync ran longer than [sync] max_minutes = "
+                       f"{should_stop.max_minutes:g}; {nothing} Raise max_minutes in dcloop.toml if "
+                       f"this project needs longer.")
 
 
 def save_predictions(run_dir: Path, scored: Scored, epochs: list[dict]) -> None:
@@ -502,7 +527,7 @@ def class_rows(checked, classes, proba, position, val_rows, y_val) -> list[dict[
 
 def changed_since(history: History, version: str, table: pd.DataFrame) -> int:
     """Rows whose url, label or split differ from a recorded version (all rows if there is none)."""
-    if not version or not history.folder(version).exists():
+    if not history.has_snapshot(version):
         return len(table)
     return len(tbl.diff(history.snapshot(version), table))
 
@@ -531,10 +556,14 @@ def fmt(value: float | None) -> str:
 def rescore(root: Path, config: Config, backend: Backend, checked: tbl.Validated, images: Images,
             run_id: str, standing: set[str], notes: dict[str, str]) -> None:
     """Rewrite suspicion and flags from a run's saved predictions (reviews changed, labels did not)."""
-    with np.load(state_dir(root) / "runs" / run_id / "predictions.npz") as saved:
-        ids, proba, embeddings = list(saved["ids"]), saved["proba"], saved["embeddings"]
-        label_proba = saved["label_proba"] if "label_proba" in saved else proba
-        dynamics = saved["dynamics"] if "dynamics" in saved else None  # runs before dcloop kept them
+    path = state_dir(root) / "runs" / run_id / "predictions.npz"
+    try:
+        with np.load(path) as saved:
+            ids, proba, embeddings = list(saved["ids"]), saved["proba"], saved["embeddings"]
+            label_proba = saved["label_proba"] if "label_proba" in saved else proba
+            dynamics = saved["dynamics"] if "dynamics" in saved else None  # runs before dcloop kept them
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise state_error(path, f"{type(e).__name__}: {str(e)[:120]}") from e
     keep = [n for n, i in enumerate(ids) if i in images.sha]
     evidence = gather_evidence(root, checked, images, [ids[n] for n in keep], label_proba[keep], embeddings[keep],
                                config.project.classes, standing)
@@ -549,7 +578,7 @@ def previous_flags(root: Path, history: History, last: dict, table: pd.DataFrame
     from .review import realised_precision
     flagged = read_json(state_dir(root) / "runs" / last.get("run_id", "-") / "flagged.json", [])
     version = last.get("version", "")
-    if not version or not history.folder(version).exists():
+    if not history.has_snapshot(version):
         return realised_precision([], table, table, standing)
     return realised_precision(flagged, history.snapshot(version), table, standing)
 

@@ -4,7 +4,8 @@ A poll reads as little as the backend allows: a backend with ``stamp()`` (the CS
 mtime and size) is read and hashed only when the stamp moved, so a save that changed nothing,
 or dcloop's own write-back, never starts a cycle. A failed cycle is reported and retried with
 a growing pause; a new edit retries sooner. ``stop`` ends the loop between cycles, and ends a
-running training after its current epoch (nothing of that cycle is written back).
+running training after its current epoch (nothing of that cycle is written back). A cycle that
+runs past [sync] max_minutes ends the same way and counts as a failed cycle; the loop goes on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable
 from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config
-from .errors import DcloopError, Stopped
+from .errors import DcloopError, Stopped, TimedOut
 from .sync import SyncReport, quiet, sync, utc_now
 
 MAX_BACKOFF_S = 300.0
@@ -122,6 +123,8 @@ def run_cycle(root, config, backend, number, force, progress, stop, quick=False,
         report = sync(root, config, force=force, progress=progress, backend=backend, should_stop=stop.is_set,
                       quick=quick, refetch=refetch)
         return Cycle(number, started, report)
+    except TimedOut as e:  # past [sync] max_minutes: this cycle failed, the watch goes on
+        return Cycle(number, started, error=str(e))
     except Stopped as e:
         progress(str(e))
         return None

@@ -25,10 +25,11 @@ What it leaves out: formulas are stored, never computed (they render as "" as va
 USER_ENTERED stay text; formats, validations, protections and charts are stored as given and do not
 move when rows move; merges, named ranges, filters and copy/paste requests are refused.
 
-Hooks for tests: ``fail`` injects error answers, ``lose_answer`` applies a request and then answers
-500 or drops the connection, ``calls``/``api_calls`` count requests, ``on`` runs a function (a
-"person" editing the sheet) right before a request of some kind is handled, and the person helpers
-(``set_values``, ``sort``, ``insert_rows``, ``delete_rows``) change a sheet directly, without a request.
+Hooks for tests: ``fail`` injects error answers, ``stall`` leaves requests unanswered (a request
+Google accepted and never answered), ``lose_answer`` applies a request and then answers 500 or drops
+the connection, ``calls``/``api_calls`` count requests, ``on`` runs a function (a "person" editing
+the sheet) right before a request of some kind is handled, and the person helpers (``set_values``,
+``sort``, ``insert_rows``, ``delete_rows``) change a sheet directly, without a request.
 
 Standalone: ``python -m tests.sheets_emulator --port PORT --key-out KEY.json [--sheet KEY]`` serves
 until interrupted, prints its base url as the first line and writes a service-account key it accepts.
@@ -59,6 +60,7 @@ REF = re.compile(r"^([A-Za-z]*)(\d*)(?::([A-Za-z]*)(\d*))?$")
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?%?$")
 PLAIN_TITLE = re.compile(r"^[A-Za-z0-9_]+$")
 LOOKS_LIKE_CELL = re.compile(r"^[A-Za-z]{1,3}\d+$|^R\d+C\d+$", re.IGNORECASE)
+STALL_MAX_S = 30.0  # a stalled request is answered (too late) after this, or when the emulator stops
 
 
 class Cell(NamedTuple):
@@ -450,6 +452,8 @@ class SheetsEmulator:
         self.losses: list[LostAnswer] = []
         self.limits: dict[str, int] = {}  # requests per minute per user, by "read" and "write"
         self.used: dict[tuple[str, str], list[float]] = {}  # (user, "read"/"write") -> when each was counted
+        self.stalls: list[Fault] = []
+        self.stopping = threading.Event()
         self.hooks: list[tuple[str, Callable, bool]] = []
         self.api_enabled = True
         self.lock = threading.RLock()
@@ -529,6 +533,20 @@ class SheetsEmulator:
         last 60 s of ``clock``; None lifts a limit. Off until called."""
         self.limits = {k: v for k, v in (("read", reads), ("write", writes)) if v is not None}
 
+    def stall(self, kind: str | None = None, times: int | None = 1) -> None:
+        """Leave the next ``times`` requests (of ``kind``, e.g. 'values.get' or 'token'; None: always)
+        unanswered until the emulator stops, as a server that accepted them and hangs."""
+        self.stalls.append(Fault(0, times, kind=kind))
+
+    def stalled(self, kind: str) -> bool:
+        for stall in self.stalls:
+            if stall.kind in (None, kind) and stall.times != 0:
+                if stall.times is not None:
+                    stall.times -= 1
+                self.stopping.wait(STALL_MAX_S)
+                return True
+        return False
+
     def on(self, kind: str, action: Callable[[SheetsEmulator], None], once: bool = True) -> None:
         """Run ``action(self)`` just before handling the next request of ``kind`` (e.g. 'values.batchUpdate')."""
         self.hooks.append((kind, action, once))
@@ -559,6 +577,7 @@ class SheetsEmulator:
         return f"{self.base_url}/token"
 
     def stop(self) -> None:
+        self.stopping.set()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
@@ -570,6 +589,8 @@ class SheetsEmulator:
         query = parse_qs(parts.query, keep_blank_values=True)
         if parts.path == "/token":
             self.calls.append(Call("token", method, parts.path))
+            if self.stalled("token"):
+                return 503, Refusal(503, "stalled").body(), {}
             return self.token(body)
         try:
             kind, key, rng = route(method, parts.path)
@@ -577,6 +598,8 @@ class SheetsEmulator:
             return e.status, e.body(), e.headers
         call = Call(kind, method, parts.path)
         self.calls.append(call)
+        if self.stalled(kind):
+            return 503, Refusal(503, "stalled").body(), {}
         self.run_hooks(kind)
         try:
             self.check_fault(kind)

@@ -78,7 +78,7 @@ def parse_csv(data: bytes, source: str) -> tuple[pd.DataFrame, CsvFormat]:
     try:
         text = data[len(codecs.BOM_UTF8) if bom else 0:].decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SchemaError(f"{source}: not a text CSV file (byte {e.start} is not UTF-8).") from e
+        raise SchemaError(not_utf8(data, source)) from e
     if not text.strip():
         raise SchemaError(f"{source}: the file is empty; a label table needs a header row with url,label.")
     first_line = text.splitlines()[0]
@@ -131,6 +131,20 @@ def render_csv(frame: pd.DataFrame, fmt: CsvFormat = CsvFormat()) -> bytes:
     writer.writerow([written.get(c, c) for c in frame.columns])
     writer.writerows(frame.astype(str).itertuples(index=False, name=None))
     return (codecs.BOM_UTF8 if fmt.bom else b"") + buffer.getvalue().encode("utf-8")
+
+
+def not_utf8(data: bytes, path) -> str:
+    """Where the first byte of a file's ``data`` that is not UTF-8 is, and what to do."""
+    try:
+        data.decode("utf-8")
+        return f"{path}: not a text CSV file (it is not UTF-8)."
+    except UnicodeDecodeError as e:
+        if b"\0" in data:  # an image or a spreadsheet file, not text in another encoding
+            return f"{path}: not a text CSV file (byte {e.start} is not UTF-8)."
+        line = data.count(b"\n", 0, e.start) + 1
+        return (f"{path}: line {line} is not UTF-8 (byte 0x{data[e.start]:02x} at position {e.start}); the file "
+                f"was probably saved as Windows-1252 or Latin-1. Save it as CSV UTF-8 (Excel: Save As > "
+                f"'CSV UTF-8 (Comma delimited)'; LibreOffice: character set 'Unicode (UTF-8)'), then sync again.")
 
 
 def to_csv_text(frame: pd.DataFrame) -> str:

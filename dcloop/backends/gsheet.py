@@ -82,7 +82,8 @@ class SheetBackend:
         key = sheet_key(config.table.sheet)
         path = credentials_path(config.table.credentials, root, os.environ, Path.home())
         credentials = load_credentials(path)
-        session = authorized_session(credentials, config.table.endpoint)
+        session = authorized_session(credentials, config.table.endpoint,
+                                     (config.table.connect_timeout_s, config.table.read_timeout_s))
         return cls(RetryingHTTPClient(credentials, session), key, classes=config.project.classes,
                    account=credentials.service_account_email)
 

@@ -1,7 +1,9 @@
 """How dcloop talks to Google: the service-account key, the HTTP session, bounded retries, errors.
 
 gspread sends every request through ``HTTPClient.request``; ``RetryingHTTPClient`` overrides it
-with a retry that gives up (gspread's own BackOffHTTPClient never does). An ``endpoint`` sends
+with a retry that gives up (gspread's own BackOffHTTPClient never does). gspread passes no
+timeout, so the transport adapters give every request, token requests too, a connect and a read
+timeout: a request Google accepts and never answers is retried like a dropped connection. An ``endpoint`` sends
 Google's hosts to another base URL through a transport adapter: that is how tests reach the local
 emulator. Without one, requests go to Google.
 """
@@ -21,6 +23,7 @@ from typing import Mapping
 import requests
 from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
+from google.auth import exceptions as auth_errors
 from requests.adapters import HTTPAdapter
 
 from ..errors import BackendError, ConfigError, DcloopError
@@ -29,6 +32,7 @@ SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
 GOOGLE_HOSTS = ("https://sheets.googleapis.com/", "https://oauth2.googleapis.com/")
 GSPREAD_DEFAULT_KEY = ".config/gspread/service_account.json"  # under the home folder
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+TIMEOUTS = (10.0, 60.0)  # seconds to connect, and to wait for each answer: [table] connect_timeout_s, read_timeout_s
 GUIDE = "the README, section Google Sheets"
 
 
@@ -74,11 +78,23 @@ def load_credentials(path: Path):
                           f"download a new key.") from e
 
 
-class EndpointAdapter(HTTPAdapter):
+class TimeoutAdapter(HTTPAdapter):
+    """Sends every request with (connect, read) timeouts, whatever the caller passed (gspread: none)."""
+
+    def __init__(self, timeouts: tuple[float, float] = TIMEOUTS, **kwargs):
+        super().__init__(**kwargs)
+        self.timeouts = timeouts
+
+    def send(self, request, **kwargs):
+        kwargs["timeout"] = self.timeouts
+        return super().send(request, **kwargs)
+
+
+class EndpointAdapter(TimeoutAdapter):
     """Sends requests meant for Google's hosts to another base URL, such as a local emulator."""
 
-    def __init__(self, base: str, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, base: str, timeouts: tuple[float, float] = TIMEOUTS, **kwargs):
+        super().__init__(timeouts, **kwargs)
         self.base = base.rstrip("/")
 
     def send(self, request, **kwargs):
@@ -88,13 +104,16 @@ class EndpointAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def authorized_session(credentials, endpoint: str = ""):
-    """A requests session that signs requests with ``credentials``; ``endpoint`` replaces Google's hosts."""
+def authorized_session(credentials, endpoint: str = "", timeouts: tuple[float, float] = TIMEOUTS):
+    """A requests session that signs requests with ``credentials``, every request (token requests too)
+    under ``timeouts`` (connect, read seconds); ``endpoint`` replaces Google's hosts."""
     from google.auth.transport.requests import AuthorizedSession, Request
     token_session = requests.Session()
     session = AuthorizedSession(credentials, auth_request=Request(token_session))
+    for each, prefix in itertools.product((session, token_session), ("https://", "http://")):
+        each.mount(prefix, TimeoutAdapter(timeouts))
     if endpoint:
-        adapter = EndpointAdapter(endpoint)
+        adapter = EndpointAdapter(endpoint, timeouts)
         for each, host in itertools.product((session, token_session), GOOGLE_HOSTS):
             each.mount(host, adapter)
     return session
@@ -156,7 +175,8 @@ class GaveUp(Exception):
 
 
 class RetryingHTTPClient(HTTPClient):
-    """gspread's HTTP client with bounded retries of 408, 429, 5xx and dropped connections."""
+    """gspread's HTTP client with bounded retries of 408, 429, 5xx, dropped connections and timeouts
+    (a token request's arrive wrapped in google-auth's TransportError)."""
 
     def __init__(self, auth, session=None, policy: RetryPolicy = RetryPolicy(),
                  sleep=time.sleep, clock=time.monotonic, rng: random.Random | None = None):
@@ -196,7 +216,7 @@ class RetryingHTTPClient(HTTPClient):
                     raise
                 last, retry_after = e, retry_after_seconds(e.response.headers.get("Retry-After"), time.time())
                 unsure = unsure or status != 429
-            except (requests.ConnectionError, requests.Timeout) as e:
+            except (requests.ConnectionError, requests.Timeout, auth_errors.TransportError) as e:
                 last, retry_after, unsure = e, None, True
             quota = isinstance(last, APIError) and last.response.status_code == 429
             wait = backoff(attempt, self.policy, retry_after, self.rng, quota)
@@ -246,8 +266,17 @@ def gave_up(error: GaveUp, where: str) -> BackendError:
                                 f"happening, stop other scripts that use the same service account.")
         return BackendError(f"{where}: Google Sheets kept failing with {status} ({message}) {tried}. "
                             f"It is likely a problem at Google: sync again later.")
+    if timed_out(error.last):
+        return BackendError(f"{where}: Google did not answer in time {tried} (the last request waited "
+                            f"[table] read_timeout_s, or connect_timeout_s to connect); check the network "
+                            f"and sync again, or raise those settings in dcloop.toml.")
     return BackendError(f"{where}: could not reach Google Sheets {tried} ({error.last}); "
                         f"check the network and sync again.")
+
+
+def timed_out(error: Exception) -> bool:
+    """A request that was not answered in time, also when google-auth wrapped it (token requests)."""
+    return isinstance(error, requests.Timeout) or isinstance(error.__cause__, requests.Timeout)
 
 
 def api_error(error: APIError, where: str, account: str) -> BackendError:

@@ -319,7 +319,7 @@ def main():  # pragma: no cover
     sys.exit(cli())
 
 
-# --- Issue 5: running unattended (watch mode, the lock) and the label history commands ---
+# --- running unattended (watch mode, the lock) and the label history commands ---
 
 def check_watch_options(watch: bool) -> None:
     from click.core import ParameterSource
@@ -398,7 +398,7 @@ def log_command(directory, as_json):
             click.echo(f"{e['version']:<12}  {e['time_utc']:<20}  {e['rows']:>6}  {describe_changes(e):<28}  "
                        f"{e['val_accuracy'] or '-':>6}  {e['test_accuracy'] or '-':>6}  {e['run_id'] or '-'}"
                        + (f"  {describe_effect(e)}" if describe_effect(e) else ""))
-            for r in e.get("reevals", []):  # issue 8: old models scored again on this version's split
+            for r in e.get("reevals", []):  # old models scored again on this version's split
                 click.echo(f"{'':<12}  {r['time_utc']:<20}  {'':>6}  {'reeval of run ' + r['reeval_of']:<28}  "
                            f"{r['val_accuracy'] or '-':>6}  {r['test_accuracy'] or '-':>6}  {r['run_id']}")
 
@@ -514,7 +514,7 @@ def restore(directory, version, yes, as_json):
                f"written, recorded as version {done['version']}. Run dcloop sync {directory} to retrain.")
 
 
-# ---- issue #6: the HTML report ----------------------------------------------------------------
+# ---- the HTML report ----------------------------------------------------------------
 
 @cli.command()
 @project_dir
@@ -542,7 +542,7 @@ def report(directory, run_id, open_page, as_json):
         click.launch(str(path.resolve()))
 
 
-# --- Issue 8: what a batch of edits did (log), the noise across seeds, model vs expert (status) ---
+# --- what a batch of edits did (log), the noise across seeds, model vs expert (status) ---
 
 def describe_effect(entry: dict) -> str:
     """The score change against the previous comparable run, the seeds' spread, and what the edits did."""
@@ -587,7 +587,7 @@ def format_expert(expert: dict | None, shown: int = 8) -> list[str]:
     return lines
 
 
-# --- issue 8: the cap and augmentation inside it ---
+# --- the cap and augmentation inside it ---
 
 @cli.command(name="cap")
 @project_dir
@@ -656,7 +656,7 @@ def augment_command(directory, class_name, thin, budget, seed, as_json):
                f"Run dcloop sync {directory} to train with them.")
 
 
-# ---- issue 8: splits that represent the data, and re-evaluation on the current split ----------
+# ---- splits that represent the data, and re-evaluation on the current split ----------
 
 @cli.command()
 @project_argument

@@ -583,7 +583,7 @@ def previous_flags(root: Path, history: History, last: dict, table: pd.DataFrame
     return realised_precision(flagged, history.snapshot(version), table, standing)
 
 
-# --- Issue 8: trainings under more seeds, what the edits did, model vs expert ---
+# --- trainings under more seeds, what the edits did, model vs expert ---
 
 def train_other_seeds(config: Config, images: Images, parts, encoded, progress: Progress,
                       should_stop: Callable[[], bool]) -> list[dict]:
@@ -630,7 +630,7 @@ def with_expert_notes(notes: dict[str, str], checked: tbl.Validated) -> dict[str
     return out
 
 
-# --- issue 8: the cap, looked at without a sync ---
+# --- the cap, looked at without a sync ---
 
 def cap_findings(root: Path, config: Config, target: int | None = None, progress: Progress = quiet,
                  backend: Backend | None = None):

@@ -472,7 +472,7 @@ def reorder(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return table.iloc[key.argsort(kind="stable")].reset_index(drop=True)
 
 
-# --- issue 8: rows made by `dcloop augment` ---------------------------------------------------
+# --- rows made by `dcloop augment` ---------------------------------------------------
 
 AUGMENTED_NOTE = "augmented from "  # the note of a made row: "augmented from <source id>: <transform>"
 AUGMENTED_FLAG = "augmented"

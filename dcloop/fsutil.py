@@ -51,7 +51,7 @@ def atomic_write_bytes(path: Path, data: bytes, unchanged_since=False, mode: int
     """
     path = Path(path)
     try:
-        return replace_atomically(path, data, unchanged_since)
+        return replace_atomically(path, data, unchanged_since, mode)
     except OSError as e:
         translated = disk_error(e, path)
         if translated is None:
@@ -59,7 +59,7 @@ def atomic_write_bytes(path: Path, data: bytes, unchanged_since=False, mode: int
         raise translated from e
 
 
-def replace_atomically(path: Path, data: bytes, unchanged_since) -> bool:
+def replace_atomically(path: Path, data: bytes, unchanged_since, mode: int | None = None) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

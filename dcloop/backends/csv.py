@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import table as tbl
-from ..errors import BackendError, SchemaError, TableBusy
+from ..errors import BackendError, DiskError, SchemaError, TableBusy
 from ..fsutil import atomic_write_bytes, atomic_write_text, file_stamp
 from ..history import RESULT_COLUMNS
 
@@ -133,6 +133,16 @@ def render_csv(frame: pd.DataFrame, fmt: CsvFormat = CsvFormat()) -> bytes:
     return (codecs.BOM_UTF8 if fmt.bom else b"") + buffer.getvalue().encode("utf-8")
 
 
+def busy(path: Path, error: DiskError) -> TableBusy | None:
+    """A TableBusy when a file could not be replaced for want of permission: Excel, for one, locks
+    the files it has open. None for other disk errors (a full disk), which say what they are."""
+    cause = error.__cause__
+    if not isinstance(cause, PermissionError):
+        return None
+    return TableBusy(f"{path.name} is open in another program or cannot be replaced ({cause.strerror}): close it "
+                     f"and run dcloop sync again. Nothing in it was changed.")
+
+
 def not_utf8(data: bytes, path) -> str:
     """Where the first byte of a file's ``data`` that is not UTF-8 is, and what to do."""
     try:
@@ -226,9 +236,9 @@ class CsvBackend:
         """Replace the file's content atomically; a symbolic link stays a link and its target is written."""
         try:
             return atomic_write_bytes(self.path.resolve(), data, unchanged_since=stamp)
-        except PermissionError as e:
-            raise TableBusy(f"{self.path.name} is open in another program or cannot be replaced ({e.strerror}): "
-                            f"close it and run dcloop sync again. Nothing in it was changed.") from e
+        except DiskError as e:
+            raise busy(self.path, e) or e
+
 
     def create(self, table: pd.DataFrame) -> None:
         if self.path.exists():
@@ -248,9 +258,8 @@ class CsvBackend:
         try:
             atomic_write_text(self.results_path.resolve(),
                               to_csv_text(results.reindex(columns=columns, fill_value="").fillna("")))
-        except PermissionError as e:
-            raise TableBusy(f"{self.results_path.name} is open in another program or cannot be replaced "
-                            f"({e.strerror}): close it and run dcloop sync again.") from e
+        except DiskError as e:
+            raise busy(self.results_path, e) or e
 
     def describe(self) -> str:
         return self.path.name

@@ -39,6 +39,7 @@ def mentions(text: str):
     for line in code_of(text):
         # a command line: dcloop at the start, after a path, or after &&, ; or a prompt (not inside a message)
         for part in re.split(r"(?:^\s*|&&\s*|;\s*|\$\s*|/)(?=dcloop )", line)[1:]:
+            part = re.split(r"\s(?:;|&&|\|\|?|>>?|2>|#)", part)[0]  # the command ends at a shell separator
             words = part.split()
             if len(words) > 1 and re.fullmatch(r"[a-z]+", words[1]):
                 yield words[1], {w.split("=")[0] for w in re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", part)}

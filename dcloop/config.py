@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .table import RowDrop, class_name_problem, shown
@@ -42,7 +42,7 @@ class ProjectSection(Section):
 
 
 class TableSection(Section):
-    backend: Literal["csv", "gsheet"] = "csv"
+    backend: Literal["csv", "xlsx", "gsheet"] = "csv"
     path: str = "labels.csv"
     results: str = "results.csv"
     default_split: Literal["train", "val", "test", "exclude"] = "train"
@@ -55,6 +55,13 @@ class TableSection(Section):
 
     def row_drop(self) -> RowDrop:
         return RowDrop(self.max_row_drop_share, self.max_row_drop_rows)
+
+    @model_validator(mode="after")
+    def path_follows_backend(self):
+        """backend = "xlsx" without a path means labels.xlsx (one workbook holds results and classes too)."""
+        if self.backend == "xlsx" and "path" not in self.model_fields_set:
+            self.path = "labels.xlsx"
+        return self
 
 
 class ModelSection(Section):

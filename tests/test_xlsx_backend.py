@@ -181,6 +181,18 @@ def test_rows_a_person_adds_at_the_bottom_get_an_id_as_text(backend):
     assert sheet[f"{letter('split')}9"].value == "train"
 
 
+def test_restore_and_append_rows_write_through_the_same_core(backend):
+    table = tbl.normalize(backend.read(), "t")
+    snapshot = table.copy()
+    XlsxPerson(backend).edit(table["id"][0], "label", "bird")
+    assert backend.restore(snapshot) == 1
+    extra = make_table(8).iloc[6:].assign(note="augmented from r0000: flip")
+    assert backend.append_rows(pd.concat([table.iloc[:1], extra])) == 2
+    after = tbl.normalize(backend.read(), "t")
+    assert list(after["label"][:6]) == list(snapshot["label"]) and list(after["id"][6:]) == ["r0006", "r0007"]
+    assert sheet_of(backend)[f"{letter('id')}8"].number_format == "@"
+
+
 # --- files caught half-saved or held ------------------------------------------------------------
 
 def test_a_half_saved_workbook_is_read_again_once_it_holds_still(backend):

@@ -277,6 +277,10 @@ class XlsxBackend:
 
     def _rewrite(self, change) -> int:
         """Re-read the labels sheet, apply ``change`` (a table function from dcloop.table), write the cells it changed."""
+        seen = tbl.normalize(self.read(), str(self.path), check_ids=False)
+        if not tbl.rows_changed(seen, change(seen)):  # the cached read says nothing would change: skip the load
+            return 0
+
         def edit(workbook) -> tuple[int, Grid | None]:
             sheet = labels_sheet(workbook)
             grid = grid_of(sheet.iter_rows(values_only=True), str(self.path))

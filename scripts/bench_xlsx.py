@@ -4,8 +4,8 @@
 
 Builds a workbook of synthetic rows in a temp folder whose images are a few small PNGs cached the
 way a sync caches them, and prints: the write-back of every row's predictions and thumbnails, a
-cold read (openpyxl parses the file), a warm read (the read cache), the read path as a whole
-process (interpreter start, imports, pull), and the workbook's size.
+results row, a cold read (openpyxl parses the file), a warm read (the read cache), the read path
+as a whole process (interpreter start, imports, pull), and the workbook's size.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def main() -> None:
         _, cold_s = timed(backend.read)
         _, warm_s = timed(backend.read)
         again, again_s = timed(lambda: backend.write(patch))
+        _, result_s = timed(lambda: backend.append_result({"run_id": "a1", "val_accuracy": "0.75"}))
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", PROCESS, str(root)], capture_output=True, text=True,
@@ -104,6 +105,7 @@ def main() -> None:
         print(f"create (no images yet)                 {created:6.2f} s")
         print(f"write-back, every row + thumbnails     {write_s:6.2f} s ({written} rows changed)")
         print(f"same patch again (re-read, no change)  {again_s:6.2f} s ({again} rows changed)")
+        print(f"results row (loads and saves it all)   {result_s:6.2f} s")
         print(f"read, cold (openpyxl parses)           {cold_s:6.2f} s")
         print(f"read, warm (read cache)                {warm_s:6.2f} s")
         print(f"no-change pull as a process            {process_s:6.2f} s (imports {out[0]} s, pull {out[1]} s, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 import threading
 import time
@@ -298,6 +299,33 @@ def test_init_xlsx_and_sync(tmp_path):
     assert workbook["results"].max_row == 2 and workbook["results"]._charts
     assert [c.value for c in workbook["classes"]["A"]][1:] == ["0", "1", "7"]
     assert "Nothing changed" in sync_ok(root)
+
+
+def test_a_held_workbook_keeps_the_trained_run_and_the_next_sync_writes_it(tmp_path, monkeypatch):
+    from dcloop import fsutil
+    root = xlsx_project(tmp_path)
+    real_replace = os.replace
+
+    def excel_holds_it(src, dst):
+        if str(dst) == str(root / "labels.xlsx"):
+            raise PermissionError(13, "Permission denied")
+        return real_replace(src, dst)
+
+    before = (root / "labels.xlsx").read_bytes()
+    monkeypatch.setattr(fsutil.os, "replace", excel_holds_it)
+    result = CliRunner().invoke(cli, ["sync", str(root)])
+    assert result.exit_code == 1 and "Error: labels.xlsx is open in another program" in result.output
+    assert "The model trained (run " in result.output
+    assert (root / "labels.xlsx").read_bytes() == before
+    last = json.loads((root / ".dcloop/last_trained.json").read_text())
+    assert last["unwritten"] is True
+
+    monkeypatch.setattr(fsutil.os, "replace", real_replace)
+    result = CliRunner().invoke(cli, ["sync", str(root)])
+    assert result.exit_code == 0 and result.stdout.startswith(f"Nothing changed since run {last['run_id']}")
+    table = XlsxBackend(root / "labels.xlsx", root).read()
+    assert (table["prediction"] != "").all()
+    assert len(openpyxl.load_workbook(root / "labels.xlsx")["labels"]._images) == len(table)
 
 
 # --- the real LibreOffice -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import threading
 import time
 import zipfile
@@ -105,6 +106,32 @@ def test_write_takes_no_order_and_reads_every_cell_as_text(backend):
         sheet[f"{note}{row}"].value = value
     workbook.save(backend.path)
     assert list(backend.read()["note"]) == ["7", "0.1", "3", "2026-01-02", "TRUE", ""]
+
+
+def test_a_workbook_that_misstates_its_size_is_read_whole(backend):
+    with zipfile.ZipFile(backend.path) as source:
+        parts = {name: source.read(name) for name in source.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    parts[sheet], found = re.subn(rb'<dimension ref="[A-Z0-9:]+"\s*/>', b'<dimension ref="A1:A1"/>', parts[sheet])
+    assert found == 1
+    with zipfile.ZipFile(backend.path, "w") as target:  # as some programs write it
+        for name, data in parts.items():
+            target.writestr(name, data)
+    table = backend.read()
+    assert table.shape == (6, 11) and list(table["url"]) == list(make_table(6)["url"])
+
+
+def test_backend_xlsx_means_labels_xlsx_unless_a_path_is_given():
+    assert new_config({"table": {"backend": "xlsx"}}).table.path == "labels.xlsx"
+    assert new_config({"table": {"backend": "xlsx", "path": "mine.xlsx"}}).table.path == "mine.xlsx"
+    assert new_config({}).table.path == "labels.csv"
+
+
+def test_init_takes_xlsx_or_sheet_not_both(tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("url,label\na.png,cat\n")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "p"), "--xlsx", "--sheet", "KEY", "--from-csv", str(rows)])
+    assert result.exit_code == 2 and "give at most one of --xlsx and --sheet" in result.output
 
 
 def test_numbers_are_written_as_numbers_and_rewriting_changes_nothing(backend):

@@ -162,6 +162,14 @@ def load_settled(path: Path, read_only: bool, sleep=time.sleep):
                        f"writing it has finished saving, then sync again.")
 
 
+def all_rows(sheet):
+    """Every row's values of a sheet opened read-only, whatever size the file claims it has."""
+    # openpyxl's streamed reading stops at, or pads up to, the size written in the file, which some
+    # programs get wrong (openpyxl's docs, "Read-only mode": "Worksheet dimensions").
+    sheet.reset_dimensions()
+    return sheet.iter_rows(values_only=True)
+
+
 def labels_sheet(workbook):
     """The labels sheet: by name, else the first sheet (a person may have renamed it)."""
     return workbook["labels"] if "labels" in workbook.sheetnames else workbook.worksheets[0]
@@ -204,7 +212,7 @@ class XlsxBackend:
             return cached
         workbook, _ = load_settled(self.path, read_only=True)
         try:
-            grid = grid_of(labels_sheet(workbook).iter_rows(values_only=True), str(self.path))
+            grid = grid_of(all_rows(labels_sheet(workbook)), str(self.path))
         finally:
             workbook.close()
         self._remember(stamp, grid.frame)
@@ -236,7 +244,7 @@ class XlsxBackend:
         try:
             if "results" not in workbook.sheetnames:
                 return pd.DataFrame(columns=RESULT_COLUMNS)
-            values = [r for r in workbook["results"].iter_rows(values_only=True)]
+            values = list(all_rows(workbook["results"]))
         finally:
             workbook.close()
         if not values or not any(cell_text(v) for v in values[0]):

@@ -270,6 +270,11 @@ def test_an_unchanged_workbook_is_not_parsed_again(backend, monkeypatch):
     monkeypatch.setattr(xlsx_module, "load_settled", lambda *a, **k: pytest.fail("parsed again"))
     assert list(backend.read()["flags"]) == [f"flag-{i}" for i in first["id"]]
     monkeypatch.undo()
+    backend.append_result({"run_id": "a1"})  # nor do the results row and classes, which leave labels alone
+    backend.update_classes([{"class": c} for c in CLASSES])
+    monkeypatch.setattr(xlsx_module, "load_settled", lambda *a, **k: pytest.fail("parsed again"))
+    assert list(backend.read()["flags"]) == [f"flag-{i}" for i in first["id"]]
+    monkeypatch.undo()
     XlsxPerson(backend).edit(first["id"][0], "label", "bird")
     assert backend.read()["label"][0] == "bird"
     backend.cache_path.write_text("{not json")

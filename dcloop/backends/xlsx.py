@@ -304,8 +304,14 @@ class XlsxBackend:
 
     def _edit(self, edit) -> int:
         """Load the whole workbook, let ``edit`` change it, save it in one atomic rename unless the
-        file was saved meanwhile (then again, up to MAX_WRITE_ATTEMPTS)."""
+        file was saved meanwhile (then again, up to MAX_WRITE_ATTEMPTS).
+
+        ``edit(workbook)`` returns (cells changed, the labels sheet's Grid after the change, or None
+        when it left that sheet alone). Either way the read cache is kept for the saved file.
+        """
         for _ in range(MAX_WRITE_ATTEMPTS):
+            seen = self.stamp()
+            labels = self._cached(seen)
             workbook, stamp = load_settled(self.path, read_only=False)
             changed, grid = edit(workbook)
             if not changed:
@@ -313,8 +319,12 @@ class XlsxBackend:
             buffer = io.BytesIO()
             workbook.save(buffer)
             if self._replace(buffer.getvalue(), stamp):
-                if grid is not None and not grid.formulas:  # the next read need not parse the file again
-                    self._remember(self.stamp(), grid.frame)
+                if grid is not None:
+                    labels = None if grid.formulas else grid.frame
+                elif seen is None or (seen[1], seen[3]) != stamp:  # the cached read is of another version
+                    labels = None
+                if labels is not None:  # the next read need not parse the file again
+                    self._remember(self.stamp(), labels)
                 return changed
         raise BackendError(f"{self.path}: the file kept changing while dcloop tried to write "
                            f"{MAX_WRITE_ATTEMPTS} times; close the program's autosave and sync again.")

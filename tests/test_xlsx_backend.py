@@ -97,6 +97,21 @@ def test_layout_follows_the_template(backend):
     assert [c.value for c in workbook["classes"]["A"]] == ["class", *CLASSES]
 
 
+def test_a_write_puts_back_the_frozen_header_and_whole_column_rules_calc_trims(backend):
+    from openpyxl.worksheet.cell_range import MultiCellRange
+    workbook = openpyxl.load_workbook(backend.path)
+    sheet = workbook["labels"]
+    sheet.freeze_panes = None
+    for validation in sheet.data_validations.dataValidation:
+        column = str(validation.sqref)[0]
+        validation.sqref = MultiCellRange(f"{column}2:{column}1005")  # as Calc saves them
+    workbook.save(backend.path)
+    backend.write(predictions(list(backend.read()["id"])))
+    sheet = sheet_of(backend)
+    assert sheet.freeze_panes == "A2"
+    assert all(str(v.sqref).endswith(":" + str(v.sqref)[0] + "1048576") for v in sheet.data_validations.dataValidation)
+
+
 def test_write_takes_no_order_and_reads_every_cell_as_text(backend):
     assert not accepts_order(backend)
     workbook = openpyxl.load_workbook(backend.path)
@@ -393,6 +408,12 @@ def test_libreoffice_edits_survive_a_sync(tmp_path):
     assert list(after.loc[untouched, "label"]) == list(before.loc[untouched, "label"])
     assert list(after["reviewer"]) == list(before["reviewer"])
     assert (after["prediction"] != "").all()
-    sheet = openpyxl.load_workbook(path)["labels"]
+    workbook = openpyxl.load_workbook(path)
+    sheet = workbook["labels"]
     assert len(sheet._images) == len(after)
-    assert sheet[f"{letter('id')}2"].number_format == "@"
+    assert sheet[f"{letter('id')}2"].number_format == "@" and sheet.freeze_panes == "A2"
+    kinds = {(str(v.sqref), v.type, v.errorStyle) for v in sheet.data_validations.dataValidation}
+    whole = {c: f"{letter(c)}2:{letter(c)}1048576" for c in tbl.COLUMNS}  # Calc ends them near row 1,000
+    assert {(whole[c], "textLength", "warning") for c in tbl.MACHINE_COLUMNS} <= kinds
+    assert (whole["label"], "list", "warning") in kinds
+    assert workbook["results"].max_row == 3 and workbook["classes"]["A2"].value == "0"

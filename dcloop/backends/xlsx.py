@@ -522,6 +522,7 @@ class LabelsWriter:
             for n, text in enumerate(row):
                 self.put_cell(next_row + k, column_of[n], patched.columns[n], text)
         self.pictures()
+        self.keep_layout()
         if self.sheet.auto_filter.ref:
             self.sheet.auto_filter.ref = f"A1:{self.sheet.cell(1, max(column_of)).column_letter}" \
                                          f"{max(self.sheet.max_row, 2)}"
@@ -589,6 +590,22 @@ class LabelsWriter:
                 sheet.conditional_formatting.add(cells, ColorScaleRule(
                     start_type="num", start_value=float(low["value"]), start_color=rgb(low["color"]),
                     end_type="num", end_value=float(high["value"]), end_color=rgb(high["color"])))
+
+    def keep_layout(self) -> None:
+        """Put back what Calc drops or trims when it saves: a hidden Calc (no window) keeps no frozen
+        header, and it ends the dropdowns and warnings of whole columns near row 1,000."""
+        from openpyxl.worksheet.cell_range import MultiCellRange
+
+        sheet = self.sheet
+        if sheet.freeze_panes is None:
+            sheet.freeze_panes = sheet.cell(self.tab.frozen_rows + 1, 1).coordinate
+        header = [cell_text(c.value).strip() for c in sheet[1]]
+        ours = {sheet.cell(1, header.index(c.name) + 1).column_letter for c in self.tab.columns
+                if c.name in header and (c.owner == "machine" or c.dropdown)}
+        for validation in sheet.data_validations.dataValidation:
+            found = re.fullmatch(r"([A-Z]+)2:([A-Z]+)(\d+)", str(validation.sqref))
+            if found and found[1] == found[2] and found[1] in ours:
+                validation.sqref = MultiCellRange(f"{found[1]}2:{found[1]}{LAST_ROW}")
 
     def pictures(self) -> None:
         """One thumbnail per row whose image cell names a cached image; the sheet's pictures are dcloop's.

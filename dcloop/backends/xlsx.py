@@ -323,8 +323,10 @@ class XlsxBackend:
                     labels = None if grid.formulas else grid.frame
                 elif seen is None or (seen[1], seen[3]) != stamp:  # the cached read is of another version
                     labels = None
-                if labels is not None:  # the next read need not parse the file again
-                    self._remember(self.stamp(), labels)
+                saved = self.stamp()
+                # Only for the file dcloop just wrote: a save by someone else since is (almost surely) another size.
+                if labels is not None and saved is not None and saved[3] == len(buffer.getvalue()):
+                    self._remember(saved, labels)
                 return changed
         raise BackendError(f"{self.path}: the file kept changing while dcloop tried to write "
                            f"{MAX_WRITE_ATTEMPTS} times; close the program's autosave and sync again.")

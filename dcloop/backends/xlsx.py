@@ -23,7 +23,7 @@ import pandas as pd
 
 from .. import table as tbl
 from ..errors import BackendError, SchemaError, TableBusy
-from ..fsutil import atomic_write_bytes, file_stamp, inside, is_safe_name
+from ..fsutil import atomic_write_bytes, inside, is_safe_name
 from ..history import RESULT_COLUMNS
 from . import sheet_layout as layout
 from .csv import column_names
@@ -284,7 +284,7 @@ class XlsxBackend:
         return self._rewrite(lambda current: tbl.apply_split_moves(current, moves))
 
     def _rewrite(self, change) -> int:
-        """Re-read the labels sheet, apply ``change`` (a table function from dcloop.table), write the cells it changed."""
+        """Re-read the labels sheet, apply ``change`` (a dcloop.table function), write the cells it changed."""
         seen = tbl.normalize(self.read(), str(self.path), check_ids=False)
         if not tbl.rows_changed(seen, change(seen)):  # the cached read says nothing would change: skip the load
             return 0
@@ -460,7 +460,7 @@ def add_validation(sheet, sqref: str, **rule) -> None:
 
 
 def add_results_chart(sheet, tab: layout.Tab, header: list[str], last_row: int) -> None:
-    """The results sheet's line chart of the template's series by run; the sheet is dcloop's, so it replaces any chart."""
+    """The results sheet's line chart of the template's series by run; the sheet is dcloop's: it replaces any chart."""
     from openpyxl.chart import LineChart, Reference
 
     spec = tab.chart

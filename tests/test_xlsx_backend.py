@@ -296,6 +296,23 @@ def test_an_unchanged_workbook_is_not_parsed_again(backend, monkeypatch):
     assert backend.read()["label"][0] == "bird"
 
 
+def test_the_edits_after_a_write_reuse_the_saved_workbook_until_someone_else_saves(backend, monkeypatch):
+    backend.write(with_images(backend))
+    monkeypatch.setattr(xlsx_module, "load_settled", lambda *a, **k: pytest.fail("loaded again"))
+    backend.append_result({"run_id": "a1", "val_accuracy": "0.5"})
+    backend.update_classes([{"class": c, "train": "2"} for c in CLASSES])
+    backend.append_result({"run_id": "b2", "val_accuracy": "0.75"})
+    monkeypatch.undo()
+    workbook = openpyxl.load_workbook(backend.path)  # saved three times from one workbook, and whole
+    assert len(workbook["labels"]._images) == 6 and len(workbook["results"]._charts) == 1
+    assert list(backend.read_results()["run_id"]) == ["a1", "b2"]
+    assert [c.value for c in workbook["classes"]["B"]] == ["train", 2, 2, 2]
+    XlsxPerson(backend).edit(backend.read()["id"][0], "label", "bird")
+    backend.append_result({"run_id": "c3"})
+    assert backend.read()["label"][0] == "bird"
+    assert len(openpyxl.load_workbook(backend.path)["labels"]._images) == 6
+
+
 class XlsxPerson:
     def __init__(self, backend):
         self.backend = backend

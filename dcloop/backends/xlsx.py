@@ -186,6 +186,7 @@ class XlsxBackend:
         self.row_drop = row_drop
         self.tabs = tabs or layout.load_tabs()
         self.cache_path = self.root.joinpath(*READ_CACHE, f"{self.path.name}.json")
+        self._saved = None  # (stamp, workbook) of the file this backend saved last
 
     @property
     def labels(self) -> layout.Tab:
@@ -307,15 +308,22 @@ class XlsxBackend:
         file was saved meanwhile (then again, up to MAX_WRITE_ATTEMPTS).
 
         ``edit(workbook)`` returns (cells changed, the labels sheet's Grid after the change, or None
-        when it left that sheet alone). Either way the read cache is kept for the saved file.
+        when it left that sheet alone). Either way the read cache is kept for the saved file, and the
+        workbook itself for the next edit while the file is the one saved (a sync's predictions,
+        results row and classes are three edits in a row).
         """
         for _ in range(MAX_WRITE_ATTEMPTS):
             seen = self.stamp()
             labels = self._cached(seen)
-            workbook, stamp = load_settled(self.path, read_only=False)
+            kept, self._saved = self._saved, None  # an edit that fails half-way leaves no workbook to reuse
+            if kept is not None and kept[0] == seen:
+                workbook, stamp = kept[1], (seen[1], seen[3])
+            else:
+                workbook, stamp = load_settled(self.path, read_only=False)
             changed, grid = edit(workbook)
             if not changed:
                 return 0
+            keep_pictures(workbook)
             buffer = io.BytesIO()
             workbook.save(buffer)
             if self._replace(buffer.getvalue(), stamp):
@@ -325,8 +333,10 @@ class XlsxBackend:
                     labels = None
                 saved = self.stamp()
                 # Only for the file dcloop just wrote: a save by someone else since is (almost surely) another size.
-                if labels is not None and saved is not None and saved[3] == len(buffer.getvalue()):
-                    self._remember(saved, labels)
+                if saved is not None and saved[3] == len(buffer.getvalue()):
+                    self._saved = (saved, workbook)
+                    if labels is not None:
+                        self._remember(saved, labels)
                 return changed
         raise BackendError(f"{self.path}: the file kept changing while dcloop tried to write "
                            f"{MAX_WRITE_ATTEMPTS} times; close the program's autosave and sync again.")
@@ -629,10 +639,25 @@ class LabelsWriter:
             png = thumbs.get(cell_text(cell.value))
             if png is None:
                 continue
-            self.sheet.add_image(Image(io.BytesIO(png)), cell.coordinate)
+            self.sheet.add_image(Image(KeptBytes(png)), cell.coordinate)
             dimension = self.sheet.row_dimensions[row]
             if (dimension.height or 0) < height:
                 dimension.height = height
+
+
+class KeptBytes(io.BytesIO):
+    """A picture's bytes that survive a save: openpyxl closes the file it reads a picture from."""
+
+    def close(self) -> None:
+        pass
+
+
+def keep_pictures(workbook) -> None:
+    """Make every picture of ``workbook`` readable again after a save, so the workbook can be saved twice."""
+    for sheet in workbook.worksheets:
+        for image in sheet._images:
+            if not isinstance(image.ref, KeptBytes):
+                image.ref = KeptBytes(image._data())
 
 
 class Thumbnails:

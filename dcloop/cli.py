@@ -72,26 +72,32 @@ def cli():
 @click.option("--from-csv", "csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A CSV file with columns url,label[,split].")
 @click.option("--classes", help="Comma-separated class names (default: the labels found).")
+@click.option("--xlsx", is_flag=True, help="Keep the table in labels.xlsx, with a picture of each image, "
+              "instead of labels.csv.")
 @click.option("--sheet", help="A Google Sheet url or key to use as the label table instead of labels.csv.")
 @click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path),
               help="Service-account JSON key for --sheet.")
-def init(directory, folder, csv_file, classes, sheet, credentials):
+def init(directory, folder, csv_file, classes, xlsx, sheet, credentials):
     """Create a project in DIRECTORY from an image folder tree or a CSV of urls and labels.
 
     \b
     Examples:
         dcloop init roman --from-folder data/roman-numerals
         dcloop init pets --from-csv pets.csv --classes cat,dog
+        dcloop init roman --xlsx --from-folder data/roman-numerals
     """
     from .config import new_config
     from .project import init_project, rows_from_csv, rows_from_folder
 
     if bool(folder) == bool(csv_file):
         raise click.UsageError("give exactly one of --from-folder PATH or --from-csv FILE.")
+    if xlsx and sheet:
+        raise click.UsageError("give at most one of --xlsx and --sheet.")
     rows = rows_from_folder(folder) if folder else rows_from_csv(csv_file)
-    sheet_settings = {"backend": "gsheet", "sheet": sheet,
-                      "credentials": str(credentials.resolve()) if credentials else None} if sheet else {}
-    config = new_config({"table": sheet_settings})
+    table_settings = ({"backend": "xlsx"} if xlsx else
+                      {"backend": "gsheet", "sheet": sheet,
+                       "credentials": str(credentials.resolve()) if credentials else None} if sheet else {})
+    config = new_config({"table": table_settings})
     class_list = [c.strip() for c in classes.split(",")] if classes else None
     source = folder if folder else csv_file.parent
     config, table, findings = init_project(directory, rows, class_list, config, sources=[source])
@@ -104,7 +110,7 @@ def init(directory, folder, csv_file, classes, sheet, credentials):
 
 
 def table_name(config) -> str:
-    return config.table.path if config.table.backend == "csv" else f"the sheet {config.table.sheet}"
+    return f"the sheet {config.table.sheet}" if config.table.backend == "gsheet" else config.table.path
 
 
 def watch_options(function):

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .table import RowDrop, class_name_problem, shown
@@ -48,9 +48,11 @@ class ProjectSection(Section):
 class TableSection(Section):
     """Where the label table and the results live."""
 
-    backend: Literal["csv", "gsheet"] = Field("csv", description="csv: labels.csv in the project folder; gsheet: "
-                                              "a Google Sheet")
-    path: str = Field("labels.csv", description="the label table's file, relative to the project folder (csv)")
+    backend: Literal["csv", "xlsx", "gsheet"] = Field("csv", description="csv: labels.csv in the project folder; "
+                                                      "xlsx: labels.xlsx, an Excel workbook with pictures; gsheet: "
+                                                      "a Google Sheet")
+    path: str = Field("labels.csv", description="the label table's file, relative to the project folder (csv, "
+                      "xlsx; init makes it labels.xlsx for xlsx)")
     results: str = Field("results.csv", description="the results table's file, relative to the project folder (csv)")
     default_split: Literal["train", "val", "test", "exclude"] = Field(
         "train", description="the split a row with a blank split gets at the next sync")
@@ -68,6 +70,13 @@ class TableSection(Section):
     read_timeout_s: float = Field(60.0, gt=0, description="seconds to wait for Google's answer, per request: a "
                                   "request that is never answered is retried, then the sync stops with an error")
 
+
+    @model_validator(mode="after")
+    def path_follows_backend(self):
+        """backend = "xlsx" without a path means labels.xlsx (one workbook holds results and classes too)."""
+        if self.backend == "xlsx" and "path" not in self.model_fields_set:
+            self.path = "labels.xlsx"
+        return self
 
 
 class ModelSection(Section):

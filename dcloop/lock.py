@@ -84,7 +84,7 @@ def project_lock(root: Path, config: Config, command: str):
     root = Path(root)
     with ProjectLock(root / STATE_DIR, command, config.sync.max_minutes) as lock:
         remove_temp_files(root / STATE_DIR)
-        if config.table.backend == "csv":
+        if config.table.backend in ("csv", "xlsx"):
             for name in (config.table.path, config.table.results):
                 remove_temp_files((root / name).parent, [Path(name).name])
         yield lock

@@ -280,6 +280,15 @@ def write_back(backend: Backend, patch: pd.DataFrame, notes: dict[str, str], sor
     return backend.write(patch)
 
 
+def keep_if_busy(write: Callable[[], None], busy: TableBusy | None) -> TableBusy | None:
+    """Run ``write``; a file another program holds is reported after the run is kept, not raised here."""
+    try:
+        write()
+    except TableBusy as e:
+        return busy or e
+    return busy
+
+
 def flagged_ids(patch: pd.DataFrame) -> list[str]:
     """Rows with a finding; the augmented mark alone is not one."""
     found = patch["flags"].map(lambda cell: any(f and f != tbl.AUGMENTED_FLAG for f in cell.split("; ")))
@@ -368,10 +377,11 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     result.update(seed_and_comparison_fields(root, checked, scored, result, classes,
                                              [{"val": val_scores.get("accuracy"), "test": test_scores.get("accuracy")}]
                                              + other_seeds))
-    backend.append_result(result)
+    busy = keep_if_busy(lambda: backend.append_result(result), busy)  # labels.xlsx holds results too
     record_run(state_dir(root), run_id, result)
     if hasattr(backend, "update_classes"):
-        backend.update_classes(class_rows(checked, classes, proba, position, val_rows, y_val))
+        busy = keep_if_busy(lambda: backend.update_classes(class_rows(checked, classes, proba, position, val_rows,
+                                                                      y_val)), busy)
     # Written last: a sync killed before this point trains again next time.
     write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version,
                                                         **({"unwritten": True} if busy else {})})

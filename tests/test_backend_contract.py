@@ -1,4 +1,4 @@
-"""One contract, every backend: memory, csv and gsheet (real gspread against the local emulator).
+"""One contract, every backend: memory, csv, xlsx and gsheet (real gspread against the local emulator).
 
 A "person" per backend changes the table between dcloop's read and write, the way people sort
 and add rows while a model trains.
@@ -12,6 +12,7 @@ import pytest
 from dcloop import table as tbl
 from dcloop.backends.csv import CsvBackend
 from dcloop.backends.memory import MemoryBackend
+from dcloop.backends.xlsx import XlsxBackend
 
 from .conftest import make_table
 
@@ -56,6 +57,42 @@ class CsvPerson:
         self.save(table)
 
 
+class XlsxPerson:
+    """Edits labels.xlsx the way a person in Excel does: cells change, rows move, formats stay."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def sheet(self):
+        import openpyxl
+        workbook = openpyxl.load_workbook(self.backend.path)
+        return workbook, workbook["labels"]
+
+    def sort_by(self, column, descending=True):
+        workbook, sheet = self.sheet()
+        header = [c.value for c in sheet[1]]
+        rows = sorted((list(r) for r in sheet.iter_rows(min_row=2, values_only=True)),
+                      key=lambda r: r[header.index(column)] or "", reverse=descending)
+        for n, row in enumerate(rows, 2):
+            for m, value in enumerate(row, 1):
+                sheet.cell(n, m).value = value
+        workbook.save(self.backend.path)
+
+    def add_row(self, cells: dict):
+        workbook, sheet = self.sheet()
+        header = [c.value for c in sheet[1]]
+        sheet.append([cells.get(c, None) for c in header])
+        workbook.save(self.backend.path)
+
+    def edit(self, row_id, column, value):
+        workbook, sheet = self.sheet()
+        header = [c.value for c in sheet[1]]
+        for row in sheet.iter_rows(min_row=2):
+            if row[header.index("id")].value == row_id:
+                row[header.index(column)].value = value
+        workbook.save(self.backend.path)
+
+
 class SheetPerson:
     def __init__(self, backend, emulator):
         self.backend, self.emulator = backend, emulator
@@ -75,7 +112,7 @@ class SheetPerson:
         self.emulator.set_values(self.backend.key, f"labels!{column_letter(values[0].index(column))}{row}", [[value]])
 
 
-@pytest.fixture(params=["memory", "csv", "gsheet"])
+@pytest.fixture(params=["memory", "csv", "xlsx", "gsheet"])
 def backend_and_person(request, tmp_path):
     if request.param == "memory":
         backend = MemoryBackend()
@@ -83,6 +120,9 @@ def backend_and_person(request, tmp_path):
     if request.param == "csv":
         backend = CsvBackend(tmp_path / "labels.csv", tmp_path / "results.csv")
         return backend, CsvPerson(backend)
+    if request.param == "xlsx":
+        backend = XlsxBackend(tmp_path / "labels.xlsx", tmp_path, ["cat", "dog", "bird"])
+        return backend, XlsxPerson(backend)
     emulator = request.getfixturevalue("emulator")
     backend = request.getfixturevalue("open_sheet")(request.getfixturevalue("blank_sheet"))
     return backend, SheetPerson(backend, emulator)

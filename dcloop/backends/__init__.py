@@ -59,6 +59,9 @@ def open_backend(config, root: Path) -> Backend:
     if kind == "csv":
         from .csv import CsvBackend
         return CsvBackend(root / config.table.path, root / config.table.results, config.table.row_drop())
+    if kind == "xlsx":
+        from .xlsx import XlsxBackend
+        return XlsxBackend(root / config.table.path, root, config.project.classes, config.table.row_drop())
     if kind == "gsheet":
         try:
             from .gsheet import SheetBackend
@@ -66,4 +69,4 @@ def open_backend(config, root: Path) -> Backend:
             raise ConfigError(f"the Google Sheets backend needs gspread and google-auth: "
                               f"pip install gspread google-auth ({e})") from e
         return SheetBackend.from_config(config, root)
-    raise ConfigError(f"dcloop.toml: [table] backend = {kind!r} is not one of csv, gsheet.")
+    raise ConfigError(f"dcloop.toml: [table] backend = {kind!r} is not one of csv, xlsx, gsheet.")

@@ -1,4 +1,4 @@
-"""Label versions and the results table's row format.
+"""Label versions: their snapshots, changes and index under .dcloop/versions/, and the run records beside them.
 
 A version is a content address of (id, url, label, split) for every row. Each version keeps a
 snapshot of those columns and the rows that changed since its parent, under .dcloop/versions/.
@@ -19,62 +19,6 @@ from .config import STATE_DIR
 from .errors import DcloopError, StateError
 from .fsutil import atomic_write_text
 
-# One results row per training (kinds "full" and "quick") or re-evaluation ("reeval"), in this order;
-# the reference page of the documentation is made from these descriptions.
-RESULT_COLUMN_DOCS = {
-    "run_id": "the run's id; its checkpoint and predictions are under .dcloop/runs/<run_id>/",
-    "time_utc": "when the row was written (UTC)",
-    "label_version": "the label version trained on (for a re-evaluation: scored on)",
-    "kind": "full (the recipe), quick (sync --quick, a tenth of the epochs) or reeval (dcloop reeval)",
-    "rows_train": "labeled, readable, unflagged train rows trained on",
-    "rows_val": "val rows scored",
-    "rows_test": "test rows scored",
-    "rows_unlabeled": "usable rows without a label (predicted, not trained on)",
-    "rows_flagged": "rows that validation or image loading flagged and left out",
-    "labels_changed": "rows whose url, label or split changed since the last training",
-    "val_accuracy": "accuracy on the val rows (the first seed's model)",
-    "test_accuracy": "accuracy on the test rows (the first seed's model)",
-    "val_macro_f1": "macro-averaged F1 on the val rows",
-    "test_macro_f1": "macro-averaged F1 on the test rows",
-    "best_epoch": "the epoch whose weights were kept (best validation accuracy)",
-    "epochs": "epochs trained",
-    "preset": "the fixed model's preset",
-    "model_fingerprint": "a hash of the recipe: scores compare only under the same fingerprint",
-    "images_per_s": "training throughput",
-    "duration_s": "the whole sync's wall time",
-    # How people answered the previous run's flags (dcloop.review.realised_precision).
-    "prev_flagged": "rows the previous run flagged",
-    "prev_relabeled": "of those, rows whose label changed since",
-    "prev_excluded": "of those, rows set to exclude or deleted",
-    "prev_confirmed": "of those, rows marked reviewed = ok",
-    "prev_precision": "(relabeled + excluded) / (relabeled + excluded + confirmed): the flags' realised precision",
-    # The noise across seeds (dcloop.effect).
-    "seeds": "trainings under seed, seed+1, ... (sync --seeds N)",
-    "val_mean": "mean val accuracy over the seeds",
-    "val_std": "sample standard deviation of val accuracy over the seeds (blank for one seed)",
-    "test_mean": "mean test accuracy over the seeds",
-    "test_std": "sample standard deviation of test accuracy over the seeds (blank for one seed)",
-    # What the edits did, against the previous comparable run (dcloop.effect).
-    "compared_run": "the previous run of the same kind and fingerprint, compared with (blank on the first)",
-    "val_change": "this run's mean val accuracy minus the compared run's",
-    "test_change": "this run's mean test accuracy minus the compared run's",
-    "edits": "rows whose label changed since the compared run and that both runs predicted",
-    "edits_model_agrees": "of those, how many the new model predicts as the new label",
-    "edits_old_agreed": "of those, how many the compared run had already predicted as the new label",
-    # Model vs expert (dcloop.agreement).
-    "expert_label_n": "rows with an expert class and a class label",
-    "expert_label_agree": "of those, rows where expert and label agree",
-    "expert_label_accuracy": "expert_label_agree / expert_label_n",
-    "expert_label_kappa": "Cohen's kappa of expert vs label",
-    "expert_model_n": "rows with an expert class and a prediction",
-    "expert_model_agree": "of those, rows where expert and model agree",
-    "expert_model_accuracy": "expert_model_agree / expert_model_n",
-    "expert_model_kappa": "Cohen's kappa of expert vs model",
-    # Re-evaluations (dcloop.reeval); blank on trainings.
-    "reeval_of": "the run whose stored model was scored again on this row's label version",
-    "reeval_seen": "how many of the val/test rows it scored that model had trained on",
-}
-RESULT_COLUMNS = list(RESULT_COLUMN_DOCS)
 INDEX_COLUMNS = ["version", "parent", "time_utc", "rows", "changed"]
 
 

@@ -110,7 +110,7 @@ def table_columns() -> str:
 
 def result_columns() -> str:
     """The results table's columns, one row per training (or re-evaluation)."""
-    from .history import RESULT_COLUMN_DOCS
+    from .table import RESULT_COLUMN_DOCS
     rows = [f"| `{name}` | {cell(meaning)} |" for name, meaning in RESULT_COLUMN_DOCS.items()]
     return "\n".join(["| column | meaning |", "|---|---|", *rows, ""])
 

@@ -29,7 +29,7 @@ from . import table as tbl
 from .config import STATE_DIR, Config
 from .errors import DcloopError
 from .fsutil import atomic_write_bytes, atomic_write_text, inside, is_safe_name, sha256_bytes
-from .history import History, is_reeval, read_cache_json, read_last_trained
+from .history import History, is_reeval, read_last_trained
 from .images import MAX_IMAGE_BYTES, Access, access_of, allowed_path, cached_urls, read_regular
 
 REPORT_DIR = "report"

@@ -8,7 +8,7 @@ from sklearn.metrics import cohen_kappa_score
 from dcloop.agreement import (EXPERT_FIELDS, agreement, bad_expert_rows, cohen_kappa, edit_agreement,
                               expert_agreement, expert_cells)
 from dcloop.effect import EFFECT_FIELDS, SEED_FIELDS, score_change, seed_fields
-from dcloop.history import RESULT_COLUMNS
+from dcloop.table import RESULT_COLUMNS
 
 
 def test_kappa_on_a_hand_computed_example():

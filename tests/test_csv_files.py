@@ -16,8 +16,7 @@ from click.testing import CliRunner
 from dcloop import table as tbl
 from dcloop.backends.csv import CsvBackend, parse_csv, read_csv, read_csv_file, render_csv
 from dcloop.cli import cli
-from dcloop.config import load_config
-from dcloop.errors import RowDropError, TableBusy
+from dcloop.errors import RowDropError
 from dcloop.history import History
 from dcloop.sync import pull
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from dcloop.backends.csv import CsvBackend, to_csv_text
 from dcloop.cli import cli
 from dcloop.effect import run_predictions
-from dcloop.history import RESULT_COLUMNS
+from dcloop.table import RESULT_COLUMNS
 from dcloop.sync import sync
 from tests.conftest import split_rows, write_digits
 from tests.test_sync import edit, labels, results

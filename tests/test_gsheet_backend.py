@@ -12,7 +12,7 @@ from dcloop.backends import open_backend
 from dcloop.backends.gsheet import SheetBackend, check_cell_limit, sheet_key
 from dcloop.backends.sheet_http import RetryPolicy, credentials_path, load_credentials
 from dcloop.errors import BackendError, ConfigError, SchemaError
-from dcloop.history import RESULT_COLUMNS
+from dcloop.table import RESULT_COLUMNS
 
 from .conftest import ACCOUNT, CLASSES, make_table, sheet_config, write_key
 

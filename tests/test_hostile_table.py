@@ -19,7 +19,7 @@ from dcloop.backends.csv import CsvBackend, read_csv
 from dcloop.cap import write_suggestions
 from dcloop.cli import cli
 from dcloop.config import load_config, new_config
-from dcloop.errors import ConfigError, SchemaError, UnsafePath
+from dcloop.errors import ConfigError, UnsafePath
 from dcloop.fsutil import inside, is_safe_name
 from dcloop.images import materialize
 

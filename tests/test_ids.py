@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcloop import table as tbl
 from dcloop.backends.csv import CsvBackend, read_csv
-from dcloop.cli import cli
 from dcloop.history import History
 from dcloop.sync import pull
 

@@ -14,7 +14,7 @@ from dcloop.backends import sheet_layout as layout
 from dcloop.backends.sheet_grid import (a1, cell_text, column_letter, grid_frame, image_formula, plan_write,
                                         typed)
 from dcloop.backends.sheet_http import RetryPolicy, backoff, quota_floor, retry_after_seconds
-from dcloop.history import RESULT_COLUMNS
+from dcloop.table import RESULT_COLUMNS
 
 
 @pytest.mark.parametrize("index, letters", [(0, "A"), (25, "Z"), (26, "AA"), (701, "ZZ"), (702, "AAA")])

@@ -15,7 +15,7 @@ import pandas as pd
 from .. import table as tbl
 from ..errors import BackendError, DiskError, SchemaError, TableBusy
 from ..fsutil import atomic_write_bytes, atomic_write_text, file_stamp
-from ..history import RESULT_COLUMNS
+from ..table import RESULT_COLUMNS
 
 MAX_WRITE_ATTEMPTS = 5
 

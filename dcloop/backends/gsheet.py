@@ -25,7 +25,7 @@ from gspread.exceptions import APIError, NoValidUrlKeyFound
 from gspread.utils import extract_id_from_url
 
 from ..errors import BackendError, ConfigError
-from ..history import RESULT_COLUMNS
+from ..table import RESULT_COLUMNS
 from . import sheet_layout as layout
 from .sheet_grid import (MAX_CELLS, READ_PARAMS, a1, grid_frame, header_of, image_formula,
                          plan_split_moves, plan_write, quote_title, table_of, typed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import table as tbl
-from ..history import RESULT_COLUMNS
+from ..table import RESULT_COLUMNS
 
 
 class MemoryBackend:

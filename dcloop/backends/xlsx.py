@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from .. import table as tbl
-from ..errors import BackendError, SchemaError, TableBusy
+from ..errors import BackendError, DiskError, SchemaError
 from ..fsutil import atomic_write_bytes, inside, is_safe_name
-from ..history import RESULT_COLUMNS
+from ..table import RESULT_COLUMNS
 from . import sheet_layout as layout
-from .csv import column_names
+from .csv import busy, column_names
 
 MAX_WRITE_ATTEMPTS = 5
 SETTLE_S = 0.25        # a file modified this recently is read again once it has held still
@@ -344,9 +344,8 @@ class XlsxBackend:
     def _replace(self, data: bytes, stamp) -> bool:
         try:
             return atomic_write_bytes(self.path.resolve(), data, unchanged_since=stamp)
-        except PermissionError as e:
-            raise TableBusy(f"{self.path.name} is open in another program or cannot be replaced ({e.strerror}): "
-                            f"close it and run dcloop sync again. Nothing in it was changed.") from e
+        except DiskError as e:
+            raise busy(self.path, e) or e
 
     def create(self, table: pd.DataFrame) -> None:
         from openpyxl import Workbook

@@ -133,6 +133,18 @@ def render_csv(frame: pd.DataFrame, fmt: CsvFormat = CsvFormat()) -> bytes:
     return (codecs.BOM_UTF8 if fmt.bom else b"") + buffer.getvalue().encode("utf-8")
 
 
+def replace_table_file(path: Path, data: bytes, stamp) -> bool:
+    """Replace a table file's content atomically unless it changed since ``stamp`` (then False).
+
+    A symbolic link stays a link and the file it points to is written; a file another program
+    holds is a TableBusy.
+    """
+    try:
+        return atomic_write_bytes(Path(path).resolve(), data, unchanged_since=stamp)
+    except DiskError as e:
+        raise busy(path, e) or e
+
+
 def busy(path: Path, error: DiskError) -> TableBusy | None:
     """A TableBusy when a file could not be replaced for want of permission: Excel, for one, locks
     the files it has open. None for other disk errors (a full disk), which say what they are."""
@@ -233,12 +245,7 @@ class CsvBackend:
                            f"{MAX_WRITE_ATTEMPTS} times; close the editor's autosave and sync again.")
 
     def _replace(self, data: bytes, stamp) -> bool:
-        """Replace the file's content atomically; a symbolic link stays a link and its target is written."""
-        try:
-            return atomic_write_bytes(self.path.resolve(), data, unchanged_since=stamp)
-        except DiskError as e:
-            raise busy(self.path, e) or e
-
+        return replace_table_file(self.path, data, stamp)
 
     def create(self, table: pd.DataFrame) -> None:
         if self.path.exists():

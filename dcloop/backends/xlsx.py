@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from .. import table as tbl
-from ..errors import BackendError, DiskError, SchemaError
+from ..errors import BackendError, SchemaError
 from ..fsutil import atomic_write_bytes, inside, is_safe_name
 from ..table import RESULT_COLUMNS
 from . import sheet_layout as layout
-from .csv import busy, column_names
+from .csv import column_names, replace_table_file
 
 MAX_WRITE_ATTEMPTS = 5
 SETTLE_S = 0.25        # a file modified this recently is read again once it has held still
@@ -342,10 +342,7 @@ class XlsxBackend:
                            f"{MAX_WRITE_ATTEMPTS} times; close the program's autosave and sync again.")
 
     def _replace(self, data: bytes, stamp) -> bool:
-        try:
-            return atomic_write_bytes(self.path.resolve(), data, unchanged_since=stamp)
-        except DiskError as e:
-            raise busy(self.path, e) or e
+        return replace_table_file(self.path, data, stamp)
 
     def create(self, table: pd.DataFrame) -> None:
         from openpyxl import Workbook

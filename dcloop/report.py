@@ -39,6 +39,9 @@ IMAGES_PER_CELL = 240
 DIFF_ROWS_SHOWN = 120
 DUPLICATE_GROUPS_SHOWN = 60
 TOP_FLAG_KINDS = 6
+# Below this UMAP's neighbour graph is too thin to mean anything (and its spectral start can fail).
+MIN_UMAP_ROWS = 15
+UMAP_NEIGHBOURS = 15
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[str], None]
@@ -231,17 +234,39 @@ def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, list[float]]:
     return xy, (share + [0.0, 0.0])[:2]
 
 
-def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
-    """UMAP when umap-learn is installed, else PCA; returns xy and the axes' names."""
+def umap_installed() -> bool:
+    """Whether umap-learn can be imported, without paying for the import (numba makes it slow)."""
+    import importlib.util
     try:
-        import umap
-    except ImportError:
-        umap = None
-    if umap is not None and len(embeddings) >= 10:
-        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(embeddings) - 1), random_state=seed)
-        return reducer.fit_transform(embeddings), {"method": "UMAP", "x": "UMAP 1", "y": "UMAP 2"}
+        return importlib.util.find_spec("umap") is not None
+    except ValueError:  # a test replaced the module with None: not installed
+        return False
+
+
+def map_method(rows: int, umap_ok: bool) -> tuple[str, str]:
+    """("UMAP" or "PCA", why PCA when it is): UMAP unless it is missing or has too few rows to work."""
+    if not umap_ok:
+        return "PCA", "umap-learn is not installed (pip install umap-learn)"
+    if rows < MIN_UMAP_ROWS:
+        return "PCA", f"{rows} rows: UMAP needs at least {MIN_UMAP_ROWS}"
+    return "UMAP", ""
+
+
+def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+    """UMAP (seeded: the same run gives the same map), else PCA; returns xy and the axes' names."""
+    method, why = map_method(len(embeddings), umap_installed())
+    if method == "UMAP":
+        try:
+            import umap
+        except ImportError as e:  # found but broken (numba, llvmlite): say so on the page
+            method, why = "PCA", f"umap-learn could not be imported ({e})"
+    if method == "UMAP":
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(UMAP_NEIGHBOURS, len(embeddings) - 1),
+                            min_dist=0.1, random_state=seed, n_jobs=1)  # seeded: one thread anyway
+        xy = reducer.fit_transform(np.asarray(embeddings, dtype=np.float32))
+        return xy.astype(np.float64), {"method": "UMAP", "why": "", "x": "UMAP 1", "y": "UMAP 2"}
     xy, share = pca_2d(embeddings)
-    return xy, {"method": "PCA", "x": f"principal component 1 ({share[0]:.0%} of variance)",
+    return xy, {"method": "PCA", "why": why, "x": f"principal component 1 ({share[0]:.0%} of variance)",
                 "y": f"principal component 2 ({share[1]:.0%} of variance)"}
 
 
@@ -462,15 +487,20 @@ def thumbnail_png(data: bytes, size: int) -> bytes | None:
 
 
 def projection(run_dir: Path, embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
-    """The run's 2-D map, computed once per run and kept next to its predictions."""
+    """The run's 2-D map, computed once per run and kept next to its predictions.
+
+    The cache is keyed by rows, seed and method, so installing umap-learn replaces a PCA map.
+    """
     path = run_dir / "map.npz"
+    key = json.dumps({"rows": len(embeddings), "seed": seed,
+                      "method": map_method(len(embeddings), umap_installed())[0]})
     if path.exists():
         with np.load(path, allow_pickle=False) as saved:
-            if len(saved["xy"]) == len(embeddings):
+            if "key" in saved and str(saved["key"]) == key:
                 return saved["xy"], json.loads(str(saved["axes"]))
     xy, axes = project_2d(embeddings, seed)
     buffer = io.BytesIO()
-    np.savez(buffer, xy=xy, axes=json.dumps(axes))
+    np.savez(buffer, xy=xy, axes=json.dumps(axes), key=key)
     atomic_write_bytes(path, buffer.getvalue())
     return xy, axes
 

@@ -119,13 +119,45 @@ def test_version_diff_puts_edits_before_additions_and_caps_the_list():
     assert rep.version_diff(pd.DataFrame(), None, {})["version"] == ""
 
 
+def test_the_map_is_umap_unless_it_is_missing_or_the_rows_are_too_few():
+    assert rep.map_method(15, True) == ("UMAP", "")
+    assert rep.map_method(14, True) == ("PCA", "14 rows: UMAP needs at least 15")
+    assert rep.map_method(500, False) == ("PCA", "umap-learn is not installed (pip install umap-learn)")
+
+
+@pytest.mark.skipif(not rep.umap_installed(), reason="umap-learn is not installed")
+def test_umap_is_seeded_and_its_map_cached_per_run(tmp_path):
+    rng = np.random.default_rng(1)
+    embeddings = np.vstack([rng.normal(c, 0.3, size=(20, 8)) for c in (0, 3)]).astype(np.float32)
+    xy, axes = rep.projection(tmp_path, embeddings, seed=3)
+    assert xy.shape == (40, 2) and axes == {"method": "UMAP", "why": "", "x": "UMAP 1", "y": "UMAP 2"}
+    assert np.array_equal(rep.project_2d(embeddings, seed=3)[0], xy)  # the same run gives the same map
+    with np.load(tmp_path / "map.npz") as saved:
+        cached = dict(saved)
+    np.savez(tmp_path / "map.npz", **{**cached, "xy": cached["xy"] + 1})
+    assert np.array_equal(rep.projection(tmp_path, embeddings, seed=3)[0], xy + 1)  # read, not computed again
+    assert np.array_equal(rep.projection(tmp_path, embeddings, seed=4)[0].shape, (40, 2))  # another seed: recomputed
+    assert not np.array_equal(rep.projection(tmp_path, embeddings, seed=3)[0], xy + 1)
+
+
+def test_a_cached_pca_map_is_replaced_when_umap_becomes_usable(tmp_path, monkeypatch):
+    embeddings = np.random.default_rng(2).normal(size=(20, 4))
+    monkeypatch.setattr(rep, "umap_installed", lambda: False)
+    assert rep.projection(tmp_path, embeddings, seed=0)[1]["method"] == "PCA"
+    calls = []
+    monkeypatch.setattr(rep, "umap_installed", lambda: True)
+    monkeypatch.setattr(rep, "project_2d", lambda e, seed: calls.append(seed) or (np.zeros((len(e), 2)), {"method": "UMAP"}))
+    assert rep.projection(tmp_path, embeddings, seed=0)[1]["method"] == "UMAP" and calls == [0]
+    assert rep.projection(tmp_path, embeddings, seed=0)[1]["method"] == "UMAP" and calls == [0]  # cached now
+
+
 def test_pca_fallback_when_umap_is_not_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "umap", None)  # makes `import umap` raise ImportError
     rng = np.random.default_rng(0)
     along = rng.normal(size=(50, 1))
     embeddings = np.hstack([along * 10, along * 10, rng.normal(size=(50, 3)) * 0.01])
     xy, axes = rep.project_2d(embeddings, seed=0)
-    assert xy.shape == (50, 2) and axes["method"] == "PCA"
+    assert xy.shape == (50, 2) and axes["method"] == "PCA" and axes["why"].startswith("umap-learn is not installed")
     assert axes["x"].startswith("principal component 1 (100%")
     assert abs(np.corrcoef(xy[:, 0], along[:, 0])[0, 1]) > 0.999
     assert rep.pca_2d(np.ones((1, 4)))[0].shape == (1, 2)

@@ -213,8 +213,9 @@
     var canvas = byId("map-canvas"), tip = byId("map-tip"), legend = byId("map-legend");
     var state = {by: "label", splits: SPLITS.map(function () { return true; }), suspectsOnly: false, hidden: {}, pinned: -1};
     var screenX = new Float32Array(N), screenY = new Float32Array(N), visible = [];
-    var method = D.map.method === "PCA" ? "PCA (a linear view; with umap-learn installed the map is UMAP, which " +
-      "separates classes better)" : D.map.method;
+    var method = D.map.method === "PCA" ? "PCA, a linear view (" + (D.map.why || "UMAP not available") + "; UMAP " +
+      "separates classes better)" : "UMAP (seeded: the same run gives the same map; distances between " +
+      "islands mean little, closeness within one does)";
     byId("map-hint").textContent = method + " of the fixed model's penultimate-layer embeddings, one dot per " +
       "image (" + num(N) + "). Dots with a black ring are suspects. Hover a dot to see the image, click to pin it; " +
       "click a legend entry to hide it. Look for islands of one colour inside another class, and sparse regions.";

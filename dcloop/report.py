@@ -35,6 +35,8 @@ from .images import MAX_IMAGE_BYTES, Access, access_of, allowed_path, cached_url
 REPORT_DIR = "report"
 THUMB_SIZE = 64
 SUSPECTS_PER_CLASS = 12
+QUEUE_ROWS = 60  # about two screens of large thumbnails
+QUEUE_THUMB_SIZE = 160
 IMAGES_PER_CELL = 240
 DIFF_ROWS_SHOWN = 120
 DUPLICATE_GROUPS_SHOWN = 60
@@ -92,10 +94,50 @@ def table_numbers(table: pd.DataFrame, column: str, ids: np.ndarray) -> np.ndarr
     return values.reindex(ids).to_numpy(dtype=np.float64)
 
 
-def suspects(codes: np.ndarray, predicted: np.ndarray, label_prob: np.ndarray, low_label_prob: float) -> np.ndarray:
-    """The rows sync flags 'label?': the model prefers another class and gives the label little chance."""
-    with np.errstate(invalid="ignore"):
-        return (codes >= 0) & (predicted != codes) & (label_prob < low_label_prob)
+def has_label_flag(flags) -> np.ndarray:
+    """Rows whose flags cell holds a 'label?' flag: the suspects, exactly as the table counts them.
+
+    The page used to recompute the rule from the saved probabilities, which missed the neighbours'
+    votes and the training dynamics that the sync blends in, so its count and the table's differed.
+    """
+    return np.array([any(flag_kind(f) == "label?" for f in str(cell).split(";") if f.strip())
+                     for cell in flags], dtype=bool)
+
+
+def queue_key(table: pd.DataFrame) -> np.ndarray:
+    """The sync's sort key (suspicion.assess, sync.write_back) recovered from the written table.
+
+    suspicion, 2 where it is blank (rows without a usable image sort first), minus 2 for a review
+    that stands (marked reviewed, and not flagged stale by the sync).
+    """
+    from .review import MARKS
+    key = pd.to_numeric(table["suspicion"], errors="coerce").fillna(2.0).to_numpy(dtype=np.float64)
+    if "reviewed" in table.columns:
+        marked = table["reviewed"].str.strip().str.lower().map(MARKS).fillna(False).to_numpy(dtype=bool)
+        stale = table["flags"].str.contains("review stale", regex=False).to_numpy(dtype=bool)
+        key = key - 2 * (marked & ~stale)
+    return key
+
+
+def queued_rows(table: pd.DataFrame) -> np.ndarray:
+    """Positions of the rows to review, in the order the sync writes the table.
+
+    Rows with nothing against them (key 0) and reviewed rows (key < 0) are not queued.
+    """
+    key = queue_key(table)
+    order = np.argsort(-key, kind="stable")
+    return order[key[order] > 0]
+
+
+def review_queue(table: pd.DataFrame, predicted: dict[str, str], thumb_of: dict[str, int],
+                 limit: int = QUEUE_ROWS) -> dict:
+    """The first ``limit`` queued rows with what a person needs to pick the ones to open in the sheet."""
+    key, queued = queue_key(table), queued_rows(table)
+    rows = [{"id": table["id"].iat[n], "label": table["label"].iat[n].strip(),
+             "model": predicted.get(table["id"].iat[n], ""), "flags": table["flags"].iat[n].strip(),
+             "split": table["split"].iat[n].strip().lower(), "thumb": thumb_of.get(table["id"].iat[n], -1),
+             "suspicion": None if key[n] >= 2 else round(float(key[n]), 3)} for n in queued[:limit]]
+    return {"rows": rows, "total": int(len(queued))}
 
 
 def confusion(codes: np.ndarray, predicted: np.ndarray, in_split: np.ndarray, num_classes: int,
@@ -296,14 +338,15 @@ def result_of(results: pd.DataFrame, run_id: str) -> dict:
 
 
 def summary(project: str, run_id: str, table: pd.DataFrame, result: dict, series: list[dict],
-            matrices: dict, suspect: np.ndarray, model) -> dict:
+            matrices: dict, model) -> dict:
     """The one-screen summary at the top of the page."""
     return {
         "project": project, "version": result.get("label_version", ""), "run_id": run_id,
         "time": result.get("time_utc", ""), "rows": len(table),
         "splits": {s: int((table["split"].str.strip().str.lower() == s).sum()) for s in tbl.SPLITS},
         "unlabeled": int((table["label"].str.strip() == "").sum()),
-        "flagged": int((table["flags"].str.strip() != "").sum()), "suspects": int(suspect.sum()),
+        "flagged": int((table["flags"].str.strip() != "").sum()),
+        "suspects": int(has_label_flag(table["flags"]).sum()),
         "val": matrices["val"]["accuracy"], "test": matrices["test"]["accuracy"],
         "val_change": score_change(series, run_id, "val"), "test_change": score_change(series, run_id, "test"),
         "labels_changed": result.get("labels_changed", ""), "flags": flag_kinds(table["flags"])[:TOP_FLAG_KINDS],
@@ -316,20 +359,23 @@ def summary(project: str, run_id: str, table: pd.DataFrame, result: dict, series
 
 def page_data(project: str, run: Run, config: Config, table: pd.DataFrame, results: pd.DataFrame,
               index: pd.DataFrame, changes: pd.DataFrame | None, xy: np.ndarray, axes: dict,
-              thumbs: list[str], thumb_of: dict[str, int], content: dict[str, str], generated: str) -> dict:
-    """Everything the page shows, as one JSON-ready dict (pure)."""
+              thumbs: list[str], thumb_of: dict[str, int], content: dict[str, str], generated: str,
+              large_of: dict[str, int] | None = None) -> dict:
+    """Everything the page shows, as one JSON-ready dict (pure); ``large_of``: the queue's own thumbnails."""
     classes = config.project.classes
     codes = label_codes(run.labels, classes)
     scores = row_scores(run.proba, codes, table_numbers(table, "suspicion", run.ids))
-    suspect = suspects(codes, scores["predicted"], scores["label_prob"], config.suspicion.low_label_prob)
+    flags = dict(zip(table["id"], table["flags"].str.strip()))
+    suspect = has_label_flag([flags.get(i, "") for i in run.ids])
     result = result_of(results, run.run_id)
     series = score_series(results, result.get("model_fingerprint") or config.model.fingerprint())
     matrices = {s: confusion(codes, scores["predicted"], run.splits == s, len(classes)) for s in ("val", "test", "train")}
-    flags = dict(zip(table["id"], table["flags"].str.strip()))
+    predicted = {i: classes[k] for i, k in zip(run.ids, scores["predicted"])}
     return {
         "generated": generated, "classes": classes, "splits": tbl.SPLITS,
-        "summary": summary(project, run.run_id, table, result, series, matrices, suspect, config.model),
-        "scores": series, "confusion": matrices, "map": axes,
+        "summary": summary(project, run.run_id, table, result, series, matrices, config.model),
+        "queue": review_queue(table, predicted, {**thumb_of, **(large_of or {})}), "scores": series, "confusion": matrices,
+        "map": axes,
         "points": points(run, classes, scores, suspect, xy, flags, thumb_of),
         "per_class": class_details(classes, codes, run.splits, scores),
         "balance": split_balance(table["label"], table["split"], classes),
@@ -505,6 +551,14 @@ def projection(run_dir: Path, embeddings: np.ndarray, seed: int) -> tuple[np.nda
     return xy, axes
 
 
+def queue_thumbnails(cache: Path, table: pd.DataFrame, files: dict[str, Path], thumbs: list[str]) -> dict[str, int]:
+    """Larger thumbnails for the review queue's rows, appended to ``thumbs``; row id -> index."""
+    queued = [table["id"].iat[n] for n in queued_rows(table)[:QUEUE_ROWS]]
+    large, large_of, _ = Thumbnails(cache, QUEUE_THUMB_SIZE).make({i: files[i] for i in queued if i in files})
+    thumbs.extend(large)
+    return {row_id: len(thumbs) - len(large) + k for row_id, k in large_of.items()}
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -526,11 +580,12 @@ def write_report(root: Path, config: Config, backend=None, run_id: str = "", pro
     history = History(state)
     index = history.index()
     changes = history.changes(index["version"].iloc[-1]) if len(index) else None
-    thumbs, thumb_of, content = Thumbnails(state / "cache").make(image_files(root, table, access_of(root, config)),
-                                                                 progress)
+    files = image_files(root, table, access_of(root, config))
+    thumbs, thumb_of, content = Thumbnails(state / "cache").make(files, progress)
+    large_of = queue_thumbnails(state / "cache", table, files, thumbs)
     xy, axes = projection(state / "runs" / run.run_id, run.embeddings, config.model.seed)
     data = page_data(root.resolve().name, run, config, table, results, index, changes, xy, axes,
-                     thumbs, thumb_of, content, utc_now())
+                     thumbs, thumb_of, content, utc_now(), large_of)
     path = root / REPORT_DIR / "index.html"
     atomic_write_text(path, render_page(data))
     path.chmod(0o644)  # a page to share or serve, not a private temp file

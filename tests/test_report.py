@@ -49,7 +49,7 @@ def test_confusion_counts_and_the_rows_behind_each_off_diagonal_cell():
     assert rep.confusion(codes, predicted, np.zeros(7, bool), 2)["accuracy"] is None
 
 
-def test_suspects_follow_the_sync_flag_rule_and_suspicion_comes_from_the_table():
+def test_scores_come_from_the_run_and_suspicion_from_the_table():
     proba = np.array([[0.9, 0.1], [0.85, 0.15], [0.6, 0.4], [0.5, 0.5]])
     codes = np.array([0, 1, 1, -1])
     table = pd.DataFrame({"id": ["a", "b", "c", "d"], "suspicion": ["0.1", "0.9", "", "0.5"]})
@@ -57,8 +57,45 @@ def test_suspects_follow_the_sync_flag_rule_and_suspicion_comes_from_the_table()
     assert scores["predicted"].tolist() == [0, 0, 0, 0]
     assert scores["label_prob"][:3].tolist() == [0.9, 0.15, 0.4] and np.isnan(scores["label_prob"][3])
     assert scores["suspicion"][:2].tolist() == [0.1, 0.9] and np.isnan(scores["suspicion"][2:]).all()
-    assert rep.suspects(codes, scores["predicted"], scores["label_prob"], 0.2).tolist() == [False, True, False, False]
     assert np.isnan(rep.table_numbers(table, "suspicion", np.array(["zz"]))).all()
+
+
+def test_a_suspect_is_a_row_the_table_flags_label_so_the_counts_agree():
+    flags = ["label? model says 7 (0.91)", "", "outlier; label? model says 1 (0.55)", "dup-of:x (val)",
+             "unreadable: http 404", "review stale: label or image changed since; clear reviewed, sync, mark again"]
+    assert rep.has_label_flag(flags).tolist() == [True, False, True, False, False, False]
+    kinds = {k["kind"]: k["rows"] for k in rep.flag_kinds(pd.Series(flags))}
+    assert kinds["label?"] == rep.has_label_flag(flags).sum() == 2
+
+
+def queue_table(**columns) -> pd.DataFrame:
+    base = {"id": ["a", "b", "c", "d", "e", "f", "g"], "label": ["1", "7", "1", "", "7", "1", "7"],
+            "split": ["train", "val", "test", "train", "train", "val", "train"],
+            "suspicion": ["0.30", "0.95", "", "0.000", "0.80", "0.60", "0.95"],
+            "flags": ["outlier", "label? model says 1 (0.88)", "unreadable: http 404", "", "", "", "label? model says 1 (0.7)"]}
+    return pd.DataFrame({**base, **columns})
+
+
+def test_the_review_queue_is_the_table_order_the_sync_writes():
+    table = queue_table()
+    queue = rep.review_queue(table, {"a": "1", "b": "1", "e": "7", "f": "1", "g": "1"}, {"a": 0, "b": 1, "g": 2})
+    # unusable first (blank suspicion), then most suspicious first, ties in table order, nothing-to-say rows left out
+    assert [r["id"] for r in queue["rows"]] == ["c", "b", "g", "e", "f", "a"] and queue["total"] == 6
+    first, second = queue["rows"][0], queue["rows"][1]
+    assert first == {"id": "c", "label": "1", "model": "", "flags": "unreadable: http 404", "split": "test",
+                     "thumb": -1, "suspicion": None}
+    assert second == {"id": "b", "label": "7", "model": "1", "flags": "label? model says 1 (0.88)", "split": "val",
+                      "thumb": 1, "suspicion": 0.95}
+    assert [r["id"] for r in rep.review_queue(table, {}, {}, limit=2)["rows"]] == ["c", "b"]
+
+
+def test_a_standing_review_leaves_the_queue_and_a_stale_one_stays():
+    stale = "review stale: label or image changed since; clear reviewed, sync, mark again"
+    table = queue_table(reviewed=["", "ok", "", "", "OK", "", ""],
+                        flags=["outlier", "", "unreadable: http 404", "", stale, "", "label? model says 1 (0.7)"])
+    assert [r["id"] for r in rep.review_queue(table, {}, {})["rows"]] == ["c", "g", "e", "f", "a"]
+    expected = np.array([0.30, 0.95 - 2, 2.0, 0.0, 0.80, 0.60, 0.95])
+    assert rep.queue_key(table) == pytest.approx(expected)
 
 
 def test_score_series_keeps_one_fingerprint_and_the_change_is_against_the_previous_training():
@@ -211,7 +248,14 @@ def test_sync_writes_the_report_with_every_part(synced):
     data = page_json(page)
     table = read_csv(root / "labels.csv")
     assert len(data["points"]["id"]) == len(table) == 60
-    assert all(t >= 0 for t in data["points"]["thumb"]) and len(data["thumbs"]) == 60
+    queue = data["queue"]["rows"]
+    assert len(queue) == min(rep.QUEUE_ROWS, data["queue"]["total"]) > 0
+    assert all(t >= 0 for t in data["points"]["thumb"]) and len(data["thumbs"]) == 60 + len(queue)
+    assert all(r["thumb"] >= 60 for r in queue)  # the queue's own, larger thumbnails
+    order = [r["id"] for r in queue]
+    assert order == table["id"].tolist()[:len(queue)]  # the table is written in the queue's order
+    assert data["summary"]["suspects"] == sum(rep.has_label_flag(table["flags"]))
+    assert data["summary"]["suspects"] == sum(data["points"]["suspect"])
     assert len(data["scores"]) == 2 and data["scores"][1]["changed"] == 1
     assert data["summary"]["val_change"] is not None
     assert data["confusion"]["val"]["rows"] > 0 and data["confusion"]["test"]["rows"] > 0
@@ -338,3 +382,4 @@ def test_clicking_a_confusion_cell_shows_its_images_and_hovering_the_map_shows_o
     assert out["tip_images"] == 1 and "label " in out["tip_text"] and "model says" in out["tip_text"]
     first_class = page_json(root / "report" / "index.html")["points"]["label"].count(0)
     assert out["hidden_one_class"] == first_class > 0
+

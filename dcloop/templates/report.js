@@ -95,12 +95,36 @@
       card("labels changed", s.labels_changed === "" ? "–" : num(s.labels_changed),
            D.scores.length && D.scores[0].run_id === s.run_id ? "first training: every row counts as new"
                                                                : "rows changed since the previous training"),
-      card("suspects", num(s.suspects), "labels the model doubts: another class preferred, p(label) < " + D.low_label_prob),
+      card("suspects (label? flags)", num(s.suspects), "rows the table flags label?: the model prefers another " +
+           "class; the review queue below lists them with the other flags"),
       card("flagged rows", num(s.flagged), flags),
       card("model", s.model.preset, "fingerprint " + s.model.fingerprint + (s.model.best_epoch ?
         " · best epoch " + s.model.best_epoch + " of " + s.model.epochs : "") +
         (s.model.duration_s ? " · " + s.model.duration_s + " s" : ""))
     );
+  }
+
+  // The rows the table lists first, as the sync sorts it: what to open in the sheet.
+  function reviewQueue() {
+    var q = D.queue, box = byId("queue-grid");
+    byId("queue-hint").textContent = q.total ? "The " + q.rows.length + (q.total > q.rows.length ?
+      " of " + num(q.total) : "") + " rows the table lists first (its sort: most suspicious first, rows " +
+      "without a usable image before them, reviewed rows last), across splits. Each shows its id, label, " +
+      "the model's class and the reasons; find the id in the sheet to fix the label, exclude the row or " +
+      "mark it reviewed." : "";
+    if (!q.rows.length) { box.append(el("p", {class: "muted", text: "Nothing to review: no row has a flag or any suspicion."})); return; }
+    q.rows.forEach(function (r, n) {
+      var model = r.model ? "model " + r.model : "model –";
+      box.append(el("figure", {class: "qtile", "data-id": r.id, title: r.flags || r.id}, [
+        el("div", {class: "rank", text: "#" + (n + 1) + " · " + r.split +
+          (r.suspicion === null ? "" : " · susp. " + r.suspicion.toFixed(2))}),
+        thumb(r.thumb, r.id),
+        el("figcaption", {}, [
+          el("div", {class: "id", text: r.id}),
+          el("div", {}, [el("b", {text: "label " + (r.label || "∅")})]),
+          el("div", {class: r.model && r.model !== r.label ? "flag" : "", text: model}),
+          el("div", {class: "reasons", text: r.flags || "no flag: suspicion only"})])]));
+    });
   }
 
   function scoreChart() {
@@ -442,6 +466,7 @@
   }
 
   safely("summary", summary);
+  safely("queue", reviewQueue);
   safely("scores", scoreChart);
   safely("confusion", confusionMatrices);
   safely("map", embeddingMap);

@@ -63,6 +63,7 @@ class Run:
     splits: np.ndarray
     proba: np.ndarray
     embeddings: np.ndarray
+    crossfit: int | None = None  # [suspicion] crossfit of the run, when its predictions record it
 
 
 # ---- pure builders ---------------------------------------------------------------------------
@@ -138,6 +139,26 @@ def review_queue(table: pd.DataFrame, predicted: dict[str, str], thumb_of: dict[
              "split": table["split"].iat[n].strip().lower(), "thumb": thumb_of.get(table["id"].iat[n], -1),
              "suspicion": None if key[n] >= 2 else round(float(key[n]), 3)} for n in queued[:limit]]
     return {"rows": rows, "total": int(len(queued))}
+
+
+def train_scoring(recorded: int | None, configured: int) -> dict:
+    """How the train matrix was scored, and the note the page puts beside it.
+
+    ``recorded`` is the run's own [suspicion] crossfit when its predictions say (None when they do not);
+    then the current dcloop.toml's value stands in, and the note says so.
+    """
+    k = configured if recorded is None else recorded
+    source = ("" if recorded is not None else
+              " The run does not record its [suspicion] crossfit; this follows dcloop.toml as it is now.")
+    if k >= 2:
+        return {"crossfit": k, "honest": True, "title": f"train (cross-fitted, {k} networks)",
+                "note": f"Cross-fitted: each train row is scored by one of {k} networks that never trained on it, "
+                        f"so train accuracy is out of sample and comparable to val.{source}"}
+    return {"crossfit": 0, "honest": False, "title": "train (optimistic)",
+            "note": "Optimistic: each train row is scored by a classifier fitted on the other train rows' "
+                    "embeddings, but the network that made those embeddings trained on every train row, "
+                    "mislabeled ones included. Judge the model by val and test; set [suspicion] crossfit = 5 "
+                    f"(or dcloop sync --crossfit 5) for out-of-sample train figures.{source}"}
 
 
 def confusion(codes: np.ndarray, predicted: np.ndarray, in_split: np.ndarray, num_classes: int,
@@ -375,7 +396,7 @@ def page_data(project: str, run: Run, config: Config, table: pd.DataFrame, resul
         "generated": generated, "classes": classes, "splits": tbl.SPLITS,
         "summary": summary(project, run.run_id, table, result, series, matrices, config.model),
         "queue": review_queue(table, predicted, {**thumb_of, **(large_of or {})}), "scores": series, "confusion": matrices,
-        "map": axes,
+        "train_scoring": train_scoring(run.crossfit, config.suspicion.crossfit), "map": axes,
         "points": points(run, classes, scores, suspect, xy, flags, thumb_of),
         "per_class": class_details(classes, codes, run.splits, scores),
         "balance": split_balance(table["label"], table["split"], classes),
@@ -412,7 +433,8 @@ def load_run(state: Path, run_id: str) -> Run:
         raise DcloopError(f"{path}: no saved predictions for run {run_id}. Run 'dcloop sync' to train first.")
     with np.load(path, allow_pickle=False) as saved:
         return Run(run_id, saved["ids"].astype(str), saved["labels"].astype(str), saved["splits"].astype(str),
-                   saved["proba"].astype(np.float64), saved["embeddings"])
+                   saved["proba"].astype(np.float64), saved["embeddings"],
+                   int(saved["crossfit"]) if "crossfit" in saved else None)
 
 
 def latest_run_id(state: Path, results: pd.DataFrame) -> str:

@@ -98,6 +98,19 @@ def test_a_standing_review_leaves_the_queue_and_a_stale_one_stays():
     assert rep.queue_key(table) == pytest.approx(expected)
 
 
+def test_the_train_matrix_says_how_its_rows_were_scored():
+    plain = rep.train_scoring(None, 0)
+    assert not plain["honest"] and plain["title"] == "train (optimistic)"
+    assert "the network that made those embeddings trained on every train row" in plain["note"]
+    assert "crossfit = 5" in plain["note"] and "The run does not record its [suspicion] crossfit" in plain["note"]
+    crossed = rep.train_scoring(4, 0)
+    assert crossed["honest"] and crossed["crossfit"] == 4 and crossed["title"] == "train (cross-fitted, 4 networks)"
+    assert crossed["note"].startswith("Cross-fitted: each train row is scored by one of 4 networks")
+    assumed = rep.train_scoring(None, 5)
+    assert assumed["honest"] and assumed["note"].endswith("this follows dcloop.toml as it is now.")
+    assert not rep.train_scoring(0, 5)["honest"]  # the run's own record wins over today's dcloop.toml
+
+
 def test_score_series_keeps_one_fingerprint_and_the_change_is_against_the_previous_training():
     results = pd.DataFrame({"run_id": ["r1", "r2", "r3", "r4"], "label_version": ["v1", "v1", "v2", "v3"],
                             "time_utc": ["t"] * 4, "val_accuracy": ["0.5", "0.9", "0.6", ""],
@@ -256,6 +269,7 @@ def test_sync_writes_the_report_with_every_part(synced):
     assert order == table["id"].tolist()[:len(queue)]  # the table is written in the queue's order
     assert data["summary"]["suspects"] == sum(rep.has_label_flag(table["flags"]))
     assert data["summary"]["suspects"] == sum(data["points"]["suspect"])
+    assert data["train_scoring"]["title"] == "train (optimistic)"
     assert len(data["scores"]) == 2 and data["scores"][1]["changed"] == 1
     assert data["summary"]["val_change"] is not None
     assert data["confusion"]["val"]["rows"] > 0 and data["confusion"]["test"]["rows"] > 0
@@ -349,7 +363,7 @@ document.getElementById("f").onload = function () {
   var cells = d.querySelectorAll("#confusion td.click");
   out.clickable = cells.length;
   cells[0].click();
-  out.expanded = cells[0].closest(".matrix").querySelectorAll(".cell-gallery img").length;
+  out.expanded = d.querySelectorAll("#confusion-gallery img").length;
   var canvas = d.getElementById("map-canvas"), tip = d.getElementById("map-tip"), box = canvas.getBoundingClientRect();
   for (var y = 0; y < box.height && tip.style.display !== "block"; y += 4)
     for (var x = 0; x < box.width && tip.style.display !== "block"; x += 4)
@@ -383,3 +397,67 @@ def test_clicking_a_confusion_cell_shows_its_images_and_hovering_the_map_shows_o
     first_class = page_json(root / "report" / "index.html")["points"]["label"].count(0)
     assert out["hidden_one_class"] == first_class > 0
 
+
+LAYOUT = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" src="%s" width="1400" height="3000" style="border:0"></iframe>
+<script>
+document.getElementById("f").onload = function () {
+  var d = this.contentDocument, out = {errors: d.body.getAttribute("data-errors")};
+  function box(node) { var r = node.getBoundingClientRect(); return {top: r.top, width: r.width, height: r.height}; }
+  var queue = d.getElementById("queue");
+  out.queue = box(queue);
+  out.queue_tiles = queue.querySelectorAll("figure.qtile img").length;
+  out.queue_first = Array.from(queue.querySelectorAll("figure.qtile")).slice(0, 3).map(function (f) { return f.getAttribute("data-id"); });
+  out.queue_caption = queue.querySelector("figure.qtile figcaption").innerText;
+  out.queue_thumb = box(queue.querySelector("figure.qtile img"));
+  out.sections = Array.from(d.querySelectorAll("main > section")).map(function (s) { return s.id; });
+  out.train_note = d.getElementById("train-note").textContent;
+  out.main = box(d.querySelector("main"));
+  var cells = Array.from(d.querySelectorAll("#confusion td.click")).sort(function (a, b) { return b.textContent - a.textContent; });
+  cells[0].click();
+  var gallery = d.getElementById("confusion-gallery");
+  out.gallery = box(gallery);
+  out.gallery_images = gallery.querySelectorAll("img").length;
+  out.gallery_row = new Set(Array.from(gallery.querySelectorAll("figure")).map(function (f) { return f.getBoundingClientRect().top; })).size;
+  out.duplicates = box(d.getElementById("duplicates"));
+  out.duplicate_cards = d.querySelectorAll("#duplicates .dup").length;
+  out.score_marks = d.querySelectorAll("#score-chart circle, #score-chart rect").length;
+  document.body.setAttribute("data-result", JSON.stringify(out));
+};
+</script></body></html>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless rendering needs a Chromium browser; on Debian: "
+                                              "apt-get install -y chromium")
+def test_the_queue_comes_first_and_galleries_use_the_page_width(synced, tmp_path):
+    root, _, _ = synced
+    rep.write_report(root, load_config(root, environ={}))
+    data = page_json(root / "report" / "index.html")
+    # 52 pairs of duplicates, as a project with leakage has: they must stay a compact grid
+    pair = [{"id": "r1", "split": "train", "label": "1", "thumb": 0}, {"id": "r2", "split": "test", "label": "7", "thumb": 1}]
+    data["duplicates"] = {"groups": [{"across_splits": True, "conflicting_labels": True, "rows": pair}] * 52,
+                          "total": 52, "across_splits": 52, "conflicting_labels": 52}
+    page = tmp_path / "page.html"
+    page.write_text(rep.render_page(data), encoding="utf-8")
+    harness = tmp_path / "layout.html"
+    harness.write_text(LAYOUT % page.resolve().as_uri())
+    shown = chromium("--allow-file-access-from-files", "--virtual-time-budget=15000", "--window-size=1400,3000",
+                     "--dump-dom", harness.as_uri(), profile=tmp_path / "profile")
+    found = re.search(r"data-result=\"([^\"]*)\"", shown.stdout)
+    assert found, shown.stdout[-2000:] + shown.stderr[-2000:]
+    out = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    assert out["errors"] == "0"
+    assert out["sections"][:2] == ["summary", "queue"]
+    queue = data["queue"]["rows"]
+    assert out["queue_tiles"] == len(queue) and out["queue_first"] == [r["id"] for r in queue[:3]]
+    assert out["queue_caption"].split("\n")[:3] == [queue[0]["id"], "label " + queue[0]["label"], "model " + queue[0]["model"]]
+    assert out["queue_thumb"]["width"] >= 120  # large: a person decides from the picture
+    assert out["queue"]["top"] < 1000  # within the first screen or so, under the summary
+    assert "the network that made those embeddings trained on every train row" in out["train_note"]
+    assert out["gallery_images"] > 3 and out["gallery"]["width"] > 0.9 * out["main"]["width"]
+    assert out["duplicate_cards"] == 52 and out["duplicates"]["height"] < 1600
+    assert out["score_marks"] == 2 * 2 + 2  # val and test of two trainings, and the legend's two markers
+    shot = tmp_path / "report.png"
+    chromium("--virtual-time-budget=15000", "--window-size=1400,1400", "--hide-scrollbars", f"--screenshot={shot}",
+             page.resolve().as_uri(), profile=tmp_path / "profile")
+    assert Image.open(shot).size == (1400, 1400)

@@ -31,6 +31,7 @@ from .errors import DcloopError
 from .fsutil import atomic_write_bytes, atomic_write_text, inside, is_safe_name, sha256_bytes
 from .history import History, is_reeval, read_last_trained
 from .images import MAX_IMAGE_BYTES, Access, access_of, allowed_path, cached_urls, read_regular
+from .review import MARKS
 
 REPORT_DIR = "report"
 THUMB_SIZE = 64
@@ -98,8 +99,8 @@ def table_numbers(table: pd.DataFrame, column: str, ids: np.ndarray) -> np.ndarr
 def has_label_flag(flags) -> np.ndarray:
     """Rows whose flags cell holds a 'label?' flag: the suspects, exactly as the table counts them.
 
-    The page used to recompute the rule from the saved probabilities, which missed the neighbours'
-    votes and the training dynamics that the sync blends in, so its count and the table's differed.
+    Read from the table, not recomputed from the saved probabilities: the sync's rule also blends in
+    the neighbours' votes and the training dynamics, so a recomputed count would differ from the sheet's.
     """
     return np.array([any(flag_kind(f) == "label?" for f in str(cell).split(";") if f.strip())
                      for cell in flags], dtype=bool)
@@ -111,7 +112,6 @@ def queue_key(table: pd.DataFrame) -> np.ndarray:
     suspicion, 2 where it is blank (rows without a usable image sort first), minus 2 for a review
     that stands (marked reviewed, and not flagged stale by the sync).
     """
-    from .review import MARKS
     key = pd.to_numeric(table["suspicion"], errors="coerce").fillna(2.0).to_numpy(dtype=np.float64)
     if "reviewed" in table.columns:
         marked = table["reviewed"].str.strip().str.lower().map(MARKS).fillna(False).to_numpy(dtype=bool)

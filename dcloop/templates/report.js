@@ -107,9 +107,9 @@
   // The rows the table lists first, as the sync sorts it: what to open in the sheet.
   function reviewQueue() {
     var q = D.queue, box = byId("queue-grid");
-    byId("queue-hint").textContent = q.total ? "The " + q.rows.length + (q.total > q.rows.length ?
-      " of " + num(q.total) : "") + " rows the table lists first (its sort: most suspicious first, rows " +
-      "without a usable image before them, reviewed rows last), across splits. Each shows its id, label, " +
+    byId("queue-hint").textContent = q.total ? "The first " + q.rows.length + " of the " + num(q.total) +
+      " rows with a flag or some suspicion, across splits, in the table's own order (rows without a usable " +
+      "image first, then most suspicious first; reviewed rows are left out). Each shows its id, label, " +
       "the model's class and the reasons; find the id in the sheet to fix the label, exclude the row or " +
       "mark it reviewed." : "";
     if (!q.rows.length) { box.append(el("p", {class: "muted", text: "Nothing to review: no row has a flag or any suspicion."})); return; }

@@ -31,14 +31,20 @@ from .errors import DcloopError
 from .fsutil import atomic_write_bytes, atomic_write_text, inside, is_safe_name, sha256_bytes
 from .history import History, is_reeval, read_last_trained
 from .images import MAX_IMAGE_BYTES, Access, access_of, allowed_path, cached_urls, read_regular
+from .review import MARKS
 
 REPORT_DIR = "report"
 THUMB_SIZE = 64
 SUSPECTS_PER_CLASS = 12
+QUEUE_ROWS = 60  # about two screens of large thumbnails
+QUEUE_THUMB_SIZE = 160
 IMAGES_PER_CELL = 240
 DIFF_ROWS_SHOWN = 120
 DUPLICATE_GROUPS_SHOWN = 60
 TOP_FLAG_KINDS = 6
+# Below this UMAP's neighbour graph is too thin to mean anything (and its spectral start can fail).
+MIN_UMAP_ROWS = 15
+UMAP_NEIGHBOURS = 15
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[str], None]
@@ -58,6 +64,7 @@ class Run:
     splits: np.ndarray
     proba: np.ndarray
     embeddings: np.ndarray
+    crossfit: int | None = None  # [suspicion] crossfit of the run, when its predictions record it
 
 
 # ---- pure builders ---------------------------------------------------------------------------
@@ -89,10 +96,69 @@ def table_numbers(table: pd.DataFrame, column: str, ids: np.ndarray) -> np.ndarr
     return values.reindex(ids).to_numpy(dtype=np.float64)
 
 
-def suspects(codes: np.ndarray, predicted: np.ndarray, label_prob: np.ndarray, low_label_prob: float) -> np.ndarray:
-    """The rows sync flags 'label?': the model prefers another class and gives the label little chance."""
-    with np.errstate(invalid="ignore"):
-        return (codes >= 0) & (predicted != codes) & (label_prob < low_label_prob)
+def has_label_flag(flags) -> np.ndarray:
+    """Rows whose flags cell holds a 'label?' flag: the suspects, exactly as the table counts them.
+
+    Read from the table, not recomputed from the saved probabilities: the sync's rule also blends in
+    the neighbours' votes and the training dynamics, so a recomputed count would differ from the sheet's.
+    """
+    return np.array([any(flag_kind(f) == "label?" for f in str(cell).split(";") if f.strip())
+                     for cell in flags], dtype=bool)
+
+
+def queue_key(table: pd.DataFrame) -> np.ndarray:
+    """The sync's sort key (suspicion.assess, sync.write_back) recovered from the written table.
+
+    suspicion, 2 where it is blank (rows without a usable image sort first), minus 2 for a review
+    that stands (marked reviewed, and not flagged stale by the sync).
+    """
+    key = pd.to_numeric(table["suspicion"], errors="coerce").fillna(2.0).to_numpy(dtype=np.float64)
+    if "reviewed" in table.columns:
+        marked = table["reviewed"].str.strip().str.lower().map(MARKS).fillna(False).to_numpy(dtype=bool)
+        stale = table["flags"].str.contains("review stale", regex=False).to_numpy(dtype=bool)
+        key = key - 2 * (marked & ~stale)
+    return key
+
+
+def queued_rows(table: pd.DataFrame) -> np.ndarray:
+    """Positions of the rows to review, in the order the sync writes the table.
+
+    Rows with nothing against them (key 0) and reviewed rows (key < 0) are not queued.
+    """
+    key = queue_key(table)
+    order = np.argsort(-key, kind="stable")
+    return order[key[order] > 0]
+
+
+def review_queue(table: pd.DataFrame, predicted: dict[str, str], thumb_of: dict[str, int],
+                 limit: int = QUEUE_ROWS) -> dict:
+    """The first ``limit`` queued rows with what a person needs to pick the ones to open in the sheet."""
+    key, queued = queue_key(table), queued_rows(table)
+    rows = [{"id": table["id"].iat[n], "label": table["label"].iat[n].strip(),
+             "model": predicted.get(table["id"].iat[n], ""), "flags": table["flags"].iat[n].strip(),
+             "split": table["split"].iat[n].strip().lower(), "thumb": thumb_of.get(table["id"].iat[n], -1),
+             "suspicion": None if key[n] >= 2 else round(float(key[n]), 3)} for n in queued[:limit]]
+    return {"rows": rows, "total": int(len(queued))}
+
+
+def train_scoring(recorded: int | None, configured: int) -> dict:
+    """How the train matrix was scored, and the note the page puts beside it.
+
+    ``recorded`` is the run's own [suspicion] crossfit when its predictions say (None when they do not);
+    then the current dcloop.toml's value stands in, and the note says so.
+    """
+    k = configured if recorded is None else recorded
+    source = ("" if recorded is not None else
+              " The run does not record its [suspicion] crossfit; this follows dcloop.toml as it is now.")
+    if k >= 2:
+        return {"crossfit": k, "honest": True, "title": f"train (cross-fitted, {k} networks)",
+                "note": f"Cross-fitted: each train row is scored by one of {k} networks that never trained on it, "
+                        f"so train accuracy is out of sample and comparable to val.{source}"}
+    return {"crossfit": 0, "honest": False, "title": "train (optimistic)",
+            "note": "Optimistic: each train row is scored by a classifier fitted on the other train rows' "
+                    "embeddings, but the network that made those embeddings trained on every train row, "
+                    "mislabeled ones included. Judge the model by val and test; set [suspicion] crossfit = 5 "
+                    f"(or dcloop sync --crossfit 5) for out-of-sample train figures.{source}"}
 
 
 def confusion(codes: np.ndarray, predicted: np.ndarray, in_split: np.ndarray, num_classes: int,
@@ -231,17 +297,39 @@ def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, list[float]]:
     return xy, (share + [0.0, 0.0])[:2]
 
 
-def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
-    """UMAP when umap-learn is installed, else PCA; returns xy and the axes' names."""
+def umap_installed() -> bool:
+    """Whether umap-learn can be imported, without paying for the import (numba makes it slow)."""
+    import importlib.util
     try:
-        import umap
-    except ImportError:
-        umap = None
-    if umap is not None and len(embeddings) >= 10:
-        reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(embeddings) - 1), random_state=seed)
-        return reducer.fit_transform(embeddings), {"method": "UMAP", "x": "UMAP 1", "y": "UMAP 2"}
+        return importlib.util.find_spec("umap") is not None
+    except ValueError:  # a test replaced the module with None: not installed
+        return False
+
+
+def map_method(rows: int, umap_ok: bool) -> tuple[str, str]:
+    """("UMAP" or "PCA", why PCA when it is): UMAP unless it is missing or has too few rows to work."""
+    if not umap_ok:
+        return "PCA", "umap-learn is not installed (pip install umap-learn)"
+    if rows < MIN_UMAP_ROWS:
+        return "PCA", f"{rows} rows: UMAP needs at least {MIN_UMAP_ROWS}"
+    return "UMAP", ""
+
+
+def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+    """UMAP (seeded: the same run gives the same map), else PCA; returns xy and the axes' names."""
+    method, why = map_method(len(embeddings), umap_installed())
+    if method == "UMAP":
+        try:
+            import umap
+        except ImportError as e:  # found but broken (numba, llvmlite): say so on the page
+            method, why = "PCA", f"umap-learn could not be imported ({e})"
+    if method == "UMAP":
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(UMAP_NEIGHBOURS, len(embeddings) - 1),
+                            min_dist=0.1, random_state=seed, n_jobs=1)  # seeded: one thread anyway
+        xy = reducer.fit_transform(np.asarray(embeddings, dtype=np.float32))
+        return xy.astype(np.float64), {"method": "UMAP", "why": "", "x": "UMAP 1", "y": "UMAP 2"}
     xy, share = pca_2d(embeddings)
-    return xy, {"method": "PCA", "x": f"principal component 1 ({share[0]:.0%} of variance)",
+    return xy, {"method": "PCA", "why": why, "x": f"principal component 1 ({share[0]:.0%} of variance)",
                 "y": f"principal component 2 ({share[1]:.0%} of variance)"}
 
 
@@ -271,14 +359,15 @@ def result_of(results: pd.DataFrame, run_id: str) -> dict:
 
 
 def summary(project: str, run_id: str, table: pd.DataFrame, result: dict, series: list[dict],
-            matrices: dict, suspect: np.ndarray, model) -> dict:
+            matrices: dict, model) -> dict:
     """The one-screen summary at the top of the page."""
     return {
         "project": project, "version": result.get("label_version", ""), "run_id": run_id,
         "time": result.get("time_utc", ""), "rows": len(table),
         "splits": {s: int((table["split"].str.strip().str.lower() == s).sum()) for s in tbl.SPLITS},
         "unlabeled": int((table["label"].str.strip() == "").sum()),
-        "flagged": int((table["flags"].str.strip() != "").sum()), "suspects": int(suspect.sum()),
+        "flagged": int((table["flags"].str.strip() != "").sum()),
+        "suspects": int(has_label_flag(table["flags"]).sum()),
         "val": matrices["val"]["accuracy"], "test": matrices["test"]["accuracy"],
         "val_change": score_change(series, run_id, "val"), "test_change": score_change(series, run_id, "test"),
         "labels_changed": result.get("labels_changed", ""), "flags": flag_kinds(table["flags"])[:TOP_FLAG_KINDS],
@@ -291,20 +380,23 @@ def summary(project: str, run_id: str, table: pd.DataFrame, result: dict, series
 
 def page_data(project: str, run: Run, config: Config, table: pd.DataFrame, results: pd.DataFrame,
               index: pd.DataFrame, changes: pd.DataFrame | None, xy: np.ndarray, axes: dict,
-              thumbs: list[str], thumb_of: dict[str, int], content: dict[str, str], generated: str) -> dict:
-    """Everything the page shows, as one JSON-ready dict (pure)."""
+              thumbs: list[str], thumb_of: dict[str, int], content: dict[str, str], generated: str,
+              large_of: dict[str, int] | None = None) -> dict:
+    """Everything the page shows, as one JSON-ready dict (pure); ``large_of``: the queue's own thumbnails."""
     classes = config.project.classes
     codes = label_codes(run.labels, classes)
     scores = row_scores(run.proba, codes, table_numbers(table, "suspicion", run.ids))
-    suspect = suspects(codes, scores["predicted"], scores["label_prob"], config.suspicion.low_label_prob)
+    flags = dict(zip(table["id"], table["flags"].str.strip()))
+    suspect = has_label_flag([flags.get(i, "") for i in run.ids])
     result = result_of(results, run.run_id)
     series = score_series(results, result.get("model_fingerprint") or config.model.fingerprint())
     matrices = {s: confusion(codes, scores["predicted"], run.splits == s, len(classes)) for s in ("val", "test", "train")}
-    flags = dict(zip(table["id"], table["flags"].str.strip()))
+    predicted = {i: classes[k] for i, k in zip(run.ids, scores["predicted"])}
     return {
         "generated": generated, "classes": classes, "splits": tbl.SPLITS,
-        "summary": summary(project, run.run_id, table, result, series, matrices, suspect, config.model),
-        "scores": series, "confusion": matrices, "map": axes,
+        "summary": summary(project, run.run_id, table, result, series, matrices, config.model),
+        "queue": review_queue(table, predicted, {**thumb_of, **(large_of or {})}), "scores": series, "confusion": matrices,
+        "train_scoring": train_scoring(run.crossfit, config.suspicion.crossfit), "map": axes,
         "points": points(run, classes, scores, suspect, xy, flags, thumb_of),
         "per_class": class_details(classes, codes, run.splits, scores),
         "balance": split_balance(table["label"], table["split"], classes),
@@ -341,7 +433,8 @@ def load_run(state: Path, run_id: str) -> Run:
         raise DcloopError(f"{path}: no saved predictions for run {run_id}. Run 'dcloop sync' to train first.")
     with np.load(path, allow_pickle=False) as saved:
         return Run(run_id, saved["ids"].astype(str), saved["labels"].astype(str), saved["splits"].astype(str),
-                   saved["proba"].astype(np.float64), saved["embeddings"])
+                   saved["proba"].astype(np.float64), saved["embeddings"],
+                   int(saved["crossfit"]) if "crossfit" in saved else None)
 
 
 def latest_run_id(state: Path, results: pd.DataFrame) -> str:
@@ -462,17 +555,30 @@ def thumbnail_png(data: bytes, size: int) -> bytes | None:
 
 
 def projection(run_dir: Path, embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
-    """The run's 2-D map, computed once per run and kept next to its predictions."""
+    """The run's 2-D map, computed once per run and kept next to its predictions.
+
+    The cache is keyed by rows, seed and method, so installing umap-learn replaces a PCA map.
+    """
     path = run_dir / "map.npz"
+    key = json.dumps({"rows": len(embeddings), "seed": seed,
+                      "method": map_method(len(embeddings), umap_installed())[0]})
     if path.exists():
         with np.load(path, allow_pickle=False) as saved:
-            if len(saved["xy"]) == len(embeddings):
+            if "key" in saved and str(saved["key"]) == key:
                 return saved["xy"], json.loads(str(saved["axes"]))
     xy, axes = project_2d(embeddings, seed)
     buffer = io.BytesIO()
-    np.savez(buffer, xy=xy, axes=json.dumps(axes))
+    np.savez(buffer, xy=xy, axes=json.dumps(axes), key=key)
     atomic_write_bytes(path, buffer.getvalue())
     return xy, axes
+
+
+def queue_thumbnails(cache: Path, table: pd.DataFrame, files: dict[str, Path], thumbs: list[str]) -> dict[str, int]:
+    """Larger thumbnails for the review queue's rows, appended to ``thumbs``; row id -> index."""
+    queued = [table["id"].iat[n] for n in queued_rows(table)[:QUEUE_ROWS]]
+    large, large_of, _ = Thumbnails(cache, QUEUE_THUMB_SIZE).make({i: files[i] for i in queued if i in files})
+    thumbs.extend(large)
+    return {row_id: len(thumbs) - len(large) + k for row_id, k in large_of.items()}
 
 
 def utc_now() -> str:
@@ -496,11 +602,12 @@ def write_report(root: Path, config: Config, backend=None, run_id: str = "", pro
     history = History(state)
     index = history.index()
     changes = history.changes(index["version"].iloc[-1]) if len(index) else None
-    thumbs, thumb_of, content = Thumbnails(state / "cache").make(image_files(root, table, access_of(root, config)),
-                                                                 progress)
+    files = image_files(root, table, access_of(root, config))
+    thumbs, thumb_of, content = Thumbnails(state / "cache").make(files, progress)
+    large_of = queue_thumbnails(state / "cache", table, files, thumbs)
     xy, axes = projection(state / "runs" / run.run_id, run.embeddings, config.model.seed)
     data = page_data(root.resolve().name, run, config, table, results, index, changes, xy, axes,
-                     thumbs, thumb_of, content, utc_now())
+                     thumbs, thumb_of, content, utc_now(), large_of)
     path = root / REPORT_DIR / "index.html"
     atomic_write_text(path, render_page(data))
     path.chmod(0o644)  # a page to share or serve, not a private temp file

@@ -49,7 +49,7 @@ def test_confusion_counts_and_the_rows_behind_each_off_diagonal_cell():
     assert rep.confusion(codes, predicted, np.zeros(7, bool), 2)["accuracy"] is None
 
 
-def test_suspects_follow_the_sync_flag_rule_and_suspicion_comes_from_the_table():
+def test_scores_come_from_the_run_and_suspicion_from_the_table():
     proba = np.array([[0.9, 0.1], [0.85, 0.15], [0.6, 0.4], [0.5, 0.5]])
     codes = np.array([0, 1, 1, -1])
     table = pd.DataFrame({"id": ["a", "b", "c", "d"], "suspicion": ["0.1", "0.9", "", "0.5"]})
@@ -57,8 +57,58 @@ def test_suspects_follow_the_sync_flag_rule_and_suspicion_comes_from_the_table()
     assert scores["predicted"].tolist() == [0, 0, 0, 0]
     assert scores["label_prob"][:3].tolist() == [0.9, 0.15, 0.4] and np.isnan(scores["label_prob"][3])
     assert scores["suspicion"][:2].tolist() == [0.1, 0.9] and np.isnan(scores["suspicion"][2:]).all()
-    assert rep.suspects(codes, scores["predicted"], scores["label_prob"], 0.2).tolist() == [False, True, False, False]
     assert np.isnan(rep.table_numbers(table, "suspicion", np.array(["zz"]))).all()
+
+
+def test_a_suspect_is_a_row_the_table_flags_label_so_the_counts_agree():
+    flags = ["label? model says 7 (0.91)", "", "outlier; label? model says 1 (0.55)", "dup-of:x (val)",
+             "unreadable: http 404", "review stale: label or image changed since; clear reviewed, sync, mark again"]
+    assert rep.has_label_flag(flags).tolist() == [True, False, True, False, False, False]
+    kinds = {k["kind"]: k["rows"] for k in rep.flag_kinds(pd.Series(flags))}
+    assert kinds["label?"] == rep.has_label_flag(flags).sum() == 2
+
+
+def queue_table(**columns) -> pd.DataFrame:
+    base = {"id": ["a", "b", "c", "d", "e", "f", "g"], "label": ["1", "7", "1", "", "7", "1", "7"],
+            "split": ["train", "val", "test", "train", "train", "val", "train"],
+            "suspicion": ["0.30", "0.95", "", "0.000", "0.80", "0.60", "0.95"],
+            "flags": ["outlier", "label? model says 1 (0.88)", "unreadable: http 404", "", "", "", "label? model says 1 (0.7)"]}
+    return pd.DataFrame({**base, **columns})
+
+
+def test_the_review_queue_is_the_table_order_the_sync_writes():
+    table = queue_table()
+    queue = rep.review_queue(table, {"a": "1", "b": "1", "e": "7", "f": "1", "g": "1"}, {"a": 0, "b": 1, "g": 2})
+    # unusable first (blank suspicion), then most suspicious first, ties in table order, nothing-to-say rows left out
+    assert [r["id"] for r in queue["rows"]] == ["c", "b", "g", "e", "f", "a"] and queue["total"] == 6
+    first, second = queue["rows"][0], queue["rows"][1]
+    assert first == {"id": "c", "label": "1", "model": "", "flags": "unreadable: http 404", "split": "test",
+                     "thumb": -1, "suspicion": None}
+    assert second == {"id": "b", "label": "7", "model": "1", "flags": "label? model says 1 (0.88)", "split": "val",
+                      "thumb": 1, "suspicion": 0.95}
+    assert [r["id"] for r in rep.review_queue(table, {}, {}, limit=2)["rows"]] == ["c", "b"]
+
+
+def test_a_standing_review_leaves_the_queue_and_a_stale_one_stays():
+    stale = "review stale: label or image changed since; clear reviewed, sync, mark again"
+    table = queue_table(reviewed=["", "ok", "", "", "OK", "", ""],
+                        flags=["outlier", "", "unreadable: http 404", "", stale, "", "label? model says 1 (0.7)"])
+    assert [r["id"] for r in rep.review_queue(table, {}, {})["rows"]] == ["c", "g", "e", "f", "a"]
+    expected = np.array([0.30, 0.95 - 2, 2.0, 0.0, 0.80, 0.60, 0.95])
+    assert rep.queue_key(table) == pytest.approx(expected)
+
+
+def test_the_train_matrix_says_how_its_rows_were_scored():
+    plain = rep.train_scoring(None, 0)
+    assert not plain["honest"] and plain["title"] == "train (optimistic)"
+    assert "the network that made those embeddings trained on every train row" in plain["note"]
+    assert "crossfit = 5" in plain["note"] and "The run does not record its [suspicion] crossfit" in plain["note"]
+    crossed = rep.train_scoring(4, 0)
+    assert crossed["honest"] and crossed["crossfit"] == 4 and crossed["title"] == "train (cross-fitted, 4 networks)"
+    assert crossed["note"].startswith("Cross-fitted: each train row is scored by one of 4 networks")
+    assumed = rep.train_scoring(None, 5)
+    assert assumed["honest"] and assumed["note"].endswith("this follows dcloop.toml as it is now.")
+    assert not rep.train_scoring(0, 5)["honest"]  # the run's own record wins over today's dcloop.toml
 
 
 def test_score_series_keeps_one_fingerprint_and_the_change_is_against_the_previous_training():
@@ -119,13 +169,45 @@ def test_version_diff_puts_edits_before_additions_and_caps_the_list():
     assert rep.version_diff(pd.DataFrame(), None, {})["version"] == ""
 
 
+def test_the_map_is_umap_unless_it_is_missing_or_the_rows_are_too_few():
+    assert rep.map_method(15, True) == ("UMAP", "")
+    assert rep.map_method(14, True) == ("PCA", "14 rows: UMAP needs at least 15")
+    assert rep.map_method(500, False) == ("PCA", "umap-learn is not installed (pip install umap-learn)")
+
+
+@pytest.mark.skipif(not rep.umap_installed(), reason="umap-learn is not installed")
+def test_umap_is_seeded_and_its_map_cached_per_run(tmp_path):
+    rng = np.random.default_rng(1)
+    embeddings = np.vstack([rng.normal(c, 0.3, size=(20, 8)) for c in (0, 3)]).astype(np.float32)
+    xy, axes = rep.projection(tmp_path, embeddings, seed=3)
+    assert xy.shape == (40, 2) and axes == {"method": "UMAP", "why": "", "x": "UMAP 1", "y": "UMAP 2"}
+    assert np.array_equal(rep.project_2d(embeddings, seed=3)[0], xy)  # the same run gives the same map
+    with np.load(tmp_path / "map.npz") as saved:
+        cached = dict(saved)
+    np.savez(tmp_path / "map.npz", **{**cached, "xy": cached["xy"] + 1})
+    assert np.array_equal(rep.projection(tmp_path, embeddings, seed=3)[0], xy + 1)  # read, not computed again
+    assert np.array_equal(rep.projection(tmp_path, embeddings, seed=4)[0].shape, (40, 2))  # another seed: recomputed
+    assert not np.array_equal(rep.projection(tmp_path, embeddings, seed=3)[0], xy + 1)
+
+
+def test_a_cached_pca_map_is_replaced_when_umap_becomes_usable(tmp_path, monkeypatch):
+    embeddings = np.random.default_rng(2).normal(size=(20, 4))
+    monkeypatch.setattr(rep, "umap_installed", lambda: False)
+    assert rep.projection(tmp_path, embeddings, seed=0)[1]["method"] == "PCA"
+    calls = []
+    monkeypatch.setattr(rep, "umap_installed", lambda: True)
+    monkeypatch.setattr(rep, "project_2d", lambda e, seed: calls.append(seed) or (np.zeros((len(e), 2)), {"method": "UMAP"}))
+    assert rep.projection(tmp_path, embeddings, seed=0)[1]["method"] == "UMAP" and calls == [0]
+    assert rep.projection(tmp_path, embeddings, seed=0)[1]["method"] == "UMAP" and calls == [0]  # cached now
+
+
 def test_pca_fallback_when_umap_is_not_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "umap", None)  # makes `import umap` raise ImportError
     rng = np.random.default_rng(0)
     along = rng.normal(size=(50, 1))
     embeddings = np.hstack([along * 10, along * 10, rng.normal(size=(50, 3)) * 0.01])
     xy, axes = rep.project_2d(embeddings, seed=0)
-    assert xy.shape == (50, 2) and axes["method"] == "PCA"
+    assert xy.shape == (50, 2) and axes["method"] == "PCA" and axes["why"].startswith("umap-learn is not installed")
     assert axes["x"].startswith("principal component 1 (100%")
     assert abs(np.corrcoef(xy[:, 0], along[:, 0])[0, 1]) > 0.999
     assert rep.pca_2d(np.ones((1, 4)))[0].shape == (1, 2)
@@ -179,7 +261,15 @@ def test_sync_writes_the_report_with_every_part(synced):
     data = page_json(page)
     table = read_csv(root / "labels.csv")
     assert len(data["points"]["id"]) == len(table) == 60
-    assert all(t >= 0 for t in data["points"]["thumb"]) and len(data["thumbs"]) == 60
+    queue = data["queue"]["rows"]
+    assert len(queue) == min(rep.QUEUE_ROWS, data["queue"]["total"]) > 0
+    assert all(t >= 0 for t in data["points"]["thumb"]) and len(data["thumbs"]) == 60 + len(queue)
+    assert all(r["thumb"] >= 60 for r in queue)  # the queue's own, larger thumbnails
+    order = [r["id"] for r in queue]
+    assert order == table["id"].tolist()[:len(queue)]  # the table is written in the queue's order
+    assert data["summary"]["suspects"] == sum(rep.has_label_flag(table["flags"]))
+    assert data["summary"]["suspects"] == sum(data["points"]["suspect"])
+    assert data["train_scoring"]["title"] == "train (optimistic)"
     assert len(data["scores"]) == 2 and data["scores"][1]["changed"] == 1
     assert data["summary"]["val_change"] is not None
     assert data["confusion"]["val"]["rows"] > 0 and data["confusion"]["test"]["rows"] > 0
@@ -273,7 +363,7 @@ document.getElementById("f").onload = function () {
   var cells = d.querySelectorAll("#confusion td.click");
   out.clickable = cells.length;
   cells[0].click();
-  out.expanded = cells[0].closest(".matrix").querySelectorAll(".cell-gallery img").length;
+  out.expanded = d.querySelectorAll("#confusion-gallery img").length;
   var canvas = d.getElementById("map-canvas"), tip = d.getElementById("map-tip"), box = canvas.getBoundingClientRect();
   for (var y = 0; y < box.height && tip.style.display !== "block"; y += 4)
     for (var x = 0; x < box.width && tip.style.display !== "block"; x += 4)
@@ -306,3 +396,68 @@ def test_clicking_a_confusion_cell_shows_its_images_and_hovering_the_map_shows_o
     assert out["tip_images"] == 1 and "label " in out["tip_text"] and "model says" in out["tip_text"]
     first_class = page_json(root / "report" / "index.html")["points"]["label"].count(0)
     assert out["hidden_one_class"] == first_class > 0
+
+
+LAYOUT = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" src="%s" width="1400" height="3000" style="border:0"></iframe>
+<script>
+document.getElementById("f").onload = function () {
+  var d = this.contentDocument, out = {errors: d.body.getAttribute("data-errors")};
+  function box(node) { var r = node.getBoundingClientRect(); return {top: r.top, width: r.width, height: r.height}; }
+  var queue = d.getElementById("queue");
+  out.queue = box(queue);
+  out.queue_tiles = queue.querySelectorAll("figure.qtile img").length;
+  out.queue_first = Array.from(queue.querySelectorAll("figure.qtile")).slice(0, 3).map(function (f) { return f.getAttribute("data-id"); });
+  out.queue_caption = queue.querySelector("figure.qtile figcaption").innerText;
+  out.queue_thumb = box(queue.querySelector("figure.qtile img"));
+  out.sections = Array.from(d.querySelectorAll("main > section")).map(function (s) { return s.id; });
+  out.train_note = d.getElementById("train-note").textContent;
+  out.main = box(d.querySelector("main"));
+  var cells = Array.from(d.querySelectorAll("#confusion td.click")).sort(function (a, b) { return b.textContent - a.textContent; });
+  cells[0].click();
+  var gallery = d.getElementById("confusion-gallery");
+  out.gallery = box(gallery);
+  out.gallery_images = gallery.querySelectorAll("img").length;
+  out.gallery_row = new Set(Array.from(gallery.querySelectorAll("figure")).map(function (f) { return f.getBoundingClientRect().top; })).size;
+  out.duplicates = box(d.getElementById("duplicates"));
+  out.duplicate_cards = d.querySelectorAll("#duplicates .dup").length;
+  out.score_marks = d.querySelectorAll("#score-chart circle, #score-chart rect").length;
+  document.body.setAttribute("data-result", JSON.stringify(out));
+};
+</script></body></html>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless rendering needs a Chromium browser; on Debian: "
+                                              "apt-get install -y chromium")
+def test_the_queue_comes_first_and_galleries_use_the_page_width(synced, tmp_path):
+    root, _, _ = synced
+    rep.write_report(root, load_config(root, environ={}))
+    data = page_json(root / "report" / "index.html")
+    # 52 pairs of duplicates, as a project with leakage has: they must stay a compact grid
+    pair = [{"id": "r1", "split": "train", "label": "1", "thumb": 0}, {"id": "r2", "split": "test", "label": "7", "thumb": 1}]
+    data["duplicates"] = {"groups": [{"across_splits": True, "conflicting_labels": True, "rows": pair}] * 52,
+                          "total": 52, "across_splits": 52, "conflicting_labels": 52}
+    page = tmp_path / "page.html"
+    page.write_text(rep.render_page(data), encoding="utf-8")
+    harness = tmp_path / "layout.html"
+    harness.write_text(LAYOUT % page.resolve().as_uri())
+    shown = chromium("--allow-file-access-from-files", "--virtual-time-budget=15000", "--window-size=1400,3000",
+                     "--dump-dom", harness.as_uri(), profile=tmp_path / "profile")
+    found = re.search(r"data-result=\"([^\"]*)\"", shown.stdout)
+    assert found, shown.stdout[-2000:] + shown.stderr[-2000:]
+    out = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    assert out["errors"] == "0"
+    assert out["sections"][:2] == ["summary", "queue"]
+    queue = data["queue"]["rows"]
+    assert out["queue_tiles"] == len(queue) and out["queue_first"] == [r["id"] for r in queue[:3]]
+    assert out["queue_caption"].split("\n")[:3] == [queue[0]["id"], "label " + queue[0]["label"], "model " + queue[0]["model"]]
+    assert out["queue_thumb"]["width"] >= 120  # large: a person decides from the picture
+    assert out["queue"]["top"] < 1000  # within the first screen or so, under the summary
+    assert "the network that made those embeddings trained on every train row" in out["train_note"]
+    assert out["gallery_images"] > 3 and out["gallery"]["width"] > 0.9 * out["main"]["width"]
+    assert out["duplicate_cards"] == 52 and out["duplicates"]["height"] < 1600
+    assert out["score_marks"] == 2 * 2 + 2  # val and test of two trainings, and the legend's two markers
+    shot = tmp_path / "report.png"
+    chromium("--virtual-time-budget=15000", "--window-size=1400,1400", "--hide-scrollbars", f"--screenshot={shot}",
+             page.resolve().as_uri(), profile=tmp_path / "profile")
+    assert Image.open(shot).size == (1400, 1400)

@@ -95,12 +95,36 @@
       card("labels changed", s.labels_changed === "" ? "–" : num(s.labels_changed),
            D.scores.length && D.scores[0].run_id === s.run_id ? "first training: every row counts as new"
                                                                : "rows changed since the previous training"),
-      card("suspects", num(s.suspects), "labels the model doubts: another class preferred, p(label) < " + D.low_label_prob),
+      card("suspects (label? flags)", num(s.suspects), "rows the table flags label?: the model prefers another " +
+           "class; the review queue below lists them with the other flags"),
       card("flagged rows", num(s.flagged), flags),
       card("model", s.model.preset, "fingerprint " + s.model.fingerprint + (s.model.best_epoch ?
         " · best epoch " + s.model.best_epoch + " of " + s.model.epochs : "") +
         (s.model.duration_s ? " · " + s.model.duration_s + " s" : ""))
     );
+  }
+
+  // The rows the table lists first, as the sync sorts it: what to open in the sheet.
+  function reviewQueue() {
+    var q = D.queue, box = byId("queue-grid");
+    byId("queue-hint").textContent = q.total ? "The first " + q.rows.length + " of the " + num(q.total) +
+      " rows with a flag or some suspicion, across splits, in the table's own order (rows without a usable " +
+      "image first, then most suspicious first; reviewed rows are left out). Each shows its id, label, " +
+      "the model's class and the reasons; find the id in the sheet to fix the label, exclude the row or " +
+      "mark it reviewed." : "";
+    if (!q.rows.length) { box.append(el("p", {class: "muted", text: "Nothing to review: no row has a flag or any suspicion."})); return; }
+    q.rows.forEach(function (r, n) {
+      var model = r.model ? "model " + r.model : "model –";
+      box.append(el("figure", {class: "qtile", "data-id": r.id, title: r.flags || r.id}, [
+        el("div", {class: "rank", text: "#" + (n + 1) + " · " + r.split +
+          (r.suspicion === null ? "" : " · susp. " + r.suspicion.toFixed(2))}),
+        thumb(r.thumb, r.id),
+        el("figcaption", {}, [
+          el("div", {class: "id", text: r.id}),
+          el("div", {}, [el("b", {text: "label " + (r.label || "∅")})]),
+          el("div", {class: r.model && r.model !== r.label ? "flag" : "", text: model}),
+          el("div", {class: "reasons", text: r.flags || "no flag: suspicion only"})])]));
+    });
   }
 
   function scoreChart() {
@@ -134,17 +158,22 @@
                      "training (label version)"));
     chart.append(svg("text", {x: 16, y: m.t + ph / 2, "text-anchor": "middle", "font-size": 13,
                               transform: "rotate(-90 16 " + (m.t + ph / 2) + ")"}, "accuracy"));
-    [["val", "#2563eb", "val accuracy"], ["test", "#f28e2b", "test accuracy"]].forEach(function (serie, n) {
-      var key = serie[0], color = serie[1], path = [];
-      pts.forEach(function (p, i) { if (p[key] !== null) path.push(x(i) + "," + y(p[key])); });
+    // val a circle left of the tick, test a square right of it: equal scores stay two visible marks.
+    function marker(shape, cx, cy, color) {
+      return shape === "circle" ? svg("circle", {cx: cx, cy: cy, r: 4.5, fill: color, stroke: "#fff"})
+        : svg("rect", {x: cx - 4.5, y: cy - 4.5, width: 9, height: 9, fill: color, stroke: "#fff"});
+    }
+    [["val", "#2563eb", "val accuracy", "circle", -4], ["test", "#f28e2b", "test accuracy", "square", 4]].forEach(function (serie, n) {
+      var key = serie[0], color = serie[1], shape = serie[3], dx = serie[4], path = [];
+      pts.forEach(function (p, i) { if (p[key] !== null) path.push((x(i) + dx) + "," + y(p[key])); });
       if (path.length > 1) chart.append(svg("polyline", {points: path.join(" "), fill: "none", stroke: color, "stroke-width": 2}));
       pts.forEach(function (p, i) {
         if (p[key] === null) return;
-        var dot = svg("circle", {cx: x(i), cy: y(p[key]), r: 4.5, fill: color});
+        var dot = marker(shape, x(i) + dx, y(p[key]), color);
         dot.append(svg("title", {}, serie[2] + " " + pct(p[key]) + " · run " + p.run_id + " · version " + p.version));
         chart.append(dot);
       });
-      chart.append(svg("circle", {cx: m.l + pw + 24, cy: m.t + 10 + n * 22, r: 5, fill: color}));
+      chart.append(marker(shape, m.l + pw + 24, m.t + 10 + n * 22, color));
       chart.append(svg("text", {x: m.l + pw + 36, y: m.t + 14 + n * 22, "font-size": 12}, serie[2]));
     });
     pts.forEach(function (p, i) {
@@ -155,11 +184,13 @@
     box.append(chart);
   }
 
-  function matrix(split, title) {
+  var openCell = null;
+  function matrix(split, title, note) {
     var M = D.confusion[split], wrap = el("div", {class: "matrix", "data-split": split});
     wrap.append(el("h3", {text: title + " · " + num(M.rows) + " labeled rows · accuracy " + pct(M.accuracy)}));
+    if (note) wrap.append(note);
     if (!M.rows) { wrap.append(el("p", {class: "muted", text: "No labeled rows in this split."})); return wrap; }
-    var table = el("table", {class: "cm"}), shown = el("div", {class: "cell-gallery"}), nonEmpty = 0, open = null;
+    var table = el("table", {class: "cm"}), shown = byId("confusion-gallery"), nonEmpty = 0;
     table.append(el("tr", {}, [el("th"), el("th"), el("th", {class: "axis", colspan: C.length, text: "predicted →"})]));
     table.append(el("tr", {}, [el("th"), el("th", {class: "axis", text: "label ↓"})].concat(
       C.map(function (c) { return el("th", {text: c}); }))));
@@ -179,13 +210,15 @@
           cell.classList.add("click");
           cell.addEventListener("click", function () {
             shown.replaceChildren();
-            if (open) open.classList.remove("open");
-            if (open === cell) { open = null; return; }
-            open = cell; cell.classList.add("open");
+            var again = openCell === cell;
+            if (openCell) openCell.classList.remove("open");
+            openCell = again ? null : cell;
+            if (again) return;
+            cell.classList.add("open");
             var members = M.cells[a + "," + b] || [];
             var more = count > members.length ? " (first " + members.length + " shown)" : "";
-            shown.append(el("h3", {text: "Label " + C[a] + ", model says " + C[b] + ": " + count + " image(s)" + more}),
-                         gallery(members));
+            shown.append(el("h3", {text: split + ": label " + C[a] + ", model says " + C[b] + ": " + count +
+                                         " image(s)" + more}), gallery(members));
           });
         }
         tr.append(cell);
@@ -193,13 +226,15 @@
       table.append(tr);
     });
     wrap.setAttribute("data-cells", String(nonEmpty));
-    wrap.append(el("div", {style: "overflow-x:auto"}, [table]), shown);
+    wrap.append(el("div", {style: "overflow-x:auto"}, [table]));
     return wrap;
   }
 
   function confusionMatrices() {
     var box = byId("confusion-grid");
-    box.append(matrix("val", "val"), matrix("test", "test"), matrix("train", "train (out of sample)"));
+    var T = D.train_scoring;
+    box.append(matrix("val", "val"), matrix("test", "test"),
+               matrix("train", T.title, el("p", {class: T.honest ? "note" : "note warn", id: "train-note", text: T.note})));
   }
 
   function niceTicks(lo, hi, count) {
@@ -213,8 +248,9 @@
     var canvas = byId("map-canvas"), tip = byId("map-tip"), legend = byId("map-legend");
     var state = {by: "label", splits: SPLITS.map(function () { return true; }), suspectsOnly: false, hidden: {}, pinned: -1};
     var screenX = new Float32Array(N), screenY = new Float32Array(N), visible = [];
-    var method = D.map.method === "PCA" ? "PCA (a linear view; with umap-learn installed the map is UMAP, which " +
-      "separates classes better)" : D.map.method;
+    var method = D.map.method === "PCA" ? "PCA, a linear view (" + (D.map.why || "UMAP not available") + "; UMAP " +
+      "separates classes better)" : "UMAP (seeded: the same run gives the same map; distances between " +
+      "islands mean little, closeness within one does)";
     byId("map-hint").textContent = method + " of the fixed model's penultimate-layer embeddings, one dot per " +
       "image (" + num(N) + "). Dots with a black ring are suspects. Hover a dot to see the image, click to pin it; " +
       "click a legend entry to hide it. Look for islands of one colour inside another class, and sparse regions.";
@@ -358,7 +394,7 @@
     var table = el("table", {class: "data"});
     table.append(el("tr", {}, [el("th", {class: "name", text: "class"})].concat(
       SPLITS.map(function (s) { return el("th", {text: s}); }),
-      ["train acc. (out of sample)", "val acc.", "test acc.", "suspects"].map(function (t) { return el("th", {text: t}); }))));
+      [D.train_scoring.honest ? "train acc. (cross-fitted)" : "train acc. (optimistic)", "val acc.", "test acc.", "suspects"].map(function (t) { return el("th", {text: t}); }))));
     D.per_class.forEach(function (c, k) {
       var suspects = 0;
       for (var i = 0; i < N; i++) if (P.label[i] === k && P.suspect[i]) suspects++;
@@ -370,7 +406,7 @@
     var box = byId("class-galleries");
     D.per_class.forEach(function (c) {
       var block = el("div", {class: "class-block"}, [el("h3", {text: "Class " + c.name + " · the " + c.suspects.length +
-        " most suspicious labels (highest suspicion first; red frame = suspect)"})]);
+        " most suspicious labels (highest suspicion first; red frame = label? flag)"})]);
       block.append(c.suspects.length ? gallery(c.suspects) : el("p", {class: "muted", text: "No labeled rows."}));
       box.append(block);
     });
@@ -419,15 +455,17 @@
     box.append(el("p", {text: num(dup.total) + " image(s) appear on more than one row: " + num(dup.across_splits) +
       " across splits (the test score then measures memory), " + num(dup.conflicting_labels) + " with different labels." +
       (dup.total > dup.groups.length ? " The first " + dup.groups.length + " are shown." : "")}));
+    var grid = el("div", {class: "dups"});
+    box.append(grid);
     dup.groups.forEach(function (g) {
       var why = [];
       if (g.across_splits) why.push("in " + Array.from(new Set(g.rows.map(function (r) { return r.split; }))).join(" and "));
       if (g.conflicting_labels) why.push("labels " + Array.from(new Set(g.rows.map(function (r) { return r.label || "∅"; }))).join(" and "));
-      box.append(el("div", {class: "dup"}, [el("div", {class: "why", text: why.join("; ")})].concat(g.rows.map(function (r) {
-        return el("figure", {class: "tile"}, [thumb(r.thumb, r.id), el("figcaption", {}, [
-          el("div", {}, [el("b", {text: "label " + (r.label || "∅")})]), el("div", {class: "muted", text: r.split}),
-          el("div", {class: "id", text: r.id})])]);
-      }))));
+      grid.append(el("div", {class: "dup"}, [el("div", {class: "why", text: why.join("; ")}),
+        el("div", {class: "pair"}, g.rows.map(function (r) {
+          return el("figure", {class: "mini", title: r.id}, [thumb(r.thumb, r.id), el("figcaption", {}, [
+            el("b", {text: r.label || "∅"}), " " + r.split, el("div", {class: "id", text: r.id})])]);
+        }))]));
     });
   }
 
@@ -441,6 +479,7 @@
   }
 
   safely("summary", summary);
+  safely("queue", reviewQueue);
   safely("scores", scoreChart);
   safely("confusion", confusionMatrices);
   safely("map", embeddingMap);

@@ -144,6 +144,13 @@ class SyncSection(Section):
                                "(exit 4), and a lock held longer by a sync is reported as overrun (exit 5)")
 
 
+class ReportSection(Section):
+    """The HTML report written after each training."""
+
+    map: Literal["umap", "pca"] = Field("umap", description="the embedding map: umap (separates the classes; "
+                                        "its first map in a process compiles for 20-40 s) or pca (instant)")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     project: ProjectSection = Field(default_factory=ProjectSection)
@@ -152,6 +159,7 @@ class Config(BaseModel):
     suspicion: SuspicionSection = Field(default_factory=SuspicionSection)
     images: ImagesSection = Field(default_factory=ImagesSection)
     sync: SyncSection = Field(default_factory=SyncSection)
+    report: ReportSection = Field(default_factory=ReportSection)
 
 
 QUICK_EPOCH_SHARE = 10  # a quick schedule trains a tenth of the epochs

@@ -306,8 +306,11 @@ def umap_installed() -> bool:
         return False
 
 
-def map_method(rows: int, umap_ok: bool) -> tuple[str, str]:
-    """("UMAP" or "PCA", why PCA when it is): UMAP unless it is missing or has too few rows to work."""
+def map_method(rows: int, umap_ok: bool, wanted: str = "umap") -> tuple[str, str]:
+    """("UMAP" or "PCA", why PCA when it is): UMAP unless [report] map asks for PCA, umap-learn is
+    missing, or there are too few rows for it to work."""
+    if wanted == "pca":
+        return "PCA", "[report] map = \"pca\" in dcloop.toml"
     if not umap_ok:
         return "PCA", "umap-learn is not installed (pip install umap-learn)"
     if rows < MIN_UMAP_ROWS:
@@ -315,9 +318,9 @@ def map_method(rows: int, umap_ok: bool) -> tuple[str, str]:
     return "UMAP", ""
 
 
-def project_2d(embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+def project_2d(embeddings: np.ndarray, seed: int, wanted: str = "umap") -> tuple[np.ndarray, dict]:
     """UMAP (seeded: the same run gives the same map), else PCA; returns xy and the axes' names."""
-    method, why = map_method(len(embeddings), umap_installed())
+    method, why = map_method(len(embeddings), umap_installed(), wanted)
     if method == "UMAP":
         try:
             import umap
@@ -554,19 +557,19 @@ def thumbnail_png(data: bytes, size: int) -> bytes | None:
     return out.getvalue()
 
 
-def projection(run_dir: Path, embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+def projection(run_dir: Path, embeddings: np.ndarray, seed: int, wanted: str = "umap") -> tuple[np.ndarray, dict]:
     """The run's 2-D map, computed once per run and kept next to its predictions.
 
     The cache is keyed by rows, seed and method, so installing umap-learn replaces a PCA map.
     """
     path = run_dir / "map.npz"
     key = json.dumps({"rows": len(embeddings), "seed": seed,
-                      "method": map_method(len(embeddings), umap_installed())[0]})
+                      "method": map_method(len(embeddings), umap_installed(), wanted)[0]})
     if path.exists():
         with np.load(path, allow_pickle=False) as saved:
             if "key" in saved and str(saved["key"]) == key:
                 return saved["xy"], json.loads(str(saved["axes"]))
-    xy, axes = project_2d(embeddings, seed)
+    xy, axes = project_2d(embeddings, seed, wanted)
     buffer = io.BytesIO()
     np.savez(buffer, xy=xy, axes=json.dumps(axes), key=key)
     atomic_write_bytes(path, buffer.getvalue())
@@ -605,7 +608,7 @@ def write_report(root: Path, config: Config, backend=None, run_id: str = "", pro
     files = image_files(root, table, access_of(root, config))
     thumbs, thumb_of, content = Thumbnails(state / "cache").make(files, progress)
     large_of = queue_thumbnails(state / "cache", table, files, thumbs)
-    xy, axes = projection(state / "runs" / run.run_id, run.embeddings, config.model.seed)
+    xy, axes = projection(state / "runs" / run.run_id, run.embeddings, config.model.seed, config.report.map)
     data = page_data(root.resolve().name, run, config, table, results, index, changes, xy, axes,
                      thumbs, thumb_of, content, utc_now(), large_of)
     path = root / REPORT_DIR / "index.html"

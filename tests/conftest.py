@@ -143,6 +143,13 @@ FAST_RETRY = RetryPolicy(attempts=6, base_s=0.001, cap_s=0.01, deadline_s=5.0, q
 
 
 @pytest.fixture(autouse=True)
+def quick_maps(monkeypatch):
+    """Reports in tests draw the PCA map: UMAP's first map in each process compiles for 20-40 s.
+    test_report.py tests UMAP itself, and projects made with config_of read no environment."""
+    monkeypatch.setenv("DCLOOP_REPORT_MAP", "pca")
+
+
+@pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """No test reaches the internet: only loopback connections are allowed."""
     connect = socket.socket.connect

@@ -173,6 +173,7 @@ def test_the_map_is_umap_unless_it_is_missing_or_the_rows_are_too_few():
     assert rep.map_method(15, True) == ("UMAP", "")
     assert rep.map_method(14, True) == ("PCA", "14 rows: UMAP needs at least 15")
     assert rep.map_method(500, False) == ("PCA", "umap-learn is not installed (pip install umap-learn)")
+    assert rep.map_method(500, True, "pca") == ("PCA", '[report] map = "pca" in dcloop.toml')
 
 
 @pytest.mark.skipif(not rep.umap_installed(), reason="umap-learn is not installed")
@@ -196,7 +197,8 @@ def test_a_cached_pca_map_is_replaced_when_umap_becomes_usable(tmp_path, monkeyp
     assert rep.projection(tmp_path, embeddings, seed=0)[1]["method"] == "PCA"
     calls = []
     monkeypatch.setattr(rep, "umap_installed", lambda: True)
-    monkeypatch.setattr(rep, "project_2d", lambda e, seed: calls.append(seed) or (np.zeros((len(e), 2)), {"method": "UMAP"}))
+    monkeypatch.setattr(rep, "project_2d",
+                        lambda e, seed, wanted="umap": calls.append(seed) or (np.zeros((len(e), 2)), {"method": "UMAP"}))
     assert rep.projection(tmp_path, embeddings, seed=0)[1]["method"] == "UMAP" and calls == [0]
     assert rep.projection(tmp_path, embeddings, seed=0)[1]["method"] == "UMAP" and calls == [0]  # cached now
 

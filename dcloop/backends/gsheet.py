@@ -71,6 +71,8 @@ def retrying(client, policy: RetryPolicy) -> RetryingHTTPClient:
 class SheetBackend:
     """A Google Sheet with tabs labels, results and classes, laid out from ``sheets_templates/``."""
 
+    capabilities = frozenset()  # rows are never moved under people's cursors: the filter view sorts
+
     def __init__(self, client, key: str | None = None, *, classes=(), tabs: dict | None = None,
                  account: str | None = None, retry: RetryPolicy = RetryPolicy()):
         self.http = retrying(client, retry)

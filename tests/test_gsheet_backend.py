@@ -588,3 +588,24 @@ def test_the_emulator_refuses_a_request_over_its_limit(sheet, emulator):
     ids = list(frame(emulator, sheet.key)["id"])
     with pytest.raises(BackendError, match="Request payload size exceeds the limit: 2000 bytes"):
         sheet.write(predictions(ids))
+
+
+def test_init_adds_the_suspects_first_filter_view_once(open_sheet, blank_sheet, emulator):
+    backend = open_sheet(blank_sheet)
+    backend.create(make_table(5))
+    backend.create(make_table(7))
+    views = emulator.books[blank_sheet].grid("labels").filter_views
+    assert [v["title"] for v in views] == ["most suspicious first"]
+    assert views[0]["sortSpecs"] == [{"dimensionIndex": tbl.COLUMNS.index("suspicion"), "sortOrder": "DESCENDING"}]
+    assert views[0]["range"] == {"sheetId": emulator.books[blank_sheet].grid("labels").sheet_id, "startRowIndex": 0}
+
+
+def test_init_tags_the_rows_it_writes_so_the_first_sync_tags_none(open_sheet, blank_sheet, emulator):
+    backend = open_sheet(blank_sheet)
+    backend.create(make_table(5))
+    tags = sorted((row, meta["metadataValue"])
+                  for row, meta in emulator.books[blank_sheet].grid("labels").row_metadata.values())
+    assert tags == [(n + 1, f"r{n:04d}") for n in range(5)]
+    emulator.reset_counts()
+    open_sheet(blank_sheet).write(predictions([f"r{n:04d}" for n in range(5)]))
+    assert emulator.api_calls("spreadsheets.batchUpdate") == 0 and emulator.api_calls("spreadsheets.get") == 0

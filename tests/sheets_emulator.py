@@ -849,7 +849,7 @@ class SheetsEmulator:
                 "updatedRows": len({r for r, _ in written}), "updatedColumns": len({c for _, c in written}),
                 "updatedCells": len(written)}
 
-    def matches(self, book: Book, data_filter: dict, where: str) -> list[str]:
+    def matches(self, book: Book, data_filter: dict, where: str, index: dict | None = None) -> list[str]:
         """The A1 ranges a DataFilter names: an a1Range as given, a row's metadata as that whole row."""
         if set(data_filter) - {"a1Range", "developerMetadataLookup"} or len(data_filter) != 1:
             raise Refusal(400, f"Invalid {where}: exactly one of a1Range or developerMetadataLookup "
@@ -857,10 +857,11 @@ class SheetsEmulator:
         if "a1Range" in data_filter:
             return [data_filter["a1Range"]]
         return [range_a1(grid.title, row, 0, row + 1, grid.columns)
-                for grid, _, row in self.lookup(book, data_filter["developerMetadataLookup"], where)]
+                for grid, _, row in self.lookup(book, data_filter["developerMetadataLookup"], where, index)]
 
-    def lookup(self, book: Book, query: dict, where: str) -> list[tuple[Grid, int, int]]:
-        """(tab, metadataId, row) of the row metadata a DeveloperMetadataLookup matches."""
+    def lookup(self, book: Book, query: dict, where: str, index: dict | None = None) -> list[tuple[Grid, int, int]]:
+        """(tab, metadataId, row) of the row metadata a DeveloperMetadataLookup matches; ``index`` (from
+        ``metadata_index``) answers a lookup by key and value without a scan."""
         unknown = set(query) - {"metadataKey", "metadataValue", "metadataId", "locationType", "visibility"}
         if unknown:
             raise Refusal(400, f"Invalid {where}: {sorted(unknown)[0]} is not emulated")
@@ -868,6 +869,9 @@ class SheetsEmulator:
             raise Refusal(400, f"Invalid {where}: a developerMetadataLookup must name something to match")
         if query.get("locationType", "ROW") != "ROW":
             return []
+        if index is not None and set(query) <= {"metadataKey", "metadataValue", "locationType"} and (
+                "metadataKey" in query and "metadataValue" in query):
+            return index.get((query["metadataKey"], query["metadataValue"]), [])
         found = []
         for grid in book.sheets:
             for metadata_id, (row, meta) in sorted(grid.row_metadata.items(), key=lambda item: item[1][0]):
@@ -876,13 +880,23 @@ class SheetsEmulator:
                     found.append((grid, metadata_id, row))
         return found
 
+    @staticmethod
+    def metadata_index(book: Book) -> dict:
+        """(key, value) -> [(tab, metadataId, row)] in row order, for the lookups of one request."""
+        index: dict = {}
+        for grid in book.sheets:
+            for metadata_id, (row, meta) in sorted(grid.row_metadata.items(), key=lambda item: item[1][0]):
+                index.setdefault((meta.get("metadataKey"), meta.get("metadataValue")), []).append(
+                    (grid, metadata_id, row))
+        return index
+
     def get_by_filter(self, book: Book, payload: dict) -> dict:
         """values.batchGetByDataFilter: one MatchedValueRange per range each filter matches."""
         query = {name: [payload[name]] for name in ("valueRenderOption", "majorDimension", "dateTimeRenderOption")
                  if name in payload}
-        out = []
+        out, index = [], self.metadata_index(book)
         for n, data_filter in enumerate(payload.get("dataFilters", [])):
-            for rng in self.matches(book, data_filter, f"dataFilters[{n}]"):
+            for rng in self.matches(book, data_filter, f"dataFilters[{n}]", index):
                 out.append({"valueRange": self.values_get(book, rng, query), "dataFilters": [data_filter]})
         return {"spreadsheetId": book.key, "valueRanges": out}
 
@@ -890,9 +904,9 @@ class SheetsEmulator:
         """values.batchUpdateByDataFilter: each item's values go to every range its filter matches,
         from that range's first cell (nulls skip a cell); every range is checked before any is written."""
         option = option_of({}, payload)
-        items = []
+        items, index = [], self.metadata_index(book)
         for n, item in enumerate(payload.get("data", [])):
-            for rng in self.matches(book, item.get("dataFilter", {}), f"data[{n}].dataFilter"):
+            for rng in self.matches(book, item.get("dataFilter", {}), f"data[{n}].dataFilter", index):
                 items.append((dict(item, range=rng), item["dataFilter"], n))
         planned = [(self.plan_write(book, item, option, f"data[{n}].values"), data_filter)
                    for item, data_filter, n in items]

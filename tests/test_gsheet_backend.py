@@ -609,3 +609,14 @@ def test_init_tags_the_rows_it_writes_so_the_first_sync_tags_none(open_sheet, bl
     emulator.reset_counts()
     open_sheet(blank_sheet).write(predictions([f"r{n:04d}" for n in range(5)]))
     assert emulator.api_calls("spreadsheets.batchUpdate") == 0 and emulator.api_calls("spreadsheets.get") == 0
+
+
+def test_tags_applied_but_unanswered_then_a_sort_before_the_retry_are_checked(sheet, emulator):
+    before = with_a_typed_row(sheet, emulator)
+    patch = sync_patch(sheet)
+    emulator.lose_answer("spreadsheets.batchUpdate")
+    sort = PERSON["sort"]
+    emulator.on("spreadsheets.batchUpdate",
+                lambda emu: emu.on("spreadsheets.batchUpdate", lambda e: sort(e, sheet.key)))
+    sheet.write(patch)
+    assert_every_value_on_its_row(emulator, sheet.key, before)

@@ -174,7 +174,7 @@ class RowPlan:
 def plan_rows(values: list[list], current: pd.DataFrame, patched: pd.DataFrame, columns: list[str], title: str,
               numeric: set[str], tagged: dict[str, list[int]]) -> RowPlan:
     """The cells of ``columns`` that differ between ``current`` and ``patched``, one body per row, addressed
-    by the row's tag (``tagged``: id -> the rows its tag was on in the same read as ``values``).
+    by the row's tag (``tagged``: id -> the rows its tags were on in the same read as ``values``).
 
     A cell is a JSON null where nothing is written, so no other cell of the row is touched. A row is
     written only when its id's tag is on that row and no other: a row whose tag is missing, or on
@@ -194,7 +194,7 @@ def plan_rows(values: list[list], current: pd.DataFrame, patched: pd.DataFrame, 
         row_id = ids[line]
         if not row_id or shared[line]:
             continue
-        if tagged.get(row_id, []) != [line]:
+        if set(tagged.get(row_id, [])) != {line}:  # a tag made twice on its row (a retried request) is fine
             plan.to_tag[int(line)] = row_id
             if tagged.get(row_id):
                 plan.stale.append(row_id)

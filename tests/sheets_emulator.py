@@ -16,8 +16,9 @@ tests drive real gspread and google-auth against it:
 
 Developer metadata is kept on rows only (Google also allows columns, tabs and the spreadsheet: refused
 here): it moves with its row when rows are inserted, deleted, sorted or moved, and goes with a deleted
-row, as Google documents. A request body over ``max_request_bytes`` (10 MB unless set) is refused
-with Google's 400.
+row, as Google documents. A write whose data filter matches nothing is skipped, or refused with 400
+when ``refuse_unmatched`` is set (Google does not document which). A request body over
+``max_request_bytes`` (10 MB unless set) is refused with Google's 400.
 
 Like Google it parses A1 ranges with quoted titles, open ends and reversed corners, takes RAW or
 USER_ENTERED input, renders FORMATTED_VALUE, UNFORMATTED_VALUE or FORMULA, trims trailing empty
@@ -476,6 +477,9 @@ class SheetsEmulator:
         self.hooks: list[tuple[str, Callable, bool]] = []
         self.api_enabled = True
         self.max_request_bytes = MAX_REQUEST_BYTES
+        # Google does not document what a write whose data filter matches nothing does: skip it (False)
+        # or refuse the request with 400 (True); tests try both.
+        self.refuse_unmatched = False
         self.lock = threading.RLock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -906,7 +910,10 @@ class SheetsEmulator:
         option = option_of({}, payload)
         items, index = [], self.metadata_index(book)
         for n, item in enumerate(payload.get("data", [])):
-            for rng in self.matches(book, item.get("dataFilter", {}), f"data[{n}].dataFilter", index):
+            found = self.matches(book, item.get("dataFilter", {}), f"data[{n}].dataFilter", index)
+            if not found and self.refuse_unmatched:
+                raise Refusal(400, f"Invalid data[{n}].dataFilter: no range matches it")
+            for rng in found:
                 items.append((dict(item, range=rng), item["dataFilter"], n))
         planned = [(self.plan_write(book, item, option, f"data[{n}].values"), data_filter)
                    for item, data_filter, n in items]

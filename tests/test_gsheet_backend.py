@@ -522,7 +522,9 @@ def assert_every_value_on_its_row(emulator, key, before: pd.DataFrame, gone: set
 
 
 @pytest.mark.parametrize("person", list(PERSON))
-def test_a_person_right_before_the_write_moves_no_value_to_another_row(sheet, emulator, person):
+@pytest.mark.parametrize("refuse_unmatched", [False, True])
+def test_a_person_right_before_the_write_moves_no_value_to_another_row(sheet, emulator, person, refuse_unmatched):
+    emulator.refuse_unmatched = refuse_unmatched  # a deleted row's tag matches nothing: skipped or refused
     before = with_a_typed_row(sheet, emulator)
     patch = sync_patch(sheet)
     gone = set()

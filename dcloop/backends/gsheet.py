@@ -159,6 +159,17 @@ class SheetBackend:
         and any retry of it, lands on that row whatever people do meanwhile.
         """
         ids = sorted(set(pd.Series(ids, dtype=str).str.strip()) - {""})
+        try:
+            return self.write_tagged(plan_for, ids)
+        except APIError as e:
+            # A row deleted between the re-read and the write leaves a lookup that matches nothing;
+            # Google's documentation does not say whether it skips or refuses such a filter. Writes
+            # by tag are idempotent, so one fresh read and plan, without that row, is safe.
+            if e.response.status_code != 400:
+                raise
+            return self.write_tagged(plan_for, ids)
+
+    def write_tagged(self, plan_for, ids: list[str]) -> int:
         for round_ in range(TAG_ROUNDS):
             values, tagged = self.read_tagged(ids)
             plan = plan_for(values, tagged)

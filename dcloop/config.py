@@ -112,7 +112,8 @@ class SuspicionSection(Section):
                                   "probability, while it prefers another class, is flagged label?")
     crossfit: int = Field(0, ge=0, description="K >= 2: also train K networks on the other folds of the train rows, "
                           "so train rows' labels are judged out of sample (K-1 more trainings); 0 or 1: off")
-    sort: bool = Field(True, description="write the table's rows most suspicious first")
+    sort: bool = Field(True, description="write the table's rows most suspicious first (labels.csv; a Google "
+                                         "Sheet keeps its order and has the filter view 'most suspicious first')")
 
 
 class ImagesSection(Section):

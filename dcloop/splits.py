@@ -18,7 +18,7 @@ import pandas as pd
 from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config
-from .errors import BackendError, ConfigError
+from .errors import ConfigError
 from .history import History, read_last_trained
 from . import suspicion
 from .sync import Progress, load_images, quiet, stack, state_dir, utc_now
@@ -323,8 +323,6 @@ def apply(root: Path, config: Config, moves: pd.DataFrame, backend: Backend | No
     from .versions import current_table
 
     backend = backend or open_backend(config, Path(root))
-    if not hasattr(backend, "move_splits"):
-        raise BackendError(f"{backend.describe()}: this backend cannot write splits; set them by hand.")
     written = backend.move_splits(moves[["id", "from", "to"]]) if len(moves) else 0
     recorded = History(state_dir(root)).record(current_table(backend, config), utc_now())
     return {"rows_written": written, "skipped": len(moves) - written, "version": recorded.version,

@@ -379,9 +379,8 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
                                              + other_seeds))
     busy = keep_if_busy(lambda: backend.append_result(result), busy)  # labels.xlsx holds results too
     record_run(state_dir(root), run_id, result)
-    if hasattr(backend, "update_classes"):
-        busy = keep_if_busy(lambda: backend.update_classes(class_rows(checked, classes, proba, position, val_rows,
-                                                                      y_val)), busy)
+    busy = keep_if_busy(lambda: backend.update_classes(class_rows(checked, classes, proba, position, val_rows,
+                                                                  y_val)), busy)
     # Written last: a sync killed before this point trains again next time.
     write_json(state_dir(root) / "last_trained.json", {"key": key, "run_id": run_id, "version": recorded.version,
                                                         **({"unwritten": True} if busy else {})})

@@ -15,7 +15,7 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config
 from .effect import EFFECT_FIELDS, SEED_FIELDS
-from .errors import BackendError, DcloopError
+from .errors import DcloopError
 from .fsutil import is_safe_name
 from .history import History, entry_of, is_reeval, scores_by_entry
 from .images import ImageStore, materialize
@@ -132,9 +132,6 @@ def plan_restore(root: Path, config: Config, ref: str, backend: Backend | None =
 def restore(root: Path, config: Config, plan: RestorePlan, backend: Backend | None = None) -> dict:
     """Write the version's labels and splits into the table and record the result as a new version."""
     backend = backend or open_backend(config, Path(root))
-    if not hasattr(backend, "restore"):
-        raise BackendError(f"{backend.describe()}: this backend cannot write labels back; restore the labels "
-                           f"by hand from .dcloop/versions/{plan.version}/labels.csv.")
     written = backend.restore(plan.snapshot)
     recorded = History(state_dir(root)).record(current_table(backend, config), utc_now())
     return {"restored": plan.version, "rows_written": written, "version": recorded.version,

@@ -8,8 +8,17 @@ tests drive real gspread and google-auth against it:
 - ``spreadsheets.create``, ``spreadsheets.get`` (with ``fields``) and ``spreadsheets.batchUpdate``
   (addSheet, deleteSheet, updateSheetProperties, updateDimensionProperties, repeatCell,
   setDataValidation, addProtectedRange, addConditionalFormatRule, addChart, sortRange,
-  insertDimension, deleteDimension, appendDimension);
-- ``values`` get, batchGet, update, batchUpdate, append, clear, batchClear.
+  insertDimension, deleteDimension, appendDimension, moveDimension, addFilterView,
+  createDeveloperMetadata, deleteDeveloperMetadata);
+- ``values`` get, batchGet, update, batchUpdate, append, clear, batchClear, and
+  batchGetByDataFilter, batchUpdateByDataFilter (data filters: ``a1Range`` and
+  ``developerMetadataLookup``).
+
+Developer metadata is kept on rows only (Google also allows columns, tabs and the spreadsheet: refused
+here): it moves with its row when rows are inserted, deleted, sorted or moved, and goes with a deleted
+row, as Google documents. A write whose data filter matches nothing is skipped, or refused with 400
+when ``refuse_unmatched`` is set (Google does not document which). A request body over
+``max_request_bytes`` (10 MB unless set) is refused with Google's 400.
 
 Like Google it parses A1 ranges with quoted titles, open ends and reversed corners, takes RAW or
 USER_ENTERED input, renders FORMATTED_VALUE, UNFORMATTED_VALUE or FORMULA, trims trailing empty
@@ -22,14 +31,14 @@ RESOURCE_EXHAUSTED past a per-minute, per-user quota (``quota``, on the injectab
 scripts/emulator_conformance.py replays recorded Google traffic against it.
 
 What it leaves out: formulas are stored, never computed (they render as "" as values); dates typed
-USER_ENTERED stay text; formats, validations, protections and charts are stored as given and do not
-move when rows move; merges, named ranges, filters and copy/paste requests are refused.
+USER_ENTERED stay text; formats, validations, protections, charts and filter views are stored as given
+and do not move when rows move; merges, named ranges, basic filters and copy/paste requests are refused.
 
 Hooks for tests: ``fail`` injects error answers, ``stall`` leaves requests unanswered (a request
 Google accepted and never answered), ``lose_answer`` applies a request and then answers 500 or drops
 the connection, ``calls``/``api_calls`` count requests, ``on`` runs a function (a "person" editing
 the sheet) right before a request of some kind is handled, and the person helpers (``set_values``,
-``sort``, ``insert_rows``, ``delete_rows``) change a sheet directly, without a request.
+``sort``, ``insert_rows``, ``delete_rows``, ``move_rows``) change a sheet directly, without a request.
 
 Standalone: ``python -m tests.sheets_emulator --port PORT --key-out KEY.json [--sheet KEY]`` serves
 until interrupted, prints its base url as the first line and writes a service-account key it accepts.
@@ -55,7 +64,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 MAX_CELLS = 10_000_000
 MAX_CELL_CHARS = 50_000  # Google refuses a longer text in one cell
 QUOTA_WINDOW_S = 60.0  # Google's Sheets quotas are per minute per user
-READS = {"spreadsheets.get", "values.get", "values.batchGet"}
+READS = {"spreadsheets.get", "values.get", "values.batchGet", "values.batchGetByDataFilter"}
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # Google documents none for Sheets; its front end refuses bodies over 10 MB
 REF = re.compile(r"^([A-Za-z]*)(\d*)(?::([A-Za-z]*)(\d*))?$")
 NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?%?$")
 PLAIN_TITLE = re.compile(r"^[A-Za-z0-9_]+$")
@@ -339,11 +349,14 @@ class Grid:
     conditional: list = field(default_factory=list)
     charts: list = field(default_factory=list)
     sizes: dict = field(default_factory=dict)
+    filter_views: list = field(default_factory=list)
+    row_metadata: dict = field(default_factory=dict)  # metadataId -> (row index, DeveloperMetadata without location)
 
     def clone(self) -> Grid:
         twin = copy.copy(self)
         twin.cells = dict(self.cells)
-        for name in ("formats", "validations", "protected", "conditional", "charts", "sizes"):
+        for name in ("formats", "validations", "protected", "conditional", "charts", "sizes", "filter_views",
+                     "row_metadata"):
             setattr(twin, name, copy.deepcopy(getattr(self, name)))
         return twin
 
@@ -369,8 +382,15 @@ class Grid:
                  for c in range(c0, c1)] for r in range(r0, r1)]
 
     def move_rows(self, start: int, shift: int) -> None:
-        """Move every cell at row >= start by ``shift`` rows; the rows moved over must be empty already."""
+        """Move every cell and row's metadata at row >= start by ``shift`` rows; the rows moved over must
+        be empty already."""
         self.cells = {((r + shift) if r >= start else r, c): v for (r, c), v in self.cells.items()}
+        self.row_metadata = {i: ((r + shift) if r >= start else r, m) for i, (r, m) in self.row_metadata.items()}
+
+    def permute_rows(self, where: dict[int, int]) -> None:
+        """Move row r to row where[r] (a permutation of some rows), cells and metadata together."""
+        self.cells = {(where.get(r, r), c): v for (r, c), v in self.cells.items()}
+        self.row_metadata = {i: (where.get(r, r), m) for i, (r, m) in self.row_metadata.items()}
 
     def move_columns(self, start: int, shift: int) -> None:
         self.cells = {(r, (c + shift) if c >= start else c): v for (r, c), v in self.cells.items()}
@@ -456,6 +476,10 @@ class SheetsEmulator:
         self.stopping = threading.Event()
         self.hooks: list[tuple[str, Callable, bool]] = []
         self.api_enabled = True
+        self.max_request_bytes = MAX_REQUEST_BYTES
+        # Google does not document what a write whose data filter matches nothing does: skip it (False)
+        # or refuse the request with 400 (True); tests try both.
+        self.refuse_unmatched = False
         self.lock = threading.RLock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -515,6 +539,14 @@ class SheetsEmulator:
             rng = {"sheetId": book.grid(title).sheet_id, "dimension": "ROWS",
                    "startIndex": first_row - 1, "endIndex": first_row - 1 + count}
             self.delete_dimension(book, {"range": rng})
+
+    def move_rows(self, key: str, title: str, first_row: int, count: int, before_row: int) -> None:
+        """Drag ``count`` rows from sheet row ``first_row`` to above ``before_row`` (1-based), as a person does."""
+        with self.lock:
+            book = self.books[key]
+            source = {"sheetId": book.grid(title).sheet_id, "dimension": "ROWS",
+                      "startIndex": first_row - 1, "endIndex": first_row - 1 + count}
+            self.move_dimension(book, {"source": source, "destinationIndex": before_row - 1})
 
     # --- test hooks -------------------------------------------------------------------------
 
@@ -602,6 +634,8 @@ class SheetsEmulator:
             return 503, Refusal(503, "stalled").body(), {}
         self.run_hooks(kind)
         try:
+            if len(body) > self.max_request_bytes:
+                raise Refusal(400, f"Request payload size exceeds the limit: {self.max_request_bytes} bytes.")
             self.check_fault(kind)
             email = self.caller(headers)
             self.check_quota(email, kind)
@@ -710,6 +744,10 @@ class SheetsEmulator:
             return {"spreadsheetId": book.key, "clearedRange": self.clear(book, rng)}
         if kind == "values.batchClear":
             return {"spreadsheetId": book.key, "clearedRanges": [self.clear(book, r) for r in payload["ranges"]]}
+        if kind == "values.batchGetByDataFilter":
+            return self.get_by_filter(book, payload)
+        if kind == "values.batchUpdateByDataFilter":
+            return self.update_by_filter(book, payload)
         raise Refusal(404, f"Method not found: {kind}")
 
     # --- token exchange ---------------------------------------------------------------------
@@ -815,6 +853,78 @@ class SheetsEmulator:
                 "updatedRows": len({r for r, _ in written}), "updatedColumns": len({c for _, c in written}),
                 "updatedCells": len(written)}
 
+    def matches(self, book: Book, data_filter: dict, where: str, index: dict | None = None) -> list[str]:
+        """The A1 ranges a DataFilter names: an a1Range as given, a row's metadata as that whole row."""
+        if set(data_filter) - {"a1Range", "developerMetadataLookup"} or len(data_filter) != 1:
+            raise Refusal(400, f"Invalid {where}: exactly one of a1Range or developerMetadataLookup "
+                               f"(gridRange is not emulated)")
+        if "a1Range" in data_filter:
+            return [data_filter["a1Range"]]
+        return [range_a1(grid.title, row, 0, row + 1, grid.columns)
+                for grid, _, row in self.lookup(book, data_filter["developerMetadataLookup"], where, index)]
+
+    def lookup(self, book: Book, query: dict, where: str, index: dict | None = None) -> list[tuple[Grid, int, int]]:
+        """(tab, metadataId, row) of the row metadata a DeveloperMetadataLookup matches; ``index`` (from
+        ``metadata_index``) answers a lookup by key and value without a scan."""
+        unknown = set(query) - {"metadataKey", "metadataValue", "metadataId", "locationType", "visibility"}
+        if unknown:
+            raise Refusal(400, f"Invalid {where}: {sorted(unknown)[0]} is not emulated")
+        if not query:
+            raise Refusal(400, f"Invalid {where}: a developerMetadataLookup must name something to match")
+        if query.get("locationType", "ROW") != "ROW":
+            return []
+        if index is not None and set(query) <= {"metadataKey", "metadataValue", "locationType"} and (
+                "metadataKey" in query and "metadataValue" in query):
+            return index.get((query["metadataKey"], query["metadataValue"]), [])
+        found = []
+        for grid in book.sheets:
+            for metadata_id, (row, meta) in sorted(grid.row_metadata.items(), key=lambda item: item[1][0]):
+                if all(meta.get(name) == query[name] for name in ("metadataKey", "metadataValue", "metadataId",
+                                                                   "visibility") if name in query):
+                    found.append((grid, metadata_id, row))
+        return found
+
+    @staticmethod
+    def metadata_index(book: Book) -> dict:
+        """(key, value) -> [(tab, metadataId, row)] in row order, for the lookups of one request."""
+        index: dict = {}
+        for grid in book.sheets:
+            for metadata_id, (row, meta) in sorted(grid.row_metadata.items(), key=lambda item: item[1][0]):
+                index.setdefault((meta.get("metadataKey"), meta.get("metadataValue")), []).append(
+                    (grid, metadata_id, row))
+        return index
+
+    def get_by_filter(self, book: Book, payload: dict) -> dict:
+        """values.batchGetByDataFilter: one MatchedValueRange per range each filter matches."""
+        query = {name: [payload[name]] for name in ("valueRenderOption", "majorDimension", "dateTimeRenderOption")
+                 if name in payload}
+        out, index = [], self.metadata_index(book)
+        for n, data_filter in enumerate(payload.get("dataFilters", [])):
+            for rng in self.matches(book, data_filter, f"dataFilters[{n}]", index):
+                out.append({"valueRange": self.values_get(book, rng, query), "dataFilters": [data_filter]})
+        return {"spreadsheetId": book.key, "valueRanges": out}
+
+    def update_by_filter(self, book: Book, payload: dict) -> dict:
+        """values.batchUpdateByDataFilter: each item's values go to every range its filter matches,
+        from that range's first cell (nulls skip a cell); every range is checked before any is written."""
+        option = option_of({}, payload)
+        items, index = [], self.metadata_index(book)
+        for n, item in enumerate(payload.get("data", [])):
+            found = self.matches(book, item.get("dataFilter", {}), f"data[{n}].dataFilter", index)
+            if not found and self.refuse_unmatched:
+                raise Refusal(400, f"Invalid data[{n}].dataFilter: no range matches it")
+            for rng in found:
+                items.append((dict(item, range=rng), item["dataFilter"], n))
+        planned = [(self.plan_write(book, item, option, f"data[{n}].values"), data_filter)
+                   for item, data_filter, n in items]
+        responses = [dict(self.apply_write(*plan), spreadsheetId=book.key, dataFilter=data_filter)
+                     for plan, data_filter in planned]
+        return {"spreadsheetId": book.key, "totalUpdatedRows": sum(r["updatedRows"] for r in responses),
+                "totalUpdatedColumns": sum(r["updatedColumns"] for r in responses),
+                "totalUpdatedCells": sum(r["updatedCells"] for r in responses),
+                "totalUpdatedSheets": len({r["updatedRange"].rsplit("!", 1)[0] for r in responses}),
+                "responses": responses}
+
     def append(self, book: Book, rng: str, query: dict, payload: dict) -> dict:
         """values.append: find the table at the range's first cell, write below it from its first column."""
         grid, r0, r1, c0, c1, single = self.locate(book, rng)
@@ -881,7 +991,7 @@ class SheetsEmulator:
         for index, grid in enumerate(book.sheets):
             sheet = {"properties": grid.properties(index)}
             for name, items in (("protectedRanges", grid.protected), ("conditionalFormats", grid.conditional),
-                                ("charts", grid.charts)):
+                                ("charts", grid.charts), ("filterViews", grid.filter_views)):
                 if items:
                     sheet[name] = copy.deepcopy(items)
             sheets.append(sheet)
@@ -1001,14 +1111,17 @@ class SheetsEmulator:
         grid = self.check_range(book, rng)
         r0, r1 = rng.get("startRowIndex", 0), rng.get("endRowIndex", grid.rows)
         c0, c1 = rng.get("startColumnIndex", 0), rng.get("endColumnIndex", grid.columns)
-        rows = [{c: grid.cells.get((r, c)) for c in range(c0, c1)} for r in range(r0, r1)]
+        rows = [(r, {c: grid.cells.get((r, c)) for c in range(c0, c1)}) for r in range(r0, r1)]
         for spec in reversed(body["sortSpecs"]):
             column = spec["dimensionIndex"]
-            filled = [row for row in rows if row.get(column) is not None]
-            blanks = [row for row in rows if row.get(column) is None]
-            filled.sort(key=lambda row: sort_key(row[column]), reverse=spec.get("sortOrder") == "DESCENDING")
+            filled = [row for row in rows if row[1].get(column) is not None]
+            blanks = [row for row in rows if row[1].get(column) is None]
+            filled.sort(key=lambda row: sort_key(row[1][column]), reverse=spec.get("sortOrder") == "DESCENDING")
             rows = filled + blanks  # blanks last in either order, like Sheets
-        for offset, row in enumerate(rows):
+        if c0 == 0 and c1 == grid.columns:  # whole rows move, and their metadata with them
+            grid.permute_rows({r: r0 + offset for offset, (r, _) in enumerate(rows)})
+            return
+        for offset, (_, row) in enumerate(rows):
             for c, cell in row.items():
                 if cell is None:
                     grid.cells.pop((r0 + offset, c), None)
@@ -1032,12 +1145,66 @@ class SheetsEmulator:
         start, end = rng["startIndex"], rng["endIndex"]
         if rng["dimension"] == "ROWS":
             grid.cells = {k: v for k, v in grid.cells.items() if not start <= k[0] < end}
+            grid.row_metadata = {i: (r, m) for i, (r, m) in grid.row_metadata.items() if not start <= r < end}
             grid.move_rows(end, start - end)
             grid.rows -= end - start
         else:
             grid.cells = {k: v for k, v in grid.cells.items() if not start <= k[1] < end}
             grid.move_columns(end, start - end)
             grid.columns -= end - start
+
+    def move_dimension(self, book: Book, body: dict) -> None:
+        """Rows (only: columns are not emulated) startIndex..endIndex go before destinationIndex."""
+        source = body["source"]
+        grid = book.by_id(source.get("sheetId", 0))
+        if source["dimension"] != "ROWS":
+            raise Refusal(400, "moveDimension of columns is not emulated")
+        start, end, to = source["startIndex"], source["endIndex"], body["destinationIndex"]
+        if end > grid.rows or to > grid.rows or start < to < end:
+            raise Refusal(400, f"Invalid destinationIndex {to} for rows {start}..{end}")
+        order = list(range(grid.rows))
+        moved, rest = order[start:end], order[:start] + order[end:]
+        at = to if to <= start else to - (end - start)
+        order = rest[:at] + moved + rest[at:]
+        grid.permute_rows({r: n for n, r in enumerate(order) if r != n})
+
+    def add_filter_view(self, book: Book, body: dict) -> dict:
+        view = dict(body["filter"], filterViewId=body["filter"].get("filterViewId", book.next_id))
+        book.next_id = max(book.next_id, view["filterViewId"]) + 1
+        grid = self.check_range(book, view["range"])
+        for spec in view.get("sortSpecs", []):
+            if spec.get("dimensionIndex", 0) >= grid.columns:
+                raise Refusal(400, f"sortSpecs dimensionIndex {spec.get('dimensionIndex')} is after the last "
+                                   f"column in grid ({grid.columns} columns).")
+        grid.filter_views.append(view)
+        return {"addFilterView": {"filter": view}}
+
+    def create_developer_metadata(self, book: Book, body: dict) -> dict:
+        """Row metadata; Google requires a key, a visibility and a location, and a positive, unused id."""
+        meta = dict(body["developerMetadata"])
+        if not meta.get("metadataKey"):
+            raise Refusal(400, "Developer metadata must always have a key specified.")
+        if meta.get("visibility") not in ("DOCUMENT", "PROJECT"):
+            raise Refusal(400, "Developer metadata must always have a visibility specified.")
+        rng = meta.pop("location", {}).get("dimensionRange")
+        if not rng or rng.get("dimension") != "ROWS" or rng["endIndex"] - rng["startIndex"] != 1:
+            raise Refusal(400, "only metadata on one row is emulated (location.dimensionRange of 1 row)")
+        grid = book.by_id(rng.get("sheetId", 0))
+        if rng["endIndex"] > grid.rows:
+            raise Refusal(400, f"Range exceeds grid limits. Max rows: {grid.rows}")
+        taken = {i for s in book.sheets for i in s.row_metadata}
+        meta["metadataId"] = meta.get("metadataId") or max([book.next_id, *taken]) + 1
+        if meta["metadataId"] in taken or meta["metadataId"] <= 0:
+            raise Refusal(400, f"Metadata with id {meta['metadataId']} already exists.")
+        grid.row_metadata[meta["metadataId"]] = (rng["startIndex"], meta)
+        return {"createDeveloperMetadata": {"developerMetadata": row_metadata(grid, rng["startIndex"], meta)}}
+
+    def delete_developer_metadata(self, book: Book, body: dict) -> dict:
+        deleted = []
+        for grid, metadata_id, row in self.lookup(book, body["dataFilter"].get("developerMetadataLookup", {}),
+                                                  "dataFilter"):
+            deleted.append(row_metadata(grid, row, grid.row_metadata.pop(metadata_id)[1]))
+        return {"deleteDeveloperMetadata": {"deletedDeveloperMetadata": deleted}}
 
     def append_dimension(self, book: Book, body: dict) -> None:
         grid = book.by_id(body.get("sheetId", 0))
@@ -1049,7 +1216,14 @@ class SheetsEmulator:
 
 REQUESTS = {"addSheet", "deleteSheet", "updateSheetProperties", "updateDimensionProperties", "repeatCell",
             "setDataValidation", "addProtectedRange", "addConditionalFormatRule", "addChart", "sortRange",
-            "insertDimension", "deleteDimension", "appendDimension"}
+            "insertDimension", "deleteDimension", "appendDimension", "moveDimension", "addFilterView",
+            "createDeveloperMetadata", "deleteDeveloperMetadata"}
+
+
+def row_metadata(grid: Grid, row: int, meta: dict) -> dict:
+    """A DeveloperMetadata resource for metadata on one row, with its location now."""
+    return {**meta, "location": {"locationType": "ROW", "sheetId": grid.sheet_id, "dimensionRange": {
+        "sheetId": grid.sheet_id, "dimension": "ROWS", "startIndex": row, "endIndex": row + 1}}}
 
 
 def snake(name: str) -> str:
@@ -1170,7 +1344,9 @@ def route(method: str, path: str) -> tuple[str, str, str | None]:
     if tail.startswith("values:"):
         verb = tail[len("values:"):]
         kinds = {("GET", "batchGet"): "values.batchGet", ("POST", "batchUpdate"): "values.batchUpdate",
-                 ("POST", "batchClear"): "values.batchClear"}
+                 ("POST", "batchClear"): "values.batchClear",
+                 ("POST", "batchGetByDataFilter"): "values.batchGetByDataFilter",
+                 ("POST", "batchUpdateByDataFilter"): "values.batchUpdateByDataFilter"}
         return (kinds[(method, verb)], key, None) if (method, verb) in kinds else bad(path)
     if tail.startswith("values/"):
         rng = tail[len("values/"):]

@@ -154,3 +154,19 @@ def test_append_rows_on_a_google_sheet(sheet):
     assert len(after) == len(before) + 1
     last = after.iloc[-1]
     assert (last["id"], last["url"], last["label"], last["split"], last["note"]) == tuple(new.iloc[0])
+
+
+def test_augment_adds_its_rows_to_a_google_sheet(make_project, config_of, tmp_path, open_sheet, blank_sheet):
+    from dcloop.augment import augment
+    root = make_project(thin_seven(tmp_path))
+    sheet = open_sheet(blank_sheet, classes=[str(c) for c in range(10)])
+    sheet.create(read_csv(root / "labels.csv"))
+    before = tbl.normalize(sheet.read(), "sheet")
+    made = augment(root, config_of(root), 4, class_name="7", backend=sheet)
+    after = tbl.normalize(sheet.read(), "sheet")
+    assert len(after) == len(before) + 4 and list(after["id"][:len(before)]) == list(before["id"])
+    added = after.iloc[len(before):]
+    assert list(added["id"]) == list(made.rows["id"])
+    assert (added["label"] == "7").all() and (added["split"] == "train").all()
+    assert added["note"].map(tbl.is_augmented).all()
+    assert all((root / url).is_file() for url in added["url"])

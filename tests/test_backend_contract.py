@@ -233,3 +233,68 @@ def test_split_moves_write_only_split_by_id_and_a_persons_edit_meanwhile_wins(ba
     expected.loc[ids[0], "label"] = "bird"
     pd.testing.assert_frame_equal(after, expected)
     assert backend.move_splits(moves) == 0
+
+
+def test_a_changed_id_is_given_back(backend_and_person):
+    backend, person = backend_and_person
+    table = make_table(4)
+    backend.create(table)
+    person.sort_by("id", descending=True)
+    person.edit("r0001", "id", "1")  # a spreadsheet program read the id as a number
+    patch = predictions(["r0001"])
+    patch[tbl.ID_WAS] = f"1\x1f{table['url'][1]}"  # as sync's id_repairs_patch names the row
+    backend.write(patch)
+    after = by_id(current(backend))
+    assert list(after.index) == list(table["id"])
+    assert after.loc["r0001", "prediction"] == "pred-r0001" and after.loc["r0001", "url"] == table["url"][1]
+
+
+def test_restore_sets_label_and_split_by_id_and_adds_lost_rows(backend_and_person):
+    backend, person = backend_and_person
+    table = make_table(6)
+    backend.create(table)
+    backend.write(predictions(list(table["id"])))
+    person.sort_by("id", descending=True)
+    person.edit("r0000", "label", "bird")
+    person.edit("r0001", "split", "exclude")
+    person.edit("r0002", "note", "kept")
+    snapshot = pd.concat([table, pd.DataFrame([{"id": "r0099", "url": "https://img.example/99.png",
+                                                 "label": "dog", "split": "val"}])],
+                         ignore_index=True).fillna("")
+    assert backend.restore(snapshot) == 3
+    after = by_id(current(backend))
+    assert after.loc[list(table["id"]), "label"].tolist() == list(table["label"])
+    assert after.loc[list(table["id"]), "split"].tolist() == list(table["split"])
+    assert after.loc["r0002", "note"] == "kept" and after.loc["r0000", "prediction"] == "pred-r0000"
+    assert (after.loc["r0099", "url"], after.loc["r0099", "label"]) == ("https://img.example/99.png", "dog")
+    assert backend.restore(snapshot) == 0
+
+
+def test_append_rows_adds_at_the_end_and_skips_known_ids(backend_and_person):
+    backend, person = backend_and_person
+    table = make_table(3)
+    backend.create(table)
+    rows = pd.DataFrame({"id": ["r0001", "a1", "a2"], "url": ["https://img.example/a.png"] * 3,
+                         "label": ["cat"] * 3, "split": ["train"] * 3,
+                         "note": ["augmented from r0001: flip"] * 3})
+    assert backend.append_rows(rows) == 2
+    assert backend.append_rows(rows) == 0
+    after = current(backend)
+    assert list(after["id"]) == list(table["id"]) + ["a1", "a2"]
+    assert after.set_index("id").loc["r0001", "url"] == table["url"][1]
+    assert after.set_index("id").loc["a2", "note"] == "augmented from r0001: flip"
+
+
+def test_order_is_written_where_the_backend_declares_it(backend_and_person):
+    from dcloop.backends import ORDER
+    backend, _ = backend_and_person
+    table = make_table(5)
+    backend.create(table)
+    ids = list(table["id"])
+    if ORDER in backend.capabilities:
+        backend.write(predictions(ids), order=ids[::-1])
+        assert list(current(backend)["id"]) == ids[::-1]
+    else:
+        backend.write(predictions(ids))
+        assert list(current(backend)["id"]) == ids  # rows stay where people put them
+    backend.update_classes([{"class": "cat", "train": "1"}])  # every backend takes it; some show it

@@ -18,6 +18,9 @@ from .conftest import ACCOUNT, CLASSES, make_table, sheet_config, write_key
 
 FULL_SYNC_CALLS = 8
 NO_CHANGE_SYNC_CALLS = 3
+# A row without a tag yet (a person typed it in): the tab's sheetId, the tags, and the re-read that
+# checks each tag sits on the row planned before anything is written through it.
+TAGGING_CALLS = 3
 
 
 def labels(emulator, key, rng="labels", render="FORMULA"):
@@ -137,7 +140,7 @@ def test_full_sync_through_the_emulator_within_the_call_budget(sheet, emulator, 
     backend = open_sheet(key)  # a new process: nothing cached
     emulator.reset_counts()
     assert simulate_sync(backend) == 13
-    assert emulator.api_calls() <= FULL_SYNC_CALLS
+    assert emulator.api_calls() <= FULL_SYNC_CALLS + TAGGING_CALLS
     table = frame(emulator, key)
     new = table[table["url"] == "https://img.example/new.png"].iloc[0]
     assert new["id"] and new["split"] == "train" and new["prediction"] == f"pred-{new['id']}"
@@ -150,7 +153,7 @@ def test_full_sync_through_the_emulator_within_the_call_budget(sheet, emulator, 
     table = tbl.normalize(again.read(), again.describe())
     assert again.write(predictions(list(table["id"]))) == 0
     assert emulator.api_calls() <= NO_CHANGE_SYNC_CALLS
-    assert emulator.api_calls("values.batchUpdate") == 0
+    assert emulator.api_calls("values.batchUpdateByDataFilter") == 0
 
 
 def test_person_edits_sorts_inserts_and_deletes_between_read_and_write(sheet, emulator):
@@ -175,7 +178,7 @@ def test_person_edits_sorts_inserts_and_deletes_between_read_and_write(sheet, em
 
 def test_person_sorts_right_before_the_re_read(sheet, emulator):
     table = tbl.normalize(sheet.read(), "sheet")
-    emulator.on("values.get", lambda emu: emu.sort(sheet.key, "labels", "url", descending=True))
+    emulator.on("values.batchGetByDataFilter", lambda emu: emu.sort(sheet.key, "labels", "url", descending=True))
     sheet.write(predictions(list(table["id"])))
     after = frame(emulator, sheet.key)
     assert (after["prediction"] == "pred-" + after["id"]).all()
@@ -274,7 +277,7 @@ def test_backoff_without_retry_after_grows_and_is_jittered(sheet, emulator):
 def test_a_persistent_500_ends_in_a_clear_error_and_the_sheet_is_unchanged(sheet, emulator):
     before = labels(emulator, sheet.key)
     ids = list(tbl.normalize(sheet.read(), "sheet")["id"])
-    emulator.fail(500, times=None, kind="values.batchUpdate")
+    emulator.fail(500, times=None, kind="values.batchUpdateByDataFilter")
     with pytest.raises(BackendError, match=r"kept failing with 500 .* after 6 tries"):
         sheet.write(predictions(ids))
     assert labels(emulator, sheet.key) == before
@@ -475,3 +478,147 @@ def test_sheet_key(given, key):
 def test_sheet_key_refuses(given):
     with pytest.raises(ConfigError):
         sheet_key(given)
+
+
+# --- people at work while a sync writes -----------------------------------------------------------
+
+PERSON = {
+    "sort": lambda emu, key: emu.sort(key, "labels", "url", descending=True),
+    "insert": lambda emu, key: emu.insert_rows(key, "labels", before_row=3, count=2),
+    "delete": lambda emu, key: emu.delete_rows(key, "labels", first_row=5),
+    "move": lambda emu, key: emu.move_rows(key, "labels", first_row=2, count=3, before_row=11),
+}
+
+
+def with_a_typed_row(sheet, emulator) -> pd.DataFrame:
+    """The sheet's rows by id after a person typed a new row (no id, no split) at its end."""
+    emulator.set_values(sheet.key, "labels!C14", [["https://img.example/new.png", "bird"]])
+    return frame(emulator, sheet.key)
+
+
+def sync_patch(sheet) -> pd.DataFrame:
+    """What a sync writes: the new row's id and split, and every row's predictions."""
+    table = tbl.normalize(sheet.read(), "sheet")
+    ids = tbl.assign_ids(table)
+    table = tbl.with_ids(table, ids, "train")
+    patch = predictions(list(table["id"]))
+    keys = {row_id: key for key, row_id in ids.items()}
+    patch[tbl.NEW_ROW_KEY] = patch["id"].map(keys).fillna("")
+    patch["split"] = patch["id"].map(dict.fromkeys(keys, "train")).fillna("")
+    return patch
+
+
+def assert_every_value_on_its_row(emulator, key, before: pd.DataFrame, gone: set[str] = frozenset()):
+    after = frame(emulator, key)
+    after = after[after["url"] != ""]
+    assert (after["prediction"] == "pred-" + after["id"]).all(), after[["id", "url", "prediction"]]
+    assert (after["image"] == '=IMAGE("' + after["url"] + '")').all()
+    human = ["url", "label", "split", "note"]
+    old = before[before["id"] != ""].set_index("id")[human]
+    kept = after[after["id"].isin(old.index)].set_index("id")[human]
+    pd.testing.assert_frame_equal(kept.sort_index(), old.drop(index=list(gone)).sort_index())
+    new = after[after["url"] == "https://img.example/new.png"].iloc[0]
+    assert new["id"].startswith("x") and new["split"] == "train" and new["label"] == "bird"
+
+
+@pytest.mark.parametrize("person", list(PERSON))
+@pytest.mark.parametrize("refuse_unmatched", [False, True])
+def test_a_person_right_before_the_write_moves_no_value_to_another_row(sheet, emulator, person, refuse_unmatched):
+    emulator.refuse_unmatched = refuse_unmatched  # a deleted row's tag matches nothing: skipped or refused
+    before = with_a_typed_row(sheet, emulator)
+    patch = sync_patch(sheet)
+    gone = set()
+    if person == "delete":
+        gone = {before["id"][3]}  # sheet row 5
+    emulator.on("values.batchUpdateByDataFilter", lambda emu: PERSON[person](emu, sheet.key))
+    sheet.write(patch)
+    assert_every_value_on_its_row(emulator, sheet.key, before, gone)
+
+
+@pytest.mark.parametrize("person", ["sort", "insert", "move"])
+def test_a_person_right_before_rows_are_tagged_leaves_them_for_a_checked_tag(sheet, emulator, person):
+    before = with_a_typed_row(sheet, emulator)
+    patch = sync_patch(sheet)
+    emulator.on("spreadsheets.batchUpdate", lambda emu: PERSON[person](emu, sheet.key))
+    sheet.write(patch)
+    assert_every_value_on_its_row(emulator, sheet.key, before)
+
+
+@pytest.mark.parametrize("trouble", ["lose_answer", "fail"])
+def test_a_sort_before_a_retry_moves_no_value_to_another_row(sheet, emulator, trouble):
+    before = with_a_typed_row(sheet, emulator)
+    patch = sync_patch(sheet)
+    sheet.write(patch[patch[tbl.NEW_ROW_KEY] != ""])  # the new row's id and tag first: the retry below is the write
+    if trouble == "lose_answer":
+        emulator.lose_answer("values.batchUpdateByDataFilter")
+    else:
+        emulator.fail(500, kind="values.batchUpdateByDataFilter")
+    sort = PERSON["sort"]
+    # The first try goes (and is applied, or refused); a person sorts before the retry.
+    emulator.on("values.batchUpdateByDataFilter",
+                lambda emu: emu.on("values.batchUpdateByDataFilter", lambda e: sort(e, sheet.key)))
+    sheet.write(patch)
+    assert emulator.api_calls("values.batchUpdateByDataFilter") >= 3
+    assert_every_value_on_its_row(emulator, sheet.key, before)
+
+
+def test_a_tag_on_the_wrong_row_is_moved_before_anything_is_written(sheet, emulator):
+    """Cells cut and pasted (not rows moved) leave a tag on a row with another id: it is put right."""
+    before = frame(emulator, sheet.key)
+    grid = emulator.books[sheet.key].grid("labels")
+    (first, (row, meta)), (second, (row2, meta2)) = sorted(grid.row_metadata.items())[:2]
+    grid.row_metadata[first], grid.row_metadata[second] = (row2, meta), (row, meta2)  # swapped
+    sheet.write(predictions(list(before["id"])))
+    after = frame(emulator, sheet.key)
+    assert (after["prediction"] == "pred-" + after["id"]).all()
+
+
+def test_writes_are_split_under_the_request_size_limit(sheet, emulator):
+    emulator.max_request_bytes = 2000  # the re-read (12 lookups) fits; the whole write (12 rows) does not
+    sheet.request_bytes = 500
+    ids = list(frame(emulator, sheet.key)["id"])
+    emulator.reset_counts()
+    sheet.write(predictions(ids))
+    assert emulator.api_calls("values.batchUpdateByDataFilter") > 2
+    after = frame(emulator, sheet.key)
+    assert (after["prediction"] == "pred-" + after["id"]).all()
+
+
+def test_the_emulator_refuses_a_request_over_its_limit(sheet, emulator):
+    emulator.max_request_bytes = 2000
+    sheet.request_bytes = 10_000_000
+    ids = list(frame(emulator, sheet.key)["id"])
+    with pytest.raises(BackendError, match="Request payload size exceeds the limit: 2000 bytes"):
+        sheet.write(predictions(ids))
+
+
+def test_init_adds_the_suspects_first_filter_view_once(open_sheet, blank_sheet, emulator):
+    backend = open_sheet(blank_sheet)
+    backend.create(make_table(5))
+    backend.create(make_table(7))
+    views = emulator.books[blank_sheet].grid("labels").filter_views
+    assert [v["title"] for v in views] == ["most suspicious first"]
+    assert views[0]["sortSpecs"] == [{"dimensionIndex": tbl.COLUMNS.index("suspicion"), "sortOrder": "DESCENDING"}]
+    assert views[0]["range"] == {"sheetId": emulator.books[blank_sheet].grid("labels").sheet_id, "startRowIndex": 0}
+
+
+def test_init_tags_the_rows_it_writes_so_the_first_sync_tags_none(open_sheet, blank_sheet, emulator):
+    backend = open_sheet(blank_sheet)
+    backend.create(make_table(5))
+    tags = sorted((row, meta["metadataValue"])
+                  for row, meta in emulator.books[blank_sheet].grid("labels").row_metadata.values())
+    assert tags == [(n + 1, f"r{n:04d}") for n in range(5)]
+    emulator.reset_counts()
+    open_sheet(blank_sheet).write(predictions([f"r{n:04d}" for n in range(5)]))
+    assert emulator.api_calls("spreadsheets.batchUpdate") == 0 and emulator.api_calls("spreadsheets.get") == 0
+
+
+def test_tags_applied_but_unanswered_then_a_sort_before_the_retry_are_checked(sheet, emulator):
+    before = with_a_typed_row(sheet, emulator)
+    patch = sync_patch(sheet)
+    emulator.lose_answer("spreadsheets.batchUpdate")
+    sort = PERSON["sort"]
+    emulator.on("spreadsheets.batchUpdate",
+                lambda emu: emu.on("spreadsheets.batchUpdate", lambda e: sort(e, sheet.key)))
+    sheet.write(patch)
+    assert_every_value_on_its_row(emulator, sheet.key, before)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 
 import pandas as pd
 import pytest
@@ -55,17 +54,17 @@ def test_grid_frame_drops_blank_rows_and_keeps_row_numbers():
     assert list(frame.index) == [2, 4] and frame.loc[4, "Unnamed: 4"] == "extra"
 
 
-def apply_plan(values: list[list], plan) -> list[list]:
-    """What the sheet holds after a plan's value ranges are written (for checking plans)."""
+def apply_plan(values: list[list], plan, tagged: dict[str, list[int]]) -> list[list]:
+    """What the sheet holds after a plan's rows are written through their tags (for checking plans)."""
     grid = [list(r) for r in values]
     for item in plan.raw + plan.formulas:
-        m = re.fullmatch(r"'.*'!([A-Z]+)(\d+):[A-Z]+\d+", item["range"])
-        column = sum((ord(ch) - 64) * 26 ** i for i, ch in enumerate(reversed(m.group(1)))) - 1
-        for offset, (value,) in enumerate(item["values"]):
-            row = int(m.group(2)) - 1 + offset
-            grid += [[] for _ in range(row + 1 - len(grid))]
-            grid[row] += [""] * (column + 1 - len(grid[row]))
-            grid[row][column] = cell_text(value)
+        for row in tagged[item["dataFilter"]["developerMetadataLookup"]["metadataValue"]]:
+            cells = item["values"][0]
+            grid += [[] for _ in range(row - len(grid))]
+            grid[row - 1] += [""] * (len(cells) - len(grid[row - 1]))
+            for column, value in enumerate(cells):
+                if value is not None:
+                    grid[row - 1][column] = cell_text(value)
     return grid
 
 
@@ -85,14 +84,18 @@ def test_a_plan_does_what_apply_patch_does_and_twice_is_once(row_ids, splits, sc
     patch = pd.DataFrame({"id": known + list(new.values()), "prediction": "p",
                           "suspicion": scores[:len(known) + len(new)], "split": "test"})
     patch[tbl.NEW_ROW_KEY] = [""] * len(known) + list(new)
-    plan = plan_write(values, patch, "labels", {"suspicion"}, "t")
-    after = apply_plan(values, plan)
+    untagged = plan_write(values, patch, "labels", {"suspicion"}, "t", {})
+    assert untagged.raw == untagged.formulas == [] and untagged.rows_changed == 0
+    tagged = {row_id: [line] for line, row_id in untagged.to_tag.items()}  # as write_rows tags them
+    plan = plan_write(values, patch, "labels", {"suspicion"}, "t", tagged)
+    assert plan.to_tag == {}
+    after = apply_plan(values, plan, tagged)
     expected = tbl.apply_patch(table, patch)
     got = tbl.normalize(grid_frame(after), "t")
     for column in ["id", "url", "label", "split", "prediction"]:
         assert list(got[column]) == list(expected[column])
     assert [typed(s, True) for s in got["suspicion"]] == [typed(s, True) for s in expected["suspicion"]]
-    again = plan_write(after, patch, "labels", {"suspicion"}, "t")
+    again = plan_write(after, patch, "labels", {"suspicion"}, "t", tagged)
     assert again.raw == again.formulas == [] and again.rows_changed == 0
 
 

@@ -191,3 +191,70 @@ def test_standalone_emulator_serves_dcloop_init(tmp_path, monkeypatch):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# --- developer metadata and data filters ------------------------------------------------------------
+
+def tag(row: int, value: str) -> dict:
+    return {"createDeveloperMetadata": {"developerMetadata": {
+        "metadataKey": "k", "metadataValue": value, "visibility": "DOCUMENT",
+        "location": {"dimensionRange": {"sheetId": 0, "dimension": "ROWS", "startIndex": row, "endIndex": row + 1}}}}}
+
+
+def lookup(value: str) -> dict:
+    return {"developerMetadataLookup": {"metadataKey": "k", "metadataValue": value}}
+
+
+def rows_of(gc, key, *values) -> list[str]:
+    url = f"https://sheets.googleapis.com/v4/spreadsheets/{key}/values:batchGetByDataFilter"
+    answer = gc.http_client.request("post", url, json={"dataFilters": [lookup(v) for v in values]}).json()
+    return [m["valueRange"]["range"] for m in answer.get("valueRanges", [])]
+
+
+def test_row_metadata_moves_with_its_row_and_goes_with_a_deleted_one(book, gc, emulator):
+    emulator.set_values(book.id, "Sheet1!A1", [["name"], ["b"], ["c"], ["a"]])
+    book.batch_update({"requests": [tag(1, "b"), tag(2, "c"), tag(3, "a")]})
+    assert rows_of(gc, book.id, "a") == ["Sheet1!A4:E4"]
+    emulator.sort(book.id, "Sheet1", "name")
+    assert rows_of(gc, book.id, "a", "b", "c") == ["Sheet1!A2:E2", "Sheet1!A3:E3", "Sheet1!A4:E4"]
+    emulator.insert_rows(book.id, "Sheet1", before_row=2)
+    emulator.move_rows(book.id, "Sheet1", first_row=5, count=1, before_row=3)  # c above a
+    assert rows_of(gc, book.id, "a", "b", "c") == ["Sheet1!A4:E4", "Sheet1!A5:E5", "Sheet1!A3:E3"]
+    emulator.delete_rows(book.id, "Sheet1", first_row=3)
+    assert rows_of(gc, book.id, "c") == [] and rows_of(gc, book.id, "b") == ["Sheet1!A4:E4"]
+    assert emulator.values(book.id, "Sheet1!A4")[0][0] == "b"
+
+
+def test_a_write_by_data_filter_lands_on_the_tagged_row_and_nulls_skip_cells(book, gc, emulator):
+    emulator.set_values(book.id, "Sheet1!A1", [["name", "x", "y"], ["a", "keep", "old"]])
+    book.batch_update({"requests": [tag(1, "a")]})
+    emulator.insert_rows(book.id, "Sheet1", before_row=2, count=2)
+    url = f"https://sheets.googleapis.com/v4/spreadsheets/{book.id}/values:batchUpdateByDataFilter"
+    answer = gc.http_client.request("post", url, json={"valueInputOption": "RAW", "data": [
+        {"dataFilter": lookup("a"), "values": [[None, None, "new"]]},
+        {"dataFilter": lookup("nobody"), "values": [["lost"]]}]}).json()
+    assert answer["totalUpdatedCells"] == 1 and answer["responses"][0]["updatedRange"] == "Sheet1!A4:C4"
+    assert emulator.values(book.id, "Sheet1") == [["name", "x", "y"], [], [], ["a", "keep", "new"]]
+
+
+def test_metadata_needs_a_key_and_a_visibility(book, emulator):
+    bad = tag(1, "a")
+    del bad["createDeveloperMetadata"]["developerMetadata"]["visibility"]
+    with pytest.raises(APIError, match="must always have a visibility"):
+        book.batch_update({"requests": [bad]})
+
+
+def test_a_request_over_the_size_limit_is_refused(book, emulator):
+    emulator.max_request_bytes = 100
+    with pytest.raises(APIError, match="Request payload size exceeds the limit: 100 bytes"):
+        book.values_update("Sheet1!A1", params={"valueInputOption": "RAW"}, body={"values": [["x" * 200]]})
+
+
+def test_add_filter_view_checks_its_sort_column(book, emulator):
+    view = {"title": "v", "range": {"sheetId": 0, "startRowIndex": 0},
+            "sortSpecs": [{"dimensionIndex": 9, "sortOrder": "DESCENDING"}]}
+    with pytest.raises(APIError, match="after the last column"):
+        book.batch_update({"requests": [{"addFilterView": {"filter": view}}]})
+    view["sortSpecs"][0]["dimensionIndex"] = 2
+    book.batch_update({"requests": [{"addFilterView": {"filter": view}}]})
+    assert book.fetch_sheet_metadata()["sheets"][0]["filterViews"][0]["title"] == "v"

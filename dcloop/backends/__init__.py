@@ -2,7 +2,8 @@
 
 A backend only moves cells: ``read`` returns every cell as a string, ``write`` puts dcloop's own
 columns back by id (re-reading first, so edits made meanwhile survive), ``append_result`` adds a
-row to the results table. Validation and patching live in ``dcloop.table``.
+row to the results table. Validation and patching live in ``dcloop.table``. What only some
+backends can do is declared in ``capabilities``, never guessed from a method or signature.
 """
 
 from __future__ import annotations
@@ -14,19 +15,32 @@ import pandas as pd
 
 from ..errors import ConfigError
 
+ORDER = "order"  # write(patch, order=[ids]) puts the rows in that order (a file dcloop rewrites whole)
+
 
 @runtime_checkable
 class Backend(Protocol):
+    capabilities: frozenset[str]  # e.g. {ORDER}
+
     def read(self) -> pd.DataFrame:
         """The whole label table, every cell a string, columns as the user has them."""
 
     def write(self, patch: pd.DataFrame) -> int:
         """Apply a patch of dcloop's columns by id to the current table; return the rows changed.
 
-        Optional: a backend that can also move rows accepts ``write(patch, order=[ids])`` and
-        writes the rows in that order (rows not named keep their order, after them); see
-        ``accepts_order``. Cells never change by moving.
+        A backend with ORDER in its capabilities accepts ``write(patch, order=[ids])`` and writes
+        the rows in that order (rows not named keep their order, after them). Cells never change
+        by moving.
         """
+
+    def restore(self, snapshot: pd.DataFrame) -> int:
+        """Set label and split by id to a recorded version's (``table.apply_restore``); add its lost rows."""
+
+    def move_splits(self, moves: pd.DataFrame) -> int:
+        """Set split by id to ``moves.to`` where it still says ``moves.from``; return the rows changed."""
+
+    def update_classes(self, rows: list[dict[str, str]]) -> None:
+        """Rewrite the per-class summary where the backend shows one (a tab); a no-op elsewhere."""
 
     def create(self, table: pd.DataFrame) -> None:
         """Lay out a new, empty backend and fill it with ``table``; never overwrite data."""
@@ -49,8 +63,7 @@ class Backend(Protocol):
 
 def accepts_order(backend) -> bool:
     """Whether ``backend.write`` takes the optional ``order`` keyword."""
-    import inspect
-    return "order" in inspect.signature(backend.write).parameters
+    return ORDER in backend.capabilities
 
 
 def open_backend(config, root: Path) -> Backend:

@@ -16,6 +16,7 @@ from .. import table as tbl
 from ..errors import BackendError, DiskError, SchemaError, TableBusy
 from ..fsutil import atomic_write_bytes, atomic_write_text, file_stamp
 from ..table import RESULT_COLUMNS
+from . import ORDER
 
 MAX_WRITE_ATTEMPTS = 5
 
@@ -190,6 +191,8 @@ WRITTEN_COLUMNS = [c for c in tbl.MACHINE_COLUMNS if c != "id"]
 
 
 class CsvBackend:
+    capabilities = frozenset({ORDER})  # the file is rewritten whole: rows can be put in any order
+
     def __init__(self, path: Path, results_path: Path, row_drop: tbl.RowDrop = tbl.RowDrop()):
         self.path = Path(path)
         self.results_path = Path(results_path)
@@ -253,6 +256,9 @@ class CsvBackend:
         atomic_write_bytes(self.path, render_csv(table[tbl.COLUMNS]))
         if not self.results_path.exists():
             atomic_write_text(self.results_path, to_csv_text(pd.DataFrame(columns=RESULT_COLUMNS)))
+
+    def update_classes(self, rows: list[dict[str, str]]) -> None:
+        """A CSV file has no place for the per-class summary: `dcloop report` shows it."""
 
     def read_results(self) -> pd.DataFrame:
         if not self.results_path.exists() or self.results_path.stat().st_size == 0:

@@ -3,8 +3,11 @@
 Requests to the Sheets API per operation, constant in the number of rows:
 
 - ``read``: 1 values.batchGet (the labels tab, and the classes tab's first column to know its size);
-- ``write``: 1 values.get re-read of the labels tab, then, when a cell differs, 1 values.batchUpdate
-  RAW, plus 1 USER_ENTERED for changed ``=IMAGE`` formulas (the only cells written as formulas);
+- ``write``, ``move_splits``, ``restore``: 1 values.batchGetByDataFilter (the labels tab and where each
+  row's tag is, in one answer), then, when a cell differs, 1 values.batchUpdateByDataFilter RAW, plus
+  1 USER_ENTERED for changed ``=IMAGE`` formulas (the only cells written as formulas); rows without a
+  tag yet add 3: the tab's sheetId (once a process), the tags, and a re-read that checks them. Writes
+  are split into requests of about 2 MB;
 - ``append_result``: 1 values.append (after an answer lost on the way, 1 values.get to see whether it
   was applied before sending it again); ``append_rows``: 1 values.get and 1 values.append;
   ``update_classes``: 1 values.update;
@@ -27,12 +30,17 @@ from gspread.utils import extract_id_from_url
 from ..errors import BackendError, ConfigError
 from ..table import RESULT_COLUMNS
 from . import sheet_layout as layout
-from .sheet_grid import (MAX_CELLS, READ_PARAMS, a1, grid_frame, header_of, image_formula,
-                         plan_split_moves, plan_write, quote_title, table_of, typed)
+from .sheet_grid import (MAX_CELLS, READ_PARAMS, ROW_TAG, a1, batches, first_row, grid_frame, header_of,
+                         image_formula, plan_restore, plan_split_moves, plan_write, quote_title, table_of,
+                         tag_filter, typed)
 from .sheet_http import (GaveUp, RetryingHTTPClient, RetryPolicy, authorized_session, credentials_path,
                          load_credentials, translate)
 
 KEY = re.compile(r"[A-Za-z0-9_-]{20,}")
+VALUES_URL = "https://sheets.googleapis.com/v4/spreadsheets/{key}/values:{verb}"
+# Google recommends at most 2 MB per request "for speed"; dcloop's writes are split at that size.
+REQUEST_BYTES = 2_000_000
+TAG_ROUNDS = 3  # reads of rows being tagged before a write gives up on the ones people keep moving
 RESULT_KEY = ("run_id", "kind", "label_version", "time_utc")  # what tells one results row from another
 
 
@@ -63,6 +71,8 @@ def retrying(client, policy: RetryPolicy) -> RetryingHTTPClient:
 class SheetBackend:
     """A Google Sheet with tabs labels, results and classes, laid out from ``sheets_templates/``."""
 
+    capabilities = frozenset()  # rows are never moved under people's cursors: the filter view sorts
+
     def __init__(self, client, key: str | None = None, *, classes=(), tabs: dict | None = None,
                  account: str | None = None, retry: RetryPolicy = RetryPolicy()):
         self.http = retrying(client, retry)
@@ -75,6 +85,8 @@ class SheetBackend:
         self.account = account if account is not None else getattr(credentials, "service_account_email", "")
         self.class_rows: int | None = None  # rows in the classes tab when last seen
         self.results_header: list[str] | None = None  # the results tab's first row when last seen
+        self.sheet_id: int | None = None  # the labels tab's sheetId, asked once when rows need tags
+        self.request_bytes = REQUEST_BYTES
 
     @classmethod
     def from_config(cls, config, root: Path) -> SheetBackend:
@@ -113,21 +125,62 @@ class SheetBackend:
         if patch.empty:
             return 0
         with self.errors():
-            # Re-read right before writing: people sort, insert and delete rows while a model trains.
-            values = self.values(quote_title(self.labels.title))
-            plan = plan_write(values, patch, self.labels.title, self.labels.numeric, self.describe())
-            if plan.new_columns:
-                self.ensure_grid(self.labels.title, columns=plan.columns_needed(header_of(values)))
-            self.send_values(plan.raw, "RAW")
-            self.send_values(plan.formulas, "USER_ENTERED")
-        return plan.rows_changed
+            return self.write_rows(lambda values, tagged: plan_write(
+                values, patch, self.labels.title, self.labels.numeric, self.describe(), tagged), patch["id"])
 
     def move_splits(self, moves: pd.DataFrame) -> int:
         """Set split by id where it still has the planned value (`dcloop split --rebalance --apply`)."""
+        if moves.empty:
+            return 0
         with self.errors():
-            values = self.values(quote_title(self.labels.title))
-            plan = plan_split_moves(values, moves, self.labels.title, self.labels.numeric, self.describe())
-            self.send_values(plan.raw, "RAW")
+            return self.write_rows(lambda values, tagged: plan_split_moves(
+                values, moves, self.labels.title, self.labels.numeric, self.describe(), tagged), moves["id"])
+
+    def restore(self, snapshot: pd.DataFrame) -> int:
+        """Set label and split by id to a recorded version's (`dcloop restore`); its lost rows are added back."""
+        lost: list[pd.DataFrame] = []
+
+        def plan(values, tagged):
+            rows_plan, rows_lost = plan_restore(values, snapshot, self.labels.title, self.labels.numeric,
+                                                self.describe(), tagged)
+            lost[:] = [rows_lost]
+            return rows_plan
+        with self.errors():
+            changed = self.write_rows(plan, snapshot["id"])
+        return changed + (self.append_rows(lost[0]) if lost and len(lost[0]) else 0)
+
+    def write_rows(self, plan_for, ids) -> int:
+        """Write the cells ``plan_for(values, tagged)`` plans, each row addressed by its tag.
+
+        The re-read and the tags' places come in one request, so they agree. Rows without a tag (new
+        rows, rows of an older sheet) are tagged by row number, read again, and written only where the
+        tag turned out on the row planned: a sort in between leaves them for the next round. Once a
+        tag is on its row, sorting, inserting, deleting or moving rows takes it along, so the write,
+        and any retry of it, lands on that row whatever people do meanwhile.
+        """
+        ids = sorted(set(pd.Series(ids, dtype=str).str.strip()) - {""})
+        try:
+            return self.write_tagged(plan_for, ids)
+        except APIError as e:
+            # A row deleted between the re-read and the write leaves a lookup that matches nothing;
+            # Google's documentation does not say whether it skips or refuses such a filter. Writes
+            # by tag are idempotent, so one fresh read and plan, without that row, is safe.
+            if e.response.status_code != 400:
+                raise
+            return self.write_tagged(plan_for, ids)
+
+    def write_tagged(self, plan_for, ids: list[str]) -> int:
+        for round_ in range(TAG_ROUNDS):
+            values, tagged = self.read_tagged(ids)
+            plan = plan_for(values, tagged)
+            if not plan.to_tag or round_ == TAG_ROUNDS - 1:
+                break
+            self.tag_rows(plan.to_tag, plan.stale)
+        if plan.new_columns:
+            self.ensure_grid(self.labels.title, columns=plan.columns_needed(header_of(values)))
+            self.send_values(plan.header, "RAW")
+        self.send_by_filter(plan.raw, "RAW")
+        self.send_by_filter(plan.formulas, "USER_ENTERED")
         return plan.rows_changed
 
     def create(self, table: pd.DataFrame) -> list[str]:
@@ -252,9 +305,43 @@ class SheetBackend:
     def values(self, rng: str) -> list[list]:
         return self.http.values_get(self.key, rng, dict(READ_PARAMS)).get("values", [])
 
+    def read_tagged(self, ids: list[str]) -> tuple[list[list], dict[str, list[int]]]:
+        """The labels tab and, in the same request, the rows the tags of ``ids`` are on: (values, id -> rows)."""
+        filters = [{"a1Range": quote_title(self.labels.title)}] + [tag_filter(i) for i in ids]
+        answer = self.by_filter("batchGetByDataFilter", {"dataFilters": filters, **READ_PARAMS})
+        values, tagged = [], {}
+        for matched in answer.get("valueRanges", []):
+            lookup = matched["dataFilters"][0].get("developerMetadataLookup")
+            if lookup is None:
+                values = matched["valueRange"].get("values", [])
+            else:
+                tagged.setdefault(lookup["metadataValue"], []).append(first_row(matched["valueRange"]["range"]))
+        return values, tagged
+
+    def tag_rows(self, rows: dict[int, str], stale: list[str]) -> None:
+        """Tag sheet rows with their ids (row -> id), after removing the tags of ``stale`` ids found elsewhere."""
+        requests_ = [{"deleteDeveloperMetadata": {"dataFilter": tag_filter(i)}} for i in stale]
+        requests_ += tag_requests(self.labels_sheet_id(), rows)
+        for part in batches(requests_, self.request_bytes):
+            self.http.batch_update(self.key, {"requests": part})
+
+    def labels_sheet_id(self) -> int:
+        if self.sheet_id is None:
+            sheets = {s["properties"]["title"]: s["properties"] for s in self.metadata()["sheets"]}
+            self.sheet_id = sheets[self.labels.title]["sheetId"]
+        return self.sheet_id
+
+    def by_filter(self, verb: str, body: dict) -> dict:
+        return self.http.request("post", VALUES_URL.format(key=self.key, verb=verb), json=body).json()
+
+    def send_by_filter(self, data: list[dict], option: str) -> None:
+        """Write DataFilterValueRanges, in requests of at most about REQUEST_BYTES."""
+        for part in batches(data, self.request_bytes):
+            self.by_filter("batchUpdateByDataFilter", {"valueInputOption": option, "data": part})
+
     def send_values(self, data: list[dict], option: str) -> None:
-        if data:
-            self.http.values_batch_update(self.key, {"valueInputOption": option, "data": data})
+        for part in batches(data, self.request_bytes):
+            self.http.values_batch_update(self.key, {"valueInputOption": option, "data": part})
 
     def metadata(self) -> dict:
         return self.http.fetch_sheet_metadata(self.key)
@@ -269,6 +356,16 @@ class SheetBackend:
         sizes = {t: (p["gridProperties"]["rowCount"], p["gridProperties"]["columnCount"]) for t, p in sheets.items()}
         check_cell_limit({**sizes, title: want}, self.describe())
         self.http.batch_update(self.key, {"requests": [layout.resize_sheet(sheets[title]["sheetId"], *want)]})
+
+
+def tag_requests(sheet_id: int, rows: dict[int, str]) -> list[dict]:
+    """createDeveloperMetadata requests that tag each sheet row (row -> id) with its id, visible to any
+    service account that may open the sheet (DOCUMENT)."""
+    return [{"createDeveloperMetadata": {"developerMetadata": {
+        "metadataKey": ROW_TAG, "metadataValue": row_id, "visibility": "DOCUMENT",
+        "location": {"dimensionRange": {"sheetId": sheet_id, "dimension": "ROWS",
+                                        "startIndex": row - 1, "endIndex": row}}}}}
+        for row, row_id in rows.items() if row_id]
 
 
 def check_cell_limit(sizes: dict[str, tuple[int, int]], where: str) -> None:
@@ -308,7 +405,13 @@ class Layout:
         requests_ = [r for name, p in plans.items()
                      for r in layout.format_requests(self.tabs[name], ids[name], p["header"], p["rows"],
                                                      self.classes(), p["found"], p["images"])]
-        b.http.batch_update(b.key, {"requests": requests_})
+        # The rows written are tagged as they were placed; the first write checks each tag's row.
+        requests_ += tag_requests(ids["labels"], plans["labels"]["tags"])
+        requests_ += layout.filter_view_requests(self.tabs["labels"], ids["labels"], plans["labels"]["header"],
+                                                 plans["labels"]["found"])
+        b.sheet_id = ids["labels"]
+        for part in batches(requests_, b.request_bytes):
+            b.http.batch_update(b.key, {"requests": part})
         return self.findings
 
     def classes(self) -> list[str]:
@@ -340,7 +443,8 @@ class Layout:
         needed = first_free - 1 + len(rows) + tab.spare_rows
         if tab.title == self.tabs["classes"].title:
             needed = max(needed, 1 + len(self.classes()) + tab.spare_rows)
-        return {"header": header, "raw": raw, "formulas": formulas, "images": images,
+        tags = dict(zip(range(first_free, first_free + len(rows)), rows["id"].str.strip())) if "id" in rows else {}
+        return {"header": header, "raw": raw, "formulas": formulas, "images": images, "tags": tags,
                 "rows": max(needed, tab.frozen_rows + 1), "columns": tab.columns_needed(header)}
 
     def new_rows(self, values: list[list] | None) -> pd.DataFrame:

@@ -6,9 +6,12 @@ import pandas as pd
 
 from .. import table as tbl
 from ..table import RESULT_COLUMNS
+from . import ORDER
 
 
 class MemoryBackend:
+    capabilities = frozenset({ORDER})
+
     def __init__(self, table: pd.DataFrame | None = None, name: str = "memory"):
         self.table = table.copy() if table is not None else pd.DataFrame(columns=tbl.COLUMNS)
         self.results = pd.DataFrame(columns=RESULT_COLUMNS)
@@ -42,6 +45,9 @@ class MemoryBackend:
 
     def create(self, table: pd.DataFrame) -> None:
         self.table = table.copy()
+
+    def update_classes(self, rows: list[dict[str, str]]) -> None:
+        """No per-class summary in memory."""
 
     def read_results(self) -> pd.DataFrame:
         return self.results.copy()

@@ -1,11 +1,14 @@
 """A Google Sheet's cells as dcloop sees them: A1 names, typed values, the table and its write-back.
 
 Everything here is pure: lists of API values and DataFrames in, DataFrames and request bodies out.
-Row numbers are the sheet's own (1 is the header), so a write lands on the row it was planned for.
+Row numbers are the sheet's own (1 is the header). A write-back is addressed by each row's tag
+(developer metadata that moves with its row), never by row number: people sort, insert, delete
+and move rows between dcloop's read and its write.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -112,19 +115,6 @@ def table_of(values: list[list], source: str, check_ids: bool = True) -> pd.Data
     return table
 
 
-@dataclass
-class WritePlan:
-    """The cells a write-back changes: RAW values, =IMAGE formulas, header names of added columns."""
-
-    raw: list[dict] = field(default_factory=list)
-    formulas: list[dict] = field(default_factory=list)
-    new_columns: list[str] = field(default_factory=list)
-    rows_changed: int = 0
-
-    def columns_needed(self, header: list[str]) -> int:
-        return len(header) + len(self.new_columns)
-
-
 def patched_table(current: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
     """``table.apply_patch``, with the patch's image paths turned into =IMAGE formulas of each row's url."""
     patched = tbl.apply_patch(current, patch)
@@ -145,57 +135,123 @@ def changed_cells(before: pd.Series, after: pd.Series, numeric: bool) -> pd.Seri
     return pd.Series([typed(a, True) != typed(b, True) for a, b in zip(before, after)], index=before.index)
 
 
-def plan_write(values: list[list], patch: pd.DataFrame, title: str, numeric: set[str],
-               source: str) -> WritePlan:
+ROW_TAG = "dcloop.row"  # the key of the developer metadata on each row; its value is the row's id
+
+
+def tag_filter(row_id: str) -> dict:
+    """The DataFilter of the row tagged with ``row_id``, wherever people have moved it."""
+    return {"developerMetadataLookup": {"metadataKey": ROW_TAG, "metadataValue": row_id, "locationType": "ROW"}}
+
+
+def first_row(rng: str) -> int:
+    """The first row number of an A1 range as Google answers it: "'labels'!A5:K5" -> 5."""
+    match = re.search(r"!\$?[A-Za-z]*\$?(\d+)", rng)
+    if not match:
+        raise ValueError(f"no row in range {rng!r}")
+    return int(match.group(1))
+
+
+@dataclass
+class RowPlan:
+    """A write-back addressed by row tags: each changed row's cells go to the row its tag is on.
+
+    ``to_tag`` are the rows (sheet row -> id) whose tag is missing or elsewhere (``stale``): they are
+    tagged, read again to check the tag sits on the row planned, and only then written.
+    """
+
+    raw: list[dict] = field(default_factory=list)  # DataFilterValueRange bodies, RAW
+    formulas: list[dict] = field(default_factory=list)  # the same, USER_ENTERED (=IMAGE cells)
+    header: list[dict] = field(default_factory=list)  # names of added columns, by A1 on row 1
+    new_columns: list[str] = field(default_factory=list)
+    to_tag: dict[int, str] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)
+    rows_changed: int = 0
+
+    def columns_needed(self, header: list[str]) -> int:
+        return len(header) + len(self.new_columns)
+
+
+def plan_rows(values: list[list], current: pd.DataFrame, patched: pd.DataFrame, columns: list[str], title: str,
+              numeric: set[str], tagged: dict[str, list[int]]) -> RowPlan:
+    """The cells of ``columns`` that differ between ``current`` and ``patched``, one body per row, addressed
+    by the row's tag (``tagged``: id -> the rows its tags were on in the same read as ``values``).
+
+    A cell is a JSON null where nothing is written, so no other cell of the row is touched. A row is
+    written only when its id's tag is on that row and no other: a row whose tag is missing, or on
+    another row (cells cut and pasted rather than rows moved), goes to ``to_tag``. Rows that share an
+    id are never written (which one is meant cannot be told).
+    """
+    header = header_of(values)
+    plan = RowPlan()
+    changed = pd.DataFrame({c: changed_cells(current[c], patched[c], c in numeric) for c in columns},
+                           index=current.index)
+    plan.new_columns = [c for c in columns if changed[c].any() and c not in header]
+    position = {c: header.index(c) if c in header else len(header) + plan.new_columns.index(c)
+                for c in columns if c in header or c in plan.new_columns}
+    ids = patched["id"].str.strip()
+    shared = ids.duplicated(keep=False)
+    for line in changed.index[changed.any(axis=1)]:
+        row_id = ids[line]
+        if not row_id or shared[line]:
+            continue
+        if set(tagged.get(row_id, [])) != {line}:  # a tag made twice on its row (a retried request) is fine
+            plan.to_tag[int(line)] = row_id
+            if tagged.get(row_id):
+                plan.stale.append(row_id)
+            continue
+        raw, formulas = [], []
+        for column in (c for c in columns if changed.at[line, c]):
+            value = patched.at[line, column]
+            cells = formulas if column == "image" and value != "" else raw
+            cells += [None] * (position[column] + 1 - len(cells))
+            cells[position[column]] = typed(value, column in numeric)
+        for cells, target in ((raw, plan.raw), (formulas, plan.formulas)):
+            if cells:
+                target.append({"dataFilter": tag_filter(row_id), "majorDimension": "ROWS", "values": [cells]})
+        plan.rows_changed += 1
+    for n, column in enumerate(plan.new_columns):
+        plan.header.append({"range": a1(title, 1, len(header) + n), "values": [[column]]})
+    return plan
+
+
+def batches(items: list[dict], limit: int) -> list[list[dict]]:
+    """``items`` in consecutive groups whose JSON stays under ``limit`` bytes (one item alone may pass it)."""
+    out: list[list[dict]] = []
+    size = limit
+    for item in items:
+        length = len(json.dumps(item)) + 1
+        if size + length > limit:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += length
+    return out
+
+
+def plan_write(values: list[list], patch: pd.DataFrame, title: str, numeric: set[str], source: str,
+               tagged: dict[str, list[int]]) -> RowPlan:
     """The cells of tab ``title`` to write so that it equals ``apply_patch(current, patch)``.
 
     ``values`` is a fresh read of the tab. Only dcloop's columns change, plus ``split`` where it
     was blank and ``id`` on new rows: ``apply_patch`` never touches another human cell.
     """
     current = table_of(values, source, check_ids=False)  # pull checks them, after giving changed ids back
-    return plan_cells(values, current, patched_table(current, patch), tbl.MACHINE_COLUMNS + ["split"], title,
-                      numeric)
+    return plan_rows(values, current, patched_table(current, patch), tbl.MACHINE_COLUMNS + ["split"], title,
+                     numeric, tagged)
 
 
-def plan_split_moves(values: list[list], moves: pd.DataFrame, title: str, numeric: set[str],
-                     source: str) -> WritePlan:
+def plan_split_moves(values: list[list], moves: pd.DataFrame, title: str, numeric: set[str], source: str,
+                     tagged: dict[str, list[int]]) -> RowPlan:
     """The ``split`` cells to write for ``table.apply_split_moves``, and no other cell."""
     current = table_of(values, source)
-    return plan_cells(values, current, tbl.apply_split_moves(current, moves), ["split"], title, numeric)
+    return plan_rows(values, current, tbl.apply_split_moves(current, moves), ["split"], title, numeric, tagged)
 
 
-def plan_cells(values: list[list], current: pd.DataFrame, patched: pd.DataFrame, columns: list[str], title: str,
-               numeric: set[str]) -> WritePlan:
-    """The cells of ``columns`` that differ between ``current`` and ``patched`` (both indexed by sheet row)."""
-    header = header_of(values)
-    plan = WritePlan()
-    changed_rows = pd.Series(False, index=current.index)
-    for column in columns:
-        changed = changed_cells(current[column], patched[column], column in numeric)
-        if not changed.any():
-            continue
-        changed_rows |= changed
-        if column not in header:
-            plan.new_columns.append(column)
-        position = header.index(column) if column in header else len(header) + plan.new_columns.index(column)
-        is_formula = (patched[column] != "") if column == "image" else pd.Series(False, index=patched.index)
-        for run in runs(list(changed.index[changed]), is_formula):
-            cells = patched.loc[run, column].tolist()
-            target = plan.formulas if is_formula[run[0]] else plan.raw
-            target.append({"range": a1(title, run[0], position, run[-1]),
-                           "values": [[typed(v, column in numeric)] for v in cells]})
-    for n, column in enumerate(plan.new_columns):
-        plan.raw.append({"range": a1(title, 1, len(header) + n), "values": [[column]]})
-    plan.rows_changed = int(changed_rows.sum())
-    return plan
-
-
-def runs(rows: list[int], kind: pd.Series) -> list[list[int]]:
-    """Consecutive row numbers of one kind grouped: [2, 3, 4, 7] -> [[2, 3, 4], [7]]."""
-    out: list[list[int]] = []
-    for row in rows:
-        if out and row == out[-1][-1] + 1 and kind[row] == kind[out[-1][-1]]:
-            out[-1].append(row)
-        else:
-            out.append([row])
-    return out
+def plan_restore(values: list[list], snapshot: pd.DataFrame, title: str, numeric: set[str], source: str,
+                 tagged: dict[str, list[int]]) -> tuple[RowPlan, pd.DataFrame]:
+    """The ``label`` and ``split`` cells ``table.apply_restore`` sets, and the lost rows to add back."""
+    current = table_of(values, source)
+    restored = tbl.apply_restore(current, snapshot)
+    kept = restored.iloc[:len(current)].set_axis(current.index)
+    plan = plan_rows(values, current, kept, ["label", "split"], title, numeric, tagged)
+    return plan, restored.iloc[len(current):]

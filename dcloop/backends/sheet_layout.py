@@ -28,6 +28,7 @@ TEMPLATES = template_folder()
 TAB_NAMES = ("labels", "results", "classes")
 NEW_TAB_ROWS, NEW_TAB_COLUMNS = 1000, 26  # what Google gives a tab created without a size
 CHART_GAP = 1  # blank columns between a tab's last column and its chart's anchor
+SUSPECTS_VIEW = "most suspicious first"  # the filter view init adds to the labels tab
 
 
 class Template(BaseModel):
@@ -183,7 +184,19 @@ def decorations(sheet: dict) -> dict:
     """What dcloop already added to a tab (from spreadsheets.get), so re-running init adds no duplicates."""
     return {"protected": {p.get("description", "") for p in sheet.get("protectedRanges", [])},
             "gradients": len([r for r in sheet.get("conditionalFormats", []) if "gradientRule" in r]),
-            "charts": {c.get("spec", {}).get("title", "") for c in sheet.get("charts", [])}}
+            "charts": {c.get("spec", {}).get("title", "") for c in sheet.get("charts", [])},
+            "filter_views": {v.get("title", "") for v in sheet.get("filterViews", [])}}
+
+
+def filter_view_requests(tab: Tab, sheet_id: int, header: list[str], found: dict) -> list[dict]:
+    """The filter view "most suspicious first" on the labels tab, once: suspects first for whoever opens
+    it, while the rows stay where they are for everyone else (a sort would move them under people's
+    cursors)."""
+    if "suspicion" not in header or SUSPECTS_VIEW in found.get("filter_views", set()):
+        return []
+    return [{"addFilterView": {"filter": {
+        "title": SUSPECTS_VIEW, "range": grid_range(sheet_id, 0),
+        "sortSpecs": [{"dimensionIndex": header.index("suspicion"), "sortOrder": "DESCENDING"}]}}}]
 
 
 def format_requests(tab: Tab, sheet_id: int, header: list[str], rows: int, classes: list[str],

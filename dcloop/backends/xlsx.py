@@ -178,6 +178,8 @@ def labels_sheet(workbook):
 class XlsxBackend:
     """labels.xlsx: sheets labels, results and classes, laid out from the templates."""
 
+    capabilities = frozenset()  # rows keep the order people gave them (pictures are anchored to rows)
+
     def __init__(self, path: Path, root: Path, classes=(), row_drop: tbl.RowDrop = tbl.RowDrop(),
                  tabs: dict | None = None):
         self.path = Path(path)

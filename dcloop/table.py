@@ -79,8 +79,9 @@ RESULT_COLUMNS = list(RESULT_COLUMN_DOCS)
 COLUMN_DOCS = {
     "id": ("dcloop", "the row's key: letters, digits, - and _; write-back matches rows by id, never by position, "
                      "so sort and filter freely. Rows without one get one at the next sync"),
-    "image": ("dcloop", "where dcloop cached the image (on a Google Sheet an =IMAGE() thumbnail, in labels.xlsx a "
-                        "picture in the cell)"),
+    "image": ("dcloop", "the image to look at: in labels.csv a file:// link to a PNG thumbnail a click opens "
+                        "(under .dcloop/thumbs), in labels.xlsx the cached file with a picture in the cell, on a "
+                        "Google Sheet an =IMAGE() thumbnail"),
     "url": ("you", "where the image is: a local path (relative to the project folder), file:// or http(s)://"),
     "label": ("you", "one of the classes, or blank for unlabeled (predicted, not trained on)"),
     "split": ("you", "train, val, test or exclude; blank becomes [table] default_split at the next sync"),

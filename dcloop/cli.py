@@ -262,7 +262,7 @@ def flag_summary(flagged: dict[str, list[str]], shown: int = 8) -> list[str]:
     for row_id, reasons in flagged.items():
         for reason in reasons:  # ids come from the table: keep control characters off the terminal
             kind = flag_kind(reason)
-            value = f" {printable(reason[len(kind) + 1:])}" if kind in VALUE_KINDS else ""
+            value = f" {reason[len(kind) + 1:]}" if kind in VALUE_KINDS else ""  # made printable by validate
             kinds.setdefault(kind, []).append(printable(row_id) + value)
     lines = []
     for kind, ids in sorted(kinds.items()):

@@ -722,7 +722,7 @@ def thumbnail_file(state: Path, sha: str, blob: Path, size: int = THUMB_PX) -> P
             image.thumbnail((size, size))
             picture = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
         out = io.BytesIO()
-        picture.save(out, format="PNG", optimize=True)
+        picture.save(out, format="PNG")  # optimize=True: twice the time for 7% fewer bytes
     except Exception:  # a file Pillow cannot read, whatever the error
         return None
     private_folder(path.parent.parent)

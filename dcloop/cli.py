@@ -190,7 +190,8 @@ def sync_summary(report, directory: Path, config, marked: set[str] = frozenset()
     lines = [report.message] + score_lines(report) + flag_summary(report.flagged)
     if findings is not None and findings.flag_counts:
         kinds = ", ".join(f"{kind} {n}" for kind, n in findings.flag_counts.items())
-        lines.append(f"{findings.suspects} suspect row(s) the model doubts; flagged rows by kind: {kinds}.")
+        lines.append(f"{findings.suspects} suspect row(s) (label?: the model doubts the label); "
+                     f"flagged rows by kind: {kinds}.")
     if findings is not None and findings.top:
         lines += ["", f"The {len(findings.top)} rows to look at first"
                   + (f" (* = {mark_note})" if mark_note else "") + ":"]

@@ -71,8 +71,8 @@ class Findings:
     def of(cls, table: pd.DataFrame, n: int = TOP_ROWS) -> Findings:
         """Counted from the table's flags and suspicion columns as written (pure)."""
         counts = tbl.flag_counts(table["flags"])
-        doubted = table["flags"].map(lambda cell: any(tbl.flag_kind(f) not in tbl.LEFT_OUT_KINDS + (tbl.AUGMENTED_FLAG,)
-                                                      for f in str(cell).split(";") if f.strip()))
+        # a suspect is a row flagged label?, as the report counts them
+        doubted = table["flags"].map(lambda cell: any(tbl.flag_kind(f) == "label?" for f in str(cell).split(";")))
         top = tbl.ranked(table, n)
         return cls(counts, int(doubted.sum()), top.reindex(columns=TOP_COLUMNS, fill_value="").to_dict("records"))
 

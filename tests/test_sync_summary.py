@@ -53,7 +53,9 @@ def test_a_quick_sync_on_own_data_prints_the_summary_status_shows_it(roman):
     assert "A quick run (a tenth of the epochs)" in out
     # the unknown label is named with its value and the class it nearly is
     assert f"1 row(s) unknown-label, left out of training: {iv_id} IV (did you mean 'iv'?)" in out
-    assert "suspect row(s) the model doubts; flagged rows by kind: " in out and "unknown-label 1" in out
+    suspects = (read(root / "labels.csv")["flags"].str.contains("label?", regex=False)).sum()
+    assert f"{suspects} suspect row(s) (label?: the model doubts the label); flagged rows by kind: " in out
+    assert "unknown-label 1" in out
     top = out[out.index("The 10 rows to look at first:"):].splitlines()
     assert top[1].split() == ["id", "label", "model", "flags"] and len(top) >= 12
     assert top[2].split()[:2] == [iv_id, "IV"] and top[2].endswith("unknown-label:IV (did you mean 'iv'?)")
@@ -74,7 +76,7 @@ def test_a_quick_sync_on_own_data_prints_the_summary_status_shows_it(roman):
 
     again = json.loads(run("sync", root, "--quick", "--json").stdout)  # nothing changed: no training
     assert not again["trained"] and again["flag_counts"] == info["flag_counts"]
-    assert again["top"][0]["id"] == iv_id and again["suspects"] >= 0 and again["next"].startswith("Next: open")
+    assert again["top"][0]["id"] == iv_id and again["suspects"] == suspects and again["next"].startswith("Next: open")
     assert set(again) >= {"version", "result", "flagged", "rows_written", "quick", "scores"}
 
 

@@ -542,8 +542,9 @@ def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, roo
     out["flags"] = [join_flags(*checked.flags.get(i, []), b, tbl.AUGMENTED_FLAG if i in made else "")
                     for i, b in zip(out["id"], out["flags"])]
     # Rows left out of training (unknown label or split, bad id) come first, as unreadable ones do:
-    # their suspicion says nothing, and a person must fix them before the model can judge them.
-    out.loc[out["id"].isin(checked.flags), "sort_key"] = ""
+    # the model could not judge their label, so their suspicion is blank, and a blank sorts first
+    # (write_back here, the report's queue reading the table).
+    out.loc[out["id"].isin(checked.flags), ["sort_key", "suspicion"]] = ""
     if files_in_image_cells(config):
         out["image"] = out["id"].map(lambda i: thumbnail_cell(images, i, root))
     else:

@@ -167,25 +167,104 @@ def sync(directory, force, refetch, epochs, device, quick, seeds, crossfit, acce
     with project_lock(directory, config, "dcloop sync"):
         report = run_sync(directory, config, force=force, progress=say, quick=quick, refetch=refetch,
                           accept_row_drop=accept_row_drop)
-    print_sync_report(report, as_json)
+    print_sync_report(report, as_json, directory, config)
 
 
-def print_sync_report(report, as_json: bool) -> None:
+def print_sync_report(report, as_json: bool, directory: Path, config, marked: set[str] = frozenset(),
+                      mark_note: str = "") -> None:
+    """What a sync found, for every project and the demo alike: JSON, or the summary's lines."""
     if as_json:
-        click.echo(json.dumps(report.to_json()))
+        click.echo(json.dumps({**report.to_json(), "scores": scores_json(report.result),
+                               "next": next_step(directory, config)}))
         return
-    click.echo(report.message)
-    for line in flag_summary(report.flagged):
+    for line in sync_summary(report, directory, config, marked, mark_note):
         click.echo(line)
 
 
+def sync_summary(report, directory: Path, config, marked: set[str] = frozenset(), mark_note: str = "") -> list[str]:
+    """The score and its noise, the suspects and flags by kind, the rows to look at first, the next step.
+
+    ``marked`` are urls shown with a '*' (the demo's flipped labels), explained by ``mark_note``.
+    """
+    findings = report.findings
+    lines = [report.message] + score_lines(report) + flag_summary(report.flagged)
+    if findings is not None and findings.flag_counts:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in findings.flag_counts.items())
+        lines.append(f"{findings.suspects} suspect row(s) (label?: the model doubts the label); "
+                     f"flagged rows by kind: {kinds}.")
+    if findings is not None and findings.top:
+        lines += ["", f"The {len(findings.top)} rows to look at first"
+                  + (f" (* = {mark_note})" if mark_note else "") + ":"]
+        lines += top_lines(findings.top, marked)
+        if marked:
+            hits = sum(row["url"] in marked for row in findings.top)
+            lines.append(f"{hits} of these {len(findings.top)} rows are marked *: {mark_note}.")
+    lines += ["", next_step(directory, config)]
+    page = directory / "report" / "index.html"
+    if page.exists():
+        lines.append(f"Plots, the confusion matrices and the embedding map: open {page} in a browser.")
+    return lines
+
+
+def top_lines(top: list[dict], marked: set[str], width: int = 72) -> list[str]:
+    """One line per row: id, label, the model's class, the flags (table text made printable)."""
+    from .table import shown
+    cells = [[shown(r["id"]), shown(r["label"]) or "(blank)", shown(r["prediction"]) or "-",
+              shown(r["flags"]) or f"suspicion {r['suspicion']}"] for r in top]
+    wide = [max([len(h)] + [len(c[k]) for c in cells]) for k, h in enumerate(("id", "label", "model"))]
+    lines = ["   " + "  ".join(h.ljust(w) for h, w in zip(("id", "label", "model"), wide)) + "  flags"]
+    for row, c in zip(top, cells):
+        flags = c[3] if len(c[3]) <= width else c[3][:width - 3] + "..."
+        mark = "*" if row["url"] in marked else " "
+        lines.append(f" {mark} " + "  ".join(v.ljust(w) for v, w in zip(c[:3], wide)) + f"  {flags}")
+    return lines
+
+
+def score_lines(report) -> list[str]:
+    """'Score: val 0.647 (was 0.683, -0.036; within the ±0.041 noise of 813 rows), test ...' and the quick note."""
+    parts = [f"{split} {describe_score(found)}" for split, found in scores_json(report.result).items()]
+    lines = [f"Score: {', '.join(parts)}."] if parts else []
+    if report.quick:
+        lines.append("A quick run (a tenth of the epochs): its score is for a first look; "
+                     "without --quick the full training scores the labels.")
+    return lines
+
+
+def scores_json(result: dict) -> dict:
+    from .effect import score_noise
+    found = {split: score_noise(result, split) for split in ("val", "test")} if result else {}
+    return {split: f for split, f in found.items() if f is not None}
+
+
+def describe_score(found: dict) -> str:
+    """'0.647 (was 0.683, -0.036; within the ±0.032 noise of 813 rows)', or '0.647 (±0.032 noise of 813 rows)'."""
+    if found["change"] is None:
+        return f"{found['score']:.3f} (±{found['noise']:.3f} {found['basis']})"
+    where = "within" if found["within_noise"] else "beyond"
+    return (f"{found['score']:.3f} (was {found['was']:.3f}, {found['change']:+.3f}; "
+            f"{where} the ±{found['noise']:.3f} {found['basis']})")
+
+
+def next_step(directory: Path, config) -> str:
+    """What to open and edit, then which command."""
+    where = table_name(config) if config.table.backend == "gsheet" else directory / config.table.path
+    order = "rows needing a look are at the top" if config.suspicion.sort else "sort by suspicion"
+    return (f"Next: open {where} ({order}), fix the labels you disagree with, "
+            f"then run: dcloop sync {directory}")
+
+
+VALUE_KINDS = ("unknown-label", "unknown-split")  # name the cell's value, not only the row
+
+
 def flag_summary(flagged: dict[str, list[str]], shown: int = 8) -> list[str]:
-    """One line per kind of problem: how many rows, and which ids."""
-    from .table import shown as printable
+    """One line per kind of problem: how many rows, and which ids (with the value, for unknown ones)."""
+    from .table import flag_kind, shown as printable
     kinds: dict[str, list[str]] = {}
     for row_id, reasons in flagged.items():
         for reason in reasons:  # ids come from the table: keep control characters off the terminal
-            kinds.setdefault(reason.split(":")[0], []).append(printable(row_id))
+            kind = flag_kind(reason)
+            value = f" {reason[len(kind) + 1:]}" if kind in VALUE_KINDS else ""  # made printable by validate
+            kinds.setdefault(kind, []).append(printable(row_id) + value)
     lines = []
     for kind, ids in sorted(kinds.items()):
         more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
@@ -206,44 +285,25 @@ def quickstart(directory, epochs, as_json):
     Example:
         dcloop quickstart demo
     """
-    from .config import load_config
+    from .config import CONFIG_FILE, load_config
+    from .errors import ConfigError
     from .quickstart import create_demo
     from .sync import sync as run_sync
 
+    if (directory / CONFIG_FILE).exists():
+        raise ConfigError(f"{directory} is already a dcloop project: run dcloop sync {directory}, "
+                          f"or choose a new folder for the demo.")
     say(f"writing 1,797 digit images and a label table to {directory}")
     create_demo(directory, epochs=epochs)
-    report = run_sync(directory, load_config(directory), progress=say)
-    top = most_suspicious(directory, 10)
+    config = load_config(directory)
+    report = run_sync(directory, config, progress=say)
     flipped = set(pd_read(directory / "flipped_labels.csv")["url"])
-    if as_json:
-        click.echo(json.dumps({**report.to_json(), "top": top.to_dict("records")}))
-        return
-    click.echo(report.message)
-    click.echo("\nThe 10 rows the model doubts most (* = a label the demo flipped on purpose):")
-    for row in top.itertuples():
-        mark = "*" if row.url in flipped else " "
-        click.echo(f" {mark} {row.id}  {row.url:<24} label {row.label}  model says {row.prediction} "
-                   f"({row.confidence})  suspicion {row.suspicion}")
-    hits = sum(url in flipped for url in top["url"])
-    click.echo(f"\n{hits} of these 10 are labels the demo flipped. Next: open {directory / 'labels.csv'}, "
-               f"fix the labels you disagree with (sort by suspicion), then run: dcloop sync {directory}")
-    report = directory / "report" / "index.html"
-    if report.exists():
-        click.echo(f"Plots, the confusion matrices and the embedding map: open {report} in a browser.")
+    print_sync_report(report, as_json, directory, config, flipped, "a label the demo flipped on purpose")
 
 
 def pd_read(path: Path):
     import pandas as pd
     return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
-def most_suspicious(directory: Path, n: int):
-    from .config import load_config
-    from .backends import open_backend
-
-    table = open_backend(load_config(directory), directory).read()
-    table = table[table["suspicion"] != ""]
-    return table.assign(s=table["suspicion"].astype(float)).sort_values("s", ascending=False).head(n)
 
 
 @cli.command()
@@ -292,14 +352,16 @@ def doctor(directory, repair, as_json):
 
 
 def format_status(info: dict) -> str:
+    counts = info.get("flag_counts") or {}
+    flagged = "flagged: " + (", ".join(f"{kind} {n}" for kind, n in counts.items()) if counts else "none")
     lines = [f"label version  {info['version'] or '(none recorded yet)'}",
-             f"rows           {info['rows']} ({info['flagged']} flagged)",
+             f"rows           {info['rows']} ({flagged}; {info['flagged']} left out of training)",
              f"edited         {info['edited_since_training']} row(s) since the last trained version "
              f"{info['trained_version'] or '(never trained)'}"]
-    last = info.get("last_result")
-    if last:
-        lines.append(f"last score     val {last['val_accuracy'] or '-'}  test {last['test_accuracy'] or '-'}  "
-                     f"(run {last['run_id']}, {last['time_utc']})")
+    for title, last in (("last score  ", info.get("last_result")), ("last quick  ", info.get("last_quick_result"))):
+        if last:
+            lines.append(f"{title}   val {last['val_accuracy'] or '-'}  test {last['test_accuracy'] or '-'}  "
+                         f"(run {last['run_id']}, {last['time_utc']})")
     splits = info["splits"]
     lines.append("")
     lines.append(f"{'class':<12}" + "".join(f"{s:>9}" for s in splits))

@@ -50,6 +50,43 @@ def score_change(result: dict, previous: dict, split: str) -> str:
     return "" if now is None or before is None else f"{now - before:+.4f}"
 
 
+Z_95 = 1.959964  # the normal quantile of a two-sided 95% interval
+
+
+def wilson_half_width(accuracy: float, n: int, z: float = Z_95) -> float:
+    """Half the width of the Wilson score interval of an accuracy measured on ``n`` rows (pure).
+
+    The noise a score carries from which rows happen to be in the split: 0.683 on 813 rows is
+    0.683 +- 0.032. Wilson rather than the plain normal interval, which collapses to 0 at 0 and 1.
+    """
+    if n <= 0:
+        return float("nan")
+    centre_spread = accuracy * (1 - accuracy) / n + z * z / (4 * n * n)
+    return z * float(np.sqrt(centre_spread)) / (1 + z * z / n)
+
+
+def score_noise(result: dict, split: str) -> dict | None:
+    """A split's score, its change against the previous comparable run and the noise it is judged by (pure).
+
+    With seeds the noise is the measured spread, 2 standard deviations of the seeds' scores;
+    without, the 95% Wilson half-width of the previous score (or this one, on a first run) on the
+    split's rows. None when the split has no score.
+    """
+    score = mean_score(result, split)
+    if score is None:
+        return None
+    change = float(result[f"{split}_change"]) if result.get(f"{split}_change") else None
+    was = None if change is None else round(score - change, 4)
+    seeds, std = int(result.get("seeds") or 1), result.get(f"{split}_std", "")
+    rows = int(result.get(f"rows_{split}") or 0)
+    if seeds > 1 and std:
+        noise, basis = 2 * float(std), f"spread of {seeds} seeds"
+    else:
+        noise, basis = wilson_half_width(score if was is None else was, rows), f"noise of {rows} rows"
+    return {"score": score, "was": was, "change": change, "noise": round(noise, 4), "basis": basis,
+            "within_noise": None if change is None else abs(change) <= noise}
+
+
 def comparable_key(result: dict) -> str:
     return f"{result.get('kind', '')}:{result.get('model_fingerprint', '')}"
 

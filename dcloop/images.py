@@ -704,6 +704,32 @@ class DecodedCache:
         atomic_write_bytes(self.path, buffer.getvalue())
 
 
+THUMB_PX = 160  # big enough to tell a label from a glance, small enough that thousands cost little disk
+
+
+def thumbnail_file(state: Path, sha: str, blob: Path, size: int = THUMB_PX) -> Path | None:
+    """A PNG of the cached image ``blob`` (content hash ``sha``) at most ``size`` pixels a side, made once.
+
+    It lives under ``state``/thumbs/<sha[:2]>/<sha>.png, private like the cache: a file a spreadsheet
+    program or a file browser opens with a click, which the extensionless blob is not. None when the
+    image cannot be decoded (the sync flags that row already).
+    """
+    path = Path(state) / "thumbs" / sha[:2] / f"{sha}.png"
+    if path.exists():
+        return path
+    try:
+        with Image.open(blob) as image:
+            image.thumbnail((size, size))
+            picture = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+        out = io.BytesIO()
+        picture.save(out, format="PNG")  # optimize=True: twice the time for 7% fewer bytes
+    except Exception:  # a file Pillow cannot read, whatever the error
+        return None
+    private_folder(path.parent.parent)
+    atomic_write_bytes(path, out.getvalue())
+    return path
+
+
 def suffix_of(url: str) -> str:
     """The file extension a materialized copy gets: the url's own if it is letters and digits, else .img."""
     try:

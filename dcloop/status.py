@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+
 from . import table as tbl
 from .backends import open_backend
 from .config import Config
@@ -20,9 +22,10 @@ def project_status(root: Path, config: Config) -> dict:
     checked = tbl.validate(with_ids, config.project.classes)
     history = History(state_dir(root))
     trained = read_last_trained(state_dir(root)).get("version", "")
-    results = backend.read_results()
-    # quick runs are not scores; re-evaluations score old models on today's split, not the last training
-    results = results[~results["kind"].isin(["quick", "reeval"])] if "kind" in results else results
+    everything = backend.read_results()
+    kinds = everything["kind"] if "kind" in everything else pd.Series("full", index=everything.index)
+    # a quick run's score is for a first look, shown apart; re-evaluations score old models on today's split
+    results, quick = everything[~kinds.isin(["quick", "reeval"])], everything[kinds == "quick"]
     per_class = {}
     for label in config.project.classes + sorted(set(checked.label) - set(config.project.classes) - {""}):
         mine = checked.label == label
@@ -31,9 +34,11 @@ def project_status(root: Path, config: Config) -> dict:
     return {
         "version": tbl.label_version(with_ids), "recorded_version": history.head(),
         "rows": len(table), "flagged": len(checked.flags), "trained_version": trained,
+        "flag_counts": tbl.flag_counts(with_ids["flags"]) if "flags" in with_ids else {},
         "edited_since_training": changed_since(history, trained, with_ids),
         "splits": tbl.SPLITS, "per_class": per_class,
         "last_result": results.iloc[-1].to_dict() if len(results) else None,
+        "last_quick_result": quick.iloc[-1].to_dict() if len(quick) else None,
         "expert": expert_status(root, config, checked, results),
         "lock": lock_status(root, config),
     }

@@ -44,12 +44,40 @@ class SyncReport:
     result: dict[str, str] = field(default_factory=dict)
     flagged: dict[str, list[str]] = field(default_factory=dict)
     rows_written: int = 0
+    quick: bool = False
+    findings: Findings | None = None
 
     def to_json(self) -> dict:
         return {"version": self.version, "new_version": self.new_version, "trained": self.trained,
                 "labels_changed": self.labels_changed, "message": self.message, "result": self.result,
                 "flagged": {k: "; ".join(v) for k, v in self.flagged.items()},
-                "rows_written": self.rows_written}
+                "rows_written": self.rows_written, "quick": self.quick,
+                **(self.findings or Findings()).to_json()}
+
+
+TOP_ROWS = 10
+TOP_COLUMNS = ["id", "url", "label", "prediction", "confidence", "suspicion", "flags"]
+
+
+@dataclass
+class Findings:
+    """What the table says after a sync: rows per kind of flag, the suspects, the rows to look at first."""
+
+    flag_counts: dict[str, int] = field(default_factory=dict)
+    suspects: int = 0
+    top: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, n: int = TOP_ROWS) -> Findings:
+        """Counted from the table's flags and suspicion columns as written (pure)."""
+        counts = tbl.flag_counts(table["flags"])
+        # a suspect is a row flagged label?, as the report counts them
+        doubted = table["flags"].map(lambda cell: any(tbl.flag_kind(f) == "label?" for f in str(cell).split(";")))
+        top = tbl.ranked(table, n)
+        return cls(counts, int(doubted.sum()), top.reindex(columns=TOP_COLUMNS, fill_value="").to_dict("records"))
+
+    def to_json(self) -> dict:
+        return {"flag_counts": self.flag_counts, "suspects": self.suspects, "top": self.top}
 
 
 @dataclass
@@ -336,7 +364,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
         message = (f"Nothing changed since run {last.get('run_id')} (label version {recorded.version}, "
                    f"model {config.model.fingerprint()}): not retraining. Use --force to retrain.")
         return SyncReport(recorded.version, recorded.new, changed, False, message,
-                          flagged=checked.flags)
+                          flagged=checked.flags, findings=Findings.of(table))
 
     train_rows, val_rows, test_rows = (rows_of(checked, images, s) for s in ("train", "val", "test"))
     if not len(train_rows):
@@ -387,13 +415,14 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     if busy:
         raise TableBusy(f"{busy} The model trained (run {run_id}) and its predictions are kept: the next "
                         f"sync writes them without training again.")
-    report_after_sync(root, config, backend, run_id, progress, tbl.apply_patch(table, patch))
+    after = tbl.apply_patch(table, patch)
+    report_after_sync(root, config, backend, run_id, progress, after)
     summary = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}"
                         for split, s in (("val", val_scores), ("test", test_scores)) if s) or "no val or test rows"
     message = (f"Run {run_id}: {summary} (label version {recorded.version}, "
                f"{changed} row(s) changed since the last training, {time.perf_counter() - started:.0f}s)")
     return SyncReport(recorded.version, recorded.new, changed, True, message,
-                      result, checked.flags, written)
+                      result, checked.flags, written, quick, Findings.of(after))
 
 
 @dataclass
@@ -431,7 +460,7 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
     evidence.proba = label_proba
     evidence.dynamics = training_dynamics(trained, parts, position, proba.shape)
     patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
-                        checked, images, root)
+                        checked, images, root, config)
     return Scored(readable, position, proba, embeddings, label_proba, evidence.dynamics, patch)
 
 
@@ -503,15 +532,29 @@ def save_predictions(run_dir: Path, scored: Scored, epochs: list[dict]) -> None:
     write_json(run_dir / "epochs.json", epochs)
 
 
-def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, root: Path) -> pd.DataFrame:
+def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, root: Path,
+                config: Config) -> pd.DataFrame:
     """Add the validation and image flags; every row of the table gets a patch row."""
     everyone = pd.DataFrame({"id": checked.table["id"]})
     out = everyone.merge(patch, on="id", how="left").fillna("")
     made = set(checked.table["id"][checked.table["note"].map(tbl.is_augmented)])  # rows `dcloop augment` made
     out["flags"] = [join_flags(*checked.flags.get(i, []), b, tbl.AUGMENTED_FLAG if i in made else "")
                     for i, b in zip(out["id"], out["flags"])]
-    out["image"] = out["id"].map(lambda i: image_cell(images.blob.get(i), root))
+    # Rows left out of training (unknown label or split, bad id) come first, as unreadable ones do:
+    # the model could not judge their label, so their suspicion is blank, and a blank sorts first
+    # (write_back here, the report's queue reading the table).
+    out.loc[out["id"].isin(checked.flags), ["sort_key", "suspicion"]] = ""
+    if files_in_image_cells(config):
+        out["image"] = out["id"].map(lambda i: thumbnail_cell(images, i, root))
+    else:
+        out["image"] = out["id"].map(lambda i: image_cell(images.blob.get(i), root))
     return out
+
+
+def files_in_image_cells(config: Config) -> bool:
+    """A CSV table's image cell links a thumbnail file; labels.xlsx embeds pictures from the cache path
+    and a Google Sheet writes =IMAGE(url), so theirs keep the cache path."""
+    return config.table.backend == "csv"
 
 
 def join_flags(*reasons: str) -> str:
@@ -521,6 +564,15 @@ def join_flags(*reasons: str) -> str:
 
 def image_cell(blob: Path | None, root: Path) -> str:
     return str(blob.relative_to(root)) if blob is not None else ""
+
+
+def thumbnail_cell(images: Images, row_id: str, root: Path) -> str:
+    """A file:// url of the row's thumbnail, which a click in a spreadsheet program or editor opens."""
+    from .images import thumbnail_file
+    if row_id not in images.sha:
+        return ""
+    path = thumbnail_file(state_dir(root), images.sha[row_id], images.blob[row_id])
+    return path.resolve().as_uri() if path is not None else ""
 
 
 def class_rows(checked, classes, proba, position, val_rows, y_val) -> list[dict[str, str]]:
@@ -578,7 +630,7 @@ def rescore(root: Path, config: Config, backend: Backend, checked: tbl.Validated
                                config.project.classes, standing)
     evidence.dynamics = None if dynamics is None else dynamics[keep]
     patch = merge_flags(predictions_patch(evidence, proba[keep], config.project.classes,
-                                          config.suspicion.low_label_prob), checked, images, root)
+                                          config.suspicion.low_label_prob), checked, images, root, config)
     write_back(backend, patch, notes, config.suspicion.sort)
 
 

@@ -79,8 +79,9 @@ RESULT_COLUMNS = list(RESULT_COLUMN_DOCS)
 COLUMN_DOCS = {
     "id": ("dcloop", "the row's key: letters, digits, - and _; write-back matches rows by id, never by position, "
                      "so sort and filter freely. Rows without one get one at the next sync"),
-    "image": ("dcloop", "where dcloop cached the image (on a Google Sheet an =IMAGE() thumbnail, in labels.xlsx a "
-                        "picture in the cell)"),
+    "image": ("dcloop", "the image to look at: in labels.csv a file:// link to a PNG thumbnail a click opens "
+                        "(under .dcloop/thumbs), in labels.xlsx the cached file with a picture in the cell, on a "
+                        "Google Sheet an =IMAGE() thumbnail"),
     "url": ("you", "where the image is: a local path (relative to the project folder), file:// or http(s)://"),
     "label": ("you", "one of the classes, or blank for unlabeled (predicted, not trained on)"),
     "split": ("you", "train, val, test or exclude; blank becomes [table] default_split at the next sync"),
@@ -92,7 +93,8 @@ COLUMN_DOCS = {
     "prediction": ("dcloop", "the model's class (out of sample for train rows)"),
     "confidence": ("dcloop", "the model's probability for its class"),
     "label_prob": ("dcloop", "the probability the model gives the current label"),
-    "suspicion": ("dcloop", "0 to 1, higher = more likely a wrong label or an image that does not belong"),
+    "suspicion": ("dcloop", "0 to 1, higher = more likely a wrong label or an image that does not belong; blank "
+                            "for a row left out of training (unreadable, unknown label or split), which sorts first"),
     "flags": ("dcloop", "short reasons, e.g. 'label? model says 7 (0.91)', 'unreadable: http 404', "
                         "'unknown-label:cat', 'blank-url', 'bad-id: ...' (every unreadable: reason is listed in "
                         "Run unattended, Crash safety)"),
@@ -293,6 +295,26 @@ def canonical_labels(labels: pd.Series, classes: list[str]) -> pd.Series:
     return canonical.where(canonical.isin(classes), labels)
 
 
+def label_key(cell: str) -> str:
+    """A label as a suggestion is looked up: canonical, compatibility forms folded, case folded.
+
+    Only for "did you mean": labels stay case-sensitive, so 'IV' never trains as 'iv'.
+    """
+    return canonical_label(unicodedata.normalize("NFKC", canonical_label(cell))).casefold()
+
+
+def suggested_class(label: str, classes: list[str]) -> str:
+    """The one class ``label`` differs from only in case or form ('' for none, or for more than one)."""
+    matches = [c for c in classes if label_key(c) == label_key(label)]
+    return matches[0] if len(matches) == 1 else ""
+
+
+def unknown_label_flag(label: str, classes: list[str]) -> str:
+    """'unknown-label:IV (did you mean 'iv'?)': the value as shown, and the class it nearly is."""
+    near = suggested_class(label, classes)
+    return f"unknown-label:{shown(label)}" + (f" (did you mean {shown(near)!r}?)" if near else "")
+
+
 def shown(text: str) -> str:
     """Text from the table as it may appear in a message or flag: printable, code points of the rest.
 
@@ -410,7 +432,7 @@ def validate(table: pd.DataFrame, classes: list[str]) -> Validated:
         if not url:
             result.flag(row_id, "blank-url")
         if label and label not in known:
-            result.flag(row_id, f"unknown-label:{shown(label)}")
+            result.flag(row_id, unknown_label_flag(label, classes))
         if split not in SPLITS:
             result.flag(row_id, f"unknown-split:{shown(split) or 'blank'}")
     return result
@@ -556,3 +578,33 @@ def append_rows(current: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     known = set(current["id"].str.strip()) if "id" in current else set()
     fresh = rows[~rows["id"].isin(known)].reindex(columns=current.columns, fill_value="").fillna("").astype(str)
     return pd.concat([current, fresh], ignore_index=True) if len(fresh) else current
+
+
+# --- what the flags column says, counted and ranked for a summary ---
+
+LEFT_OUT_KINDS = ("bad-id", "blank-url", "unknown-label", "unknown-split", "unreadable")
+
+
+def flag_kind(flag: str) -> str:
+    """'unreadable: http 404' -> 'unreadable', 'unknown-label:cat' -> 'unknown-label', 'label? ...' -> 'label?'."""
+    return re.split(r"[:\s(]", flag.strip(), maxsplit=1)[0]
+
+
+def flag_counts(flags: pd.Series) -> dict[str, int]:
+    """Rows per kind of flag in a flags column, most common first; the augmented mark is no finding."""
+    counts: dict[str, int] = {}
+    for cell in flags:
+        for kind in {flag_kind(f) for f in str(cell).split(";") if f.strip()} - {AUGMENTED_FLAG}:
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def ranked(table: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` rows most in need of a look, in the order sync writes them: rows left out of
+    training first, then by suspicion."""
+    left_out = table["flags"].map(lambda cell: any(flag_kind(f) in LEFT_OUT_KINDS for f in str(cell).split(";")
+                                                   if f.strip()))
+    key = pd.to_numeric(table["suspicion"], errors="coerce").fillna(-1.0).where(~left_out, 2.0)
+    found = table[(key >= 0) & ((table["flags"] != "") | left_out | (key > 0))]
+    return found.iloc[(-key[found.index]).argsort(kind="stable")].head(n)
+

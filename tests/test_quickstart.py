@@ -25,7 +25,7 @@ def test_quickstart_builds_a_project_trains_and_lists_suspects(tmp_path):
     result = CliRunner().invoke(cli, ["quickstart", str(tmp_path / "demo"), "--epochs", "1"])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.startswith("Run ") and "The 10 rows the model doubts most" in out
+    assert out.startswith("Run ") and "The 10 rows to look at first (* = a label the demo flipped on purpose)" in out
     assert "Next: open" in out and f"dcloop sync {tmp_path / 'demo'}" in out
     assert f"open {tmp_path / 'demo' / 'report' / 'index.html'} in a browser" in out
     table = pd.read_csv(tmp_path / "demo/labels.csv", dtype=str, keep_default_na=False)

@@ -121,3 +121,44 @@ def test_atomic_writes_keep_the_file_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(tmp_path / "new.csv").st_mode & 0o777 == 0o666 & ~umask
+
+
+# --- unknown labels say what they nearly are; flags counted and ranked for a summary ---
+
+@pytest.mark.parametrize("label, flag", [
+    ("IV", "unknown-label:IV (did you mean 'iv'?)"),                       # case
+    (" Iv\u200b", "unknown-label: Iv? (U+0020 U+0049 U+0076 U+200B) (did you mean 'iv'?)"),  # case, space, invisible
+    ("\uff29\uff36", "unknown-label:\uff29\uff36 (U+FF29 U+FF36) (did you mean 'iv'?)"),    # full-width letters
+    ("cow", "unknown-label:cow"),                                          # nothing near: no suggestion
+    ("x", "unknown-label:x"),
+])
+def test_an_unknown_label_flag_suggests_the_class_it_differs_from_only_in_case_or_form(label, flag):
+    assert tbl.unknown_label_flag(label, ["i", "iv", "v"]) == flag
+
+
+def test_labels_stay_case_sensitive_the_suggestion_is_only_a_hint():
+    table = frame([{"id": "r1", "url": "a.png", "label": "IV", "split": "train"}])
+    checked = tbl.validate(table, ["iv"])
+    assert checked.flags == {"r1": ["unknown-label:IV (did you mean 'iv'?)"]}
+    assert list(checked.label) == ["IV"] and not checked.trainable("train").any()
+
+
+def test_a_suggestion_needs_exactly_one_near_class():
+    assert tbl.suggested_class("A", ["a", "\uff41"]) == ""  # two classes fold to 'a': say none
+    assert tbl.suggested_class("A", ["a", "b"]) == "a"
+
+
+def test_flag_counts_count_rows_per_kind_and_skip_the_augmented_mark():
+    flags = pd.Series(["label? model says 7 (0.91); outlier", "dup-of:x1 (train) +1", "outlier; outlier",
+                       "augmented", "", "unknown-label:IV (did you mean 'iv'?)"])
+    assert tbl.flag_counts(flags) == {"outlier": 2, "dup-of": 1, "label?": 1, "unknown-label": 1}
+
+
+def test_ranked_puts_rows_left_out_of_training_first_then_suspicion():
+    table = frame([{"id": "a", "suspicion": "0.400", "flags": "label? model says 1 (0.80)"},
+                   {"id": "b", "suspicion": "0.000", "flags": "unknown-label:IV (did you mean 'iv'?)"},
+                   {"id": "c", "suspicion": "0.900", "flags": "outlier"},
+                   {"id": "d", "suspicion": "0.000", "flags": ""},
+                   {"id": "e", "suspicion": "", "flags": "unreadable: http 404"}])
+    assert list(tbl.ranked(table, 10)["id"]) == ["b", "e", "c", "a"]
+    assert list(tbl.ranked(table, 2)["id"]) == ["b", "e"]

@@ -32,7 +32,7 @@ def a_spreadsheet_would_convert(text: str) -> bool:
         or re.fullmatch(number + "%?", t)
         or re.fullmatch(r"([$€£¥₹]|r|rs|kr|fr|zł)\s?" + number, t) or re.fullmatch(number + r"\s?([$€£¥]|kr|zł)", t)
         or re.fullmatch(r"\d{1,4}[-/.]\d{1,2}([-/.]\d{1,4})?", t) or re.search(r"\d:\d", t)
-        or any(m in t and re.search(r"\d", t) for m in MONTHS)
+        or re.fullmatch(rf"(\d{{1,2}}[-/. ]?)?({'|'.join(MONTHS)})[a-z]*([-/. ]?\d{{1,4}}){{0,2}}", t) and re.search(r"\d", t)
         or re.fullmatch(r"\d+ \d+/\d+", t)
         or t in ("true", "false", "wahr", "falsch", "vrai", "faux", "yes", "no")
         or re.search(r"\de\d", t) or re.fullmatch(r"\d+e[+-]?\d*", t)

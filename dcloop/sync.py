@@ -393,7 +393,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     run_dir = state_dir(root) / "runs" / run_id
     fixed.save_checkpoint(trained, run_dir / "model.pt",
                           {"version": recorded.version, "classes": classes, "model": config.model.model_dump()})
-    save_predictions(run_dir, scored, trained.history)
+    save_predictions(run_dir, scored, trained.history, config.suspicion.crossfit)
     try:
         written, busy = write_back(backend, patch, notes, config.suspicion.sort), None
     except TableBusy as e:  # Excel holds the file: keep the run, write its predictions next time
@@ -518,8 +518,11 @@ def stop_if(should_stop: StopRule, where: str) -> None:
                        f"this project needs longer.")
 
 
-def save_predictions(run_dir: Path, scored: Scored, epochs: list[dict]) -> None:
-    """What later stages (reports, re-evaluation, rescoring) need from a run, without retraining."""
+def save_predictions(run_dir: Path, scored: Scored, epochs: list[dict], crossfit: int = 0) -> None:
+    """What later stages (reports, re-evaluation, rescoring) need from a run, without retraining.
+
+    ``crossfit`` is the run's [suspicion] crossfit: whether its train rows were judged out of sample.
+    """
     import io
     buffer = io.BytesIO()
     rows = scored.rows
@@ -527,7 +530,7 @@ def save_predictions(run_dir: Path, scored: Scored, epochs: list[dict]) -> None:
                         splits=rows["split"].str.strip().str.lower().to_numpy(str),
                         proba=scored.proba.astype(np.float32), embeddings=scored.embeddings.astype(np.float32),
                         label_proba=scored.label_proba.astype(np.float32),
-                        dynamics=scored.dynamics.astype(np.float32))
+                        dynamics=scored.dynamics.astype(np.float32), crossfit=np.int64(crossfit))
     atomic_write_bytes(run_dir / "predictions.npz", buffer.getvalue())
     write_json(run_dir / "epochs.json", epochs)
 

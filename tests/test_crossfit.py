@@ -27,8 +27,12 @@ def test_crossfitting_scores_a_planted_wrong_train_label_out_of_sample(planted_e
     assert table["suspicion"].astype(float).rank(ascending=False)[planted] <= 3
     run = read_json(state_dir(root) / "last_trained.json", {})["run_id"]
     with np.load(state_dir(root) / "runs" / run / "predictions.npz") as saved:
-        ids, proba = list(saved["ids"]), saved["proba"]
+        ids, proba, crossfit = list(saved["ids"]), saved["proba"], int(saved["crossfit"])
     assert proba[ids.index(table.loc[planted, "id"])].argmax() == 0  # its prediction: from a network that never saw it
+    # the run records it was cross-fitted, so its report says so whatever dcloop.toml says later
+    assert crossfit == 2
+    from dcloop import report as rep
+    assert rep.load_run(state_dir(root), run).crossfit == 2
 
 
 def test_the_crossfit_flag_and_setting(planted_error):

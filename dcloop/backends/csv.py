@@ -17,6 +17,7 @@ from ..errors import BackendError, DiskError, SchemaError, TableBusy
 from ..fsutil import atomic_write_bytes, atomic_write_text, file_stamp
 from ..table import RESULT_COLUMNS
 from . import ORDER
+from .rewrite import RewritingTable
 
 MAX_WRITE_ATTEMPTS = 5
 
@@ -190,7 +191,7 @@ def formula_safe(frame: pd.DataFrame, columns=None) -> pd.DataFrame:
 WRITTEN_COLUMNS = [c for c in tbl.MACHINE_COLUMNS if c != "id"]
 
 
-class CsvBackend:
+class CsvBackend(RewritingTable):
     capabilities = frozenset({ORDER})  # the file is rewritten whole: rows can be put in any order
 
     def __init__(self, path: Path, results_path: Path, row_drop: tbl.RowDrop = tbl.RowDrop()):
@@ -216,18 +217,6 @@ class CsvBackend:
             return tbl.apply_patch(current, patch)
 
         return self._rewrite(change, order)
-
-    def restore(self, snapshot: pd.DataFrame) -> int:
-        """Set labels and splits to a recorded version's; only `dcloop restore` writes human columns."""
-        return self._rewrite(lambda current: tbl.apply_restore(current, snapshot))
-
-    def append_rows(self, rows: pd.DataFrame) -> int:
-        """Add whole rows at the end (ids the file has already are skipped); edits made meanwhile survive."""
-        return self._rewrite(lambda current: tbl.append_rows(current, rows))
-
-    def move_splits(self, moves: pd.DataFrame) -> int:
-        """Set split by id where it still has the planned value (`dcloop split --rebalance --apply`)."""
-        return self._rewrite(lambda current: tbl.apply_split_moves(current, moves))
 
     def _rewrite(self, change, order: list[str] | None = None) -> int:
         # Re-read right before writing, and only rename if nobody saved the file meanwhile:

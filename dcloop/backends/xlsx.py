@@ -27,6 +27,7 @@ from ..fsutil import atomic_write_bytes, inside, is_safe_name
 from ..table import RESULT_COLUMNS
 from . import sheet_layout as layout
 from .csv import column_names, replace_table_file
+from .rewrite import RewritingTable
 
 MAX_WRITE_ATTEMPTS = 5
 SETTLE_S = 0.25        # a file modified this recently is read again once it has held still
@@ -175,7 +176,7 @@ def labels_sheet(workbook):
     return workbook["labels"] if "labels" in workbook.sheetnames else workbook.worksheets[0]
 
 
-class XlsxBackend:
+class XlsxBackend(RewritingTable):
     """labels.xlsx: sheets labels, results and classes, laid out from the templates."""
 
     capabilities = frozenset()  # rows keep the order people gave them (pictures are anchored to rows)
@@ -273,18 +274,6 @@ class XlsxBackend:
             return tbl.apply_patch(current, patch)
 
         return self._rewrite(change)
-
-    def restore(self, snapshot: pd.DataFrame) -> int:
-        """Set labels and splits to a recorded version's; only `dcloop restore` writes human columns."""
-        return self._rewrite(lambda current: tbl.apply_restore(current, snapshot))
-
-    def append_rows(self, rows: pd.DataFrame) -> int:
-        """Add whole rows below the last row (ids the sheet has are skipped); edits made meanwhile survive."""
-        return self._rewrite(lambda current: tbl.append_rows(current, rows))
-
-    def move_splits(self, moves: pd.DataFrame) -> int:
-        """Set split by id where it still has the planned value (`dcloop split --rebalance --apply`)."""
-        return self._rewrite(lambda current: tbl.apply_split_moves(current, moves))
 
     def _rewrite(self, change) -> int:
         """Re-read the labels sheet, apply ``change`` (a dcloop.table function), write the cells it changed."""

@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from .. import table as tbl
-from ..errors import BackendError, DiskError, SchemaError, TableBusy
+from ..errors import BackendError, DiskError, SchemaError
 from ..fsutil import atomic_write_bytes, atomic_write_text, file_stamp
 from ..table import RESULT_COLUMNS
 from . import ORDER
-from .rewrite import RewritingTable
+from .rewrite import RewritingTable, busy
 
 MAX_WRITE_ATTEMPTS = 5
 
@@ -135,28 +135,6 @@ def render_csv(frame: pd.DataFrame, fmt: CsvFormat = CsvFormat()) -> bytes:
     return (codecs.BOM_UTF8 if fmt.bom else b"") + buffer.getvalue().encode("utf-8")
 
 
-def replace_table_file(path: Path, data: bytes, stamp) -> bool:
-    """Replace a table file's content atomically unless it changed since ``stamp`` (then False).
-
-    A symbolic link stays a link and the file it points to is written; a file another program
-    holds is a TableBusy.
-    """
-    try:
-        return atomic_write_bytes(Path(path).resolve(), data, unchanged_since=stamp)
-    except DiskError as e:
-        raise busy(path, e) or e
-
-
-def busy(path: Path, error: DiskError) -> TableBusy | None:
-    """A TableBusy when a file could not be replaced for want of permission: Excel, for one, locks
-    the files it has open. None for other disk errors (a full disk), which say what they are."""
-    cause = error.__cause__
-    if not isinstance(cause, PermissionError):
-        return None
-    return TableBusy(f"{path.name} is open in another program or cannot be replaced ({cause.strerror}): close it "
-                     f"and run dcloop sync again. Nothing in it was changed.")
-
-
 def not_utf8(data: bytes, path) -> str:
     """Where the first byte of a file's ``data`` that is not UTF-8 is, and what to do."""
     try:
@@ -235,9 +213,6 @@ class CsvBackend(RewritingTable):
                 return changed
         raise BackendError(f"{self.path}: the file kept changing while dcloop tried to write "
                            f"{MAX_WRITE_ATTEMPTS} times; close the editor's autosave and sync again.")
-
-    def _replace(self, data: bytes, stamp) -> bool:
-        return replace_table_file(self.path, data, stamp)
 
     def create(self, table: pd.DataFrame) -> None:
         if self.path.exists():

@@ -3,16 +3,26 @@ dcloop.table applied by the backend's own ``_rewrite(change)`` (re-read, change,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from .. import table as tbl
+from ..errors import DiskError, TableBusy
+from ..fsutil import atomic_write_bytes
 
 
 class RewritingTable:
-    """restore, append_rows and move_splits over ``self._rewrite(change) -> rows changed``."""
+    """restore, append_rows and move_splits over ``self._rewrite(change) -> rows changed``, and the
+    atomic replace of ``self.path`` that each rewrite ends with."""
+
+    path: Path
 
     def _rewrite(self, change) -> int:  # pragma: no cover - each file backend has its own
         raise NotImplementedError
+
+    def _replace(self, data: bytes, stamp) -> bool:
+        return replace_table_file(self.path, data, stamp)
 
     def restore(self, snapshot: pd.DataFrame) -> int:
         """Set labels and splits to a recorded version's; only `dcloop restore` writes human columns."""
@@ -25,3 +35,25 @@ class RewritingTable:
     def move_splits(self, moves: pd.DataFrame) -> int:
         """Set split by id where it still has the planned value (`dcloop split --rebalance --apply`)."""
         return self._rewrite(lambda current: tbl.apply_split_moves(current, moves))
+
+
+def replace_table_file(path: Path, data: bytes, stamp) -> bool:
+    """Replace a table file's content atomically unless it changed since ``stamp`` (then False).
+
+    A symbolic link stays a link and the file it points to is written; a file another program
+    holds is a TableBusy.
+    """
+    try:
+        return atomic_write_bytes(Path(path).resolve(), data, unchanged_since=stamp)
+    except DiskError as e:
+        raise busy(path, e) or e
+
+
+def busy(path: Path, error: DiskError) -> TableBusy | None:
+    """A TableBusy when a file could not be replaced for want of permission: Excel, for one, locks
+    the files it has open. None for other disk errors (a full disk), which say what they are."""
+    cause = error.__cause__
+    if not isinstance(cause, PermissionError):
+        return None
+    return TableBusy(f"{path.name} is open in another program or cannot be replaced ({cause.strerror}): close it "
+                     f"and run dcloop sync again. Nothing in it was changed.")

@@ -26,7 +26,7 @@ from ..errors import BackendError, SchemaError
 from ..fsutil import atomic_write_bytes, inside, is_safe_name
 from ..table import RESULT_COLUMNS
 from . import sheet_layout as layout
-from .csv import column_names, replace_table_file
+from .csv import column_names
 from .rewrite import RewritingTable
 
 MAX_WRITE_ATTEMPTS = 5
@@ -331,9 +331,6 @@ class XlsxBackend(RewritingTable):
                 return changed
         raise BackendError(f"{self.path}: the file kept changing while dcloop tried to write "
                            f"{MAX_WRITE_ATTEMPTS} times; close the program's autosave and sync again.")
-
-    def _replace(self, data: bytes, stamp) -> bool:
-        return replace_table_file(self.path, data, stamp)
 
     def create(self, table: pd.DataFrame) -> None:
         from openpyxl import Workbook

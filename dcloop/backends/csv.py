@@ -238,13 +238,3 @@ class CsvBackend(RewritingTable):
         except DiskError as e:
             raise busy(self.results_path, e) or e
 
-    def describe(self) -> str:
-        return self.path.name
-
-    def stamp(self) -> tuple[int, ...] | None:
-        """Changes whenever the file may have: inode (a rename-save), mtime, ctime, size."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)

@@ -3,6 +3,7 @@ dcloop.table applied by the backend's own ``_rewrite(change)`` (re-read, change,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +14,8 @@ from ..fsutil import atomic_write_bytes
 
 
 class RewritingTable:
-    """restore, append_rows and move_splits over ``self._rewrite(change) -> rows changed``, and the
-    atomic replace of ``self.path`` that each rewrite ends with."""
+    """restore, append_rows and move_splits over ``self._rewrite(change) -> rows changed``, the
+    atomic replace of ``self.path`` that each rewrite ends with, and the file's name and stamp."""
 
     path: Path
 
@@ -23,6 +24,17 @@ class RewritingTable:
 
     def _replace(self, data: bytes, stamp) -> bool:
         return replace_table_file(self.path, data, stamp)
+
+    def describe(self) -> str:
+        return self.path.name
+
+    def stamp(self) -> tuple[int, ...] | None:
+        """Changes whenever the file may have: inode (a rename-save), mtime, ctime, size."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
     def restore(self, snapshot: pd.DataFrame) -> int:
         """Set labels and splits to a recorded version's; only `dcloop restore` writes human columns."""

@@ -102,8 +102,7 @@ def has_label_flag(flags) -> np.ndarray:
     Read from the table, not recomputed from the saved probabilities: the sync's rule also blends in
     the neighbours' votes and the training dynamics, so a recomputed count would differ from the sheet's.
     """
-    return np.array([any(tbl.flag_kind(f) == "label?" for f in str(cell).split(";") if f.strip())
-                     for cell in flags], dtype=bool)
+    return np.array(["label?" in tbl.kinds_in(cell) for cell in flags], dtype=bool)
 
 
 def queue_key(table: pd.DataFrame) -> np.ndarray:
@@ -207,7 +206,7 @@ def flag_kinds(flags: pd.Series) -> list[dict]:
     """How many rows carry each kind of flag, most common first."""
     counts: dict[str, int] = {}
     for cell in flags:
-        for kind in {tbl.flag_kind(f) for f in str(cell).split(";") if f.strip()}:
+        for kind in tbl.kinds_in(cell):
             counts[kind] = counts.get(kind, 0) + 1
     return [{"kind": k, "rows": n} for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 

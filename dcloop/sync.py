@@ -71,10 +71,9 @@ class Findings:
     def of(cls, table: pd.DataFrame, n: int = TOP_ROWS) -> Findings:
         """Counted from the table's flags and suspicion columns as written (pure)."""
         counts = tbl.flag_counts(table["flags"])
-        # a suspect is a row flagged label?, as the report counts them
-        doubted = table["flags"].map(lambda cell: any(tbl.flag_kind(f) == "label?" for f in str(cell).split(";")))
         top = tbl.ranked(table, n)
-        return cls(counts, int(doubted.sum()), top.reindex(columns=TOP_COLUMNS, fill_value="").to_dict("records"))
+        # a suspect is a row flagged label?, as the report counts them
+        return cls(counts, counts.get("label?", 0), top.reindex(columns=TOP_COLUMNS, fill_value="").to_dict("records"))
 
     def to_json(self) -> dict:
         return {"flag_counts": self.flag_counts, "suspects": self.suspects, "top": self.top}

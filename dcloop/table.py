@@ -590,11 +590,16 @@ def flag_kind(flag: str) -> str:
     return re.split(r"[:\s(]", flag.strip(), maxsplit=1)[0]
 
 
+def kinds_in(cell) -> set[str]:
+    """The kinds of the flags in one flags cell: 'label? model says 7 (0.91); outlier' -> {'label?', 'outlier'}."""
+    return {flag_kind(f) for f in str(cell).split(";") if f.strip()}
+
+
 def flag_counts(flags: pd.Series) -> dict[str, int]:
     """Rows per kind of flag in a flags column, most common first; the augmented mark is no finding."""
     counts: dict[str, int] = {}
     for cell in flags:
-        for kind in {flag_kind(f) for f in str(cell).split(";") if f.strip()} - {AUGMENTED_FLAG}:
+        for kind in kinds_in(cell) - {AUGMENTED_FLAG}:
             counts[kind] = counts.get(kind, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
@@ -602,8 +607,7 @@ def flag_counts(flags: pd.Series) -> dict[str, int]:
 def ranked(table: pd.DataFrame, n: int) -> pd.DataFrame:
     """The ``n`` rows most in need of a look, in the order sync writes them: rows left out of
     training first, then by suspicion."""
-    left_out = table["flags"].map(lambda cell: any(flag_kind(f) in LEFT_OUT_KINDS for f in str(cell).split(";")
-                                                   if f.strip()))
+    left_out = table["flags"].map(lambda cell: bool(kinds_in(cell) & set(LEFT_OUT_KINDS)))
     key = pd.to_numeric(table["suspicion"], errors="coerce").fillna(-1.0).where(~left_out, 2.0)
     found = table[(key >= 0) & ((table["flags"] != "") | left_out | (key > 0))]
     return found.iloc[(-key[found.index]).argsort(kind="stable")].head(n)

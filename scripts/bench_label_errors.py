@@ -335,6 +335,126 @@ def contact_sheet(data: dict, args) -> None:
           f"{int(flags.str.contains('blank').sum())} blank")
 
 
+# --- planted junk and flips, uneven across splits ----------------------------------------------
+
+JUNK_KINDS = ("letters", "digits", "blank", "noise", "scribble", "fragment", "rotation")
+FONT_DIR = Path("/usr/share/fonts")
+WORDS = ("A", "B", "K", "M", "W", "Z", "ok", "no", "hi", "?", "#", "&", "%", "ab", "cat", "Q", "8", "3")
+
+
+def ink_image(gray: np.ndarray) -> np.ndarray:
+    """float (32, 32) in [0, 1] of ink -> uint8 (3, 32, 32) dark ink on white paper."""
+    paper = np.clip(255 - 255 * gray, 0, 255).astype(np.uint8)
+    return np.repeat(paper[None], 3, 0)
+
+
+def render_text(text: str, font: Path, rng) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+    canvas = Image.new("L", (64, 64), 0)
+    face = ImageFont.truetype(str(font), int(rng.integers(26, 44)))
+    draw = ImageDraw.Draw(canvas)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=face)
+    draw.text(((64 - right - left) / 2, (64 - bottom - top) / 2), text, fill=255, font=face)
+    small = canvas.rotate(float(rng.uniform(-15, 15))).resize((32, 32))
+    return ink_image(np.asarray(small, np.float32) / 255)
+
+
+def scribble(rng) -> np.ndarray:
+    from PIL import Image, ImageDraw
+    canvas = Image.new("L", (64, 64), 0)
+    points = [tuple(rng.uniform(8, 56, 2)) for _ in range(int(rng.integers(4, 12)))]
+    ImageDraw.Draw(canvas).line(points, fill=255, width=int(rng.integers(2, 6)), joint="curve")
+    return ink_image(np.asarray(canvas.resize((32, 32)), np.float32) / 255)
+
+
+def noise_scan(rng) -> np.ndarray:
+    speckle = (rng.random((32, 32)) < rng.uniform(0.03, 0.3)) * rng.uniform(0.3, 1.0)
+    return ink_image(np.clip(speckle + rng.normal(0, 0.08, (32, 32)), 0, 1))
+
+
+def blank(rng) -> np.ndarray:
+    return ink_image(np.clip(rng.uniform(0, 0.15) + rng.normal(0, 0.01, (32, 32)), 0, 1))
+
+
+def fragment(real: np.ndarray, rng) -> np.ndarray:
+    from PIL import Image
+    side = int(rng.integers(9, 16))
+    top, left = rng.integers(0, 32 - side, 2)
+    crop = Image.fromarray(real.transpose(1, 2, 0)[top:top + side, left:left + side])
+    return np.asarray(crop.resize((32, 32))).transpose(2, 0, 1).copy()
+
+
+def rotation(real: np.ndarray, rng) -> np.ndarray:
+    from PIL import Image
+    turned = Image.fromarray(real.transpose(1, 2, 0)).rotate(float(rng.choice([90, 270])) + rng.uniform(-20, 20),
+                                                            fillcolor=(255, 255, 255))
+    return np.asarray(turned).transpose(2, 0, 1).copy()
+
+
+def digit_images(rng, count: int) -> np.ndarray:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    images = load_digits().images[rng.choice(1797, count)]
+    return np.stack([np.asarray(Image.fromarray((255 - d * 15).astype(np.uint8)).resize((32, 32))
+                                .convert("RGB")).transpose(2, 0, 1) for d in images])
+
+
+def junk_images(data: dict, count: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` images that are no class, of JUNK_KINDS in turn (digits replaced by letters where the
+    classes are digits), and the kind of each."""
+    fonts = sorted(FONT_DIR.rglob("*.ttf"))
+    kinds = np.array([JUNK_KINDS[k % len(JUNK_KINDS)] for k in range(count)])
+    if data["classes"][0] == "0":
+        kinds[kinds == "digits"] = "letters"
+    made = np.zeros((count, 3, 32, 32), np.uint8)
+    digits = digit_images(rng, count)
+    for n, kind in enumerate(kinds):
+        real = data["pixels"][rng.integers(len(data["pixels"]))]
+        if kind == "letters" and fonts:
+            made[n] = render_text(str(rng.choice(WORDS)), fonts[rng.integers(len(fonts))], rng)
+        elif kind in ("letters", "scribble"):
+            made[n] = scribble(rng)
+        else:
+            made[n] = {"digits": lambda: digits[n], "blank": lambda: blank(rng), "noise": lambda: noise_scan(rng),
+                       "fragment": lambda: fragment(real, rng), "rotation": lambda: rotation(real, rng)}[kind]()
+    return made, kinds
+
+
+def uneven_rows(splits: np.ndarray, count: int, train_share: float, rng, among=None) -> np.ndarray:
+    """``count`` row indices, ``train_share`` of them from train and the rest from val."""
+    among = np.ones(len(splits), bool) if among is None else among
+    in_train = int(round(train_share * count))
+    train = rng.choice(np.flatnonzero(among & (splits == "train")), in_train, replace=False)
+    val = rng.choice(np.flatnonzero(among & (splits == "val")), count - in_train, replace=False)
+    return np.concatenate([train, val])
+
+
+def plant(data: dict, junk: float, flips: float, train_share: float, seed: int) -> dict:
+    """The data with ``flips`` of its rows relabeled (half uniform, half to the confused class) and
+    ``junk`` more rows of junk images under random labels, ``train_share`` of each in train.
+
+    Returns pixels, labels (as given), splits, and the truth: ``flip`` and ``junk`` masks, ``kind``.
+    """
+    rng = np.random.default_rng(seed)
+    n, num_classes = len(data["labels"]), len(data["classes"])
+    labels = data["labels"].copy()
+    flipped = uneven_rows(data["splits"], int(round(flips * n)), train_share, rng)
+    pairs = flipped[: len(flipped) // 2]
+    labels[pairs] = data["confusions"][labels[pairs]]
+    rest = flipped[len(flipped) // 2:]
+    labels[rest] = (labels[rest] + rng.integers(1, num_classes, len(rest))) % num_classes
+    count = int(round(junk * n))
+    made, kinds = junk_images(data, count, rng)
+    junk_splits = np.where(np.arange(count) < round(train_share * count), "train", "val")
+    flip_mask = np.zeros(n + count, bool)
+    flip_mask[flipped] = True
+    return {"classes": data["classes"], "pixels": np.concatenate([data["pixels"], made]),
+            "labels": np.concatenate([labels, rng.integers(0, num_classes, count)]),
+            "splits": np.concatenate([data["splits"], junk_splits]), "flip": flip_mask,
+            "junk": np.concatenate([np.zeros(n, bool), np.ones(count, bool)]),
+            "kind": np.concatenate([np.where(flip_mask[:n], "flip", ""), kinds])}
+
+
 def cost(n: int, args) -> None:
     """Seconds for everything a sync does after training, on n rows, against the default preset's training.
 

@@ -674,7 +674,7 @@ def cap_command(directory, target, as_json):
     from .cap import format_counts
     from .config import load_config
     from .lock import project_lock
-    from .sync import cap_findings
+    from .cap import cap_findings
 
     config = load_config(directory)
     with project_lock(directory, config, "dcloop cap"):

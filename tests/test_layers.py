@@ -16,7 +16,7 @@ LAYERS = {
     "status": 4, "versions": 4, "splits": 4, "reeval": 4, "cap": 4, "augment": 4, "report": 4, "project": 4,
     "quickstart": 4, "doctor": 4,
     "sync": 5, "watch": 5,
-    "cli": 6,
+    "cli": 6, "render": 6,
     "reference": 7,
 }
 # The arrows against the layers that the code still has (docs/architecture.md, "Where it does not

@@ -29,16 +29,33 @@ class Images:
     pixels: dict[str, np.ndarray]  # content hash -> uint8 (3, H, W)
 
 
+@dataclass
+class Dataset:
+    """A pulled table, validated, with its images decoded: what every stage after fetching reads."""
+
+    root: Path
+    config: Config
+    checked: tbl.Validated
+    images: Images
+
+    @property
+    def classes(self) -> list[str]:
+        return self.config.project.classes
+
+    @property
+    def state(self) -> Path:
+        return state_dir(self.root)
+
+    def split_rows(self) -> SplitRows:
+        return SplitRows(*(rows_of(self.checked, self.images, split) for split in ("train", "val", "test")))
+
+
 class SplitRows(NamedTuple):
     """The labeled, readable, unflagged rows of each split the model uses."""
 
     train: pd.DataFrame
     val: pd.DataFrame
     test: pd.DataFrame
-
-    @classmethod
-    def of(cls, checked: tbl.Validated, images: Images) -> SplitRows:
-        return cls(*(rows_of(checked, images, split) for split in ("train", "val", "test")))
 
 
 def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Progress,

@@ -66,7 +66,7 @@ def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Pr
     """
     cache = state_dir(root) / "cache"
     table = checked.table
-    urls = dict(zip(table["id"], table["url"].str.strip()))
+    urls = dict(zip(table["id"], table["url"]))
     store = ImageStore.of_project(root, config, progress, refetch)
     fetched = store.fetch([u for i, u in urls.items() if u])
     sha, blob = {}, {}
@@ -88,9 +88,7 @@ def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Pr
 def counted_rows(checked: tbl.Validated, images: Images) -> pd.DataFrame:
     """The rows the cap counts: labeled, readable, unflagged train and val rows (label and split stripped)."""
     ready = checked.usable() & checked.table["id"].isin(images.sha) & (checked.label != "")
-    rows = checked.table[ready & checked.split.isin(["train", "val"])].copy()
-    rows["label"], rows["split"] = rows["label"].str.strip(), rows["split"].str.strip().str.lower()
-    return rows
+    return checked.table[ready & checked.split.isin(["train", "val"])]
 
 
 def rows_of(checked: tbl.Validated, images: Images, split: str) -> pd.DataFrame:

@@ -36,8 +36,8 @@ class Scored:
     def predictions(self, crossfit: int) -> Predictions:
         """What the run keeps of its scoring (runs.save_predictions); ``crossfit`` is its [suspicion] crossfit."""
         rows = self.rows
-        return Predictions(rows["id"].to_numpy(str), rows["label"].str.strip().to_numpy(str),
-                           rows["split"].str.strip().str.lower().to_numpy(str), self.proba, self.embeddings,
+        return Predictions(rows["id"].to_numpy(str), rows["label"].to_numpy(str),
+                           rows["split"].to_numpy(str), self.proba, self.embeddings,
                            self.label_proba, self.dynamics, crossfit)
 
 
@@ -116,8 +116,7 @@ def pooled_label_proba(proba: np.ndarray, embeddings: np.ndarray, readable: pd.D
     mixing the two would rank val rows above train rows for the same doubt.
     """
     from .suspicion import cross_val_proba
-    splits = readable["split"].str.strip().str.lower()
-    labeled = (readable["label"].str.strip().isin(classes) & splits.isin(["train", "val", "test"])).to_numpy()
+    labeled = (readable["label"].isin(classes) & readable["split"].isin(["train", "val", "test"])).to_numpy()
     out = proba.copy()
     if labeled.sum() >= 2:
         out[labeled] = cross_val_proba(embeddings[labeled], encode(readable["label"][labeled], classes),
@@ -129,13 +128,12 @@ def gather_evidence(data: Dataset, ids: list[str], proba: np.ndarray, embeddings
     """What suspicion.assess needs about the readable rows ``ids``."""
     from .images import image_sizes
     from .suspicion import Evidence
-    images, classes = data.images, data.classes
-    rows = data.checked.table.set_index("id").loc[ids]
-    codes = rows["label"].str.strip().map({c: k for k, c in enumerate(classes)}).fillna(-1).astype(int)
-    codes[rows["split"].str.strip().str.lower() == "exclude"] = -1  # a person already set these aside
+    images, checked = data.images, data.checked
+    rows = checked.table.assign(code=checked.code).set_index("id").loc[ids]
+    codes = rows["code"].where(rows["split"] != "exclude", -1)  # a person already set these aside
     sizes = image_sizes({images.sha[i]: images.blob[i] for i in ids}, data.state / "cache")
     origins = [tbl.augmented_source(note) or row_id for row_id, note in zip(ids, rows["note"])]
-    return Evidence(ids=list(ids), labels=codes.to_numpy(), splits=rows["split"].str.strip().str.lower().to_numpy(),
+    return Evidence(ids=list(ids), labels=codes.to_numpy(), splits=rows["split"].to_numpy(),
                     proba=proba, embeddings=embeddings, pixels=stack(images, ids),
                     sizes=[sizes[images.sha[i]] for i in ids], reviewed=np.array([i in standing for i in ids], bool),
                     origins=origins)

@@ -181,8 +181,7 @@ def train(cycle: Cycle, parts: SplitRows, stop: StopRule, kind: str) -> TrainedR
         raise DcloopError(f"{cycle.backend.describe()}: no labeled, readable rows in split 'train' to train on.")
     materialize(cycle.history.folder(cycle.recorded.version),
                 [(i, s, lab, images.blob[i], u) for part in parts
-                 for i, s, lab, u in zip(part["id"], part["split"].str.strip().str.lower(),
-                                         part["label"].str.strip(), part["url"].str.strip())])
+                 for i, s, lab, u in zip(part["id"], part["split"], part["label"], part["url"])])
     progress(f"training {config.model.preset} on {len(parts.train)} rows, validating on {len(parts.val)}"
              + (f"; seed 1/{config.model.seeds} (seed {config.model.seed})" if config.model.seeds > 1 else ""))
     encoded = tuple(encode(p["label"], classes) for p in parts)

@@ -19,9 +19,13 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config
 from .errors import ConfigError
-from .history import History, read_last_trained
+from .history import History
 from . import suspicion
-from .sync import Progress, load_images, quiet, stack, state_dir, utc_now
+from .dataset import load_images, stack
+from .history import utc_now
+from .progress import Progress, quiet
+from .pull import current_table
+from .runs import last_run_id, load_predictions, state_dir
 
 USED = ["train", "val", "test"]
 THIN_SHARE = 0.5      # seen below this share of the expected count: thin
@@ -225,18 +229,16 @@ def split_mode(values: pd.Series) -> str:
 
 def last_embeddings(root: Path) -> tuple[str, dict[str, np.ndarray]]:
     """The last trained run's id and its embedding of each row id it saw ('' and {} before any run)."""
-    run_id = read_last_trained(state_dir(root)).get("run_id", "")
-    path = state_dir(root) / "runs" / run_id / "predictions.npz"
-    if not run_id or not path.exists():
+    run_id = last_run_id(state_dir(root))
+    saved = load_predictions(state_dir(root), run_id) if run_id else None
+    if saved is None:
         return "", {}
-    with np.load(path, allow_pickle=False) as saved:
-        return run_id, dict(zip(saved["ids"].astype(str), saved["embeddings"]))
+    return run_id, dict(zip(saved.ids, saved.embeddings))
 
 
 def load_split_data(root: Path, config: Config, backend: Backend, seed: int,
                     progress: Progress = quiet) -> tuple[SplitData, pd.DataFrame]:
     """The rows a split is made of, their duplicates and clusters; and the whole table (ids assigned)."""
-    from .versions import current_table
 
     table = current_table(backend, config)
     checked = tbl.validate(table, config.project.classes)
@@ -320,63 +322,9 @@ def apply(root: Path, config: Config, moves: pd.DataFrame, backend: Backend | No
     Only ``split`` cells of the moved rows change, and only where the cell still holds the split
     the plan saw: a person's edit made since wins.
     """
-    from .versions import current_table
 
     backend = backend or open_backend(config, Path(root))
     written = backend.move_splits(moves[["id", "from", "to"]]) if len(moves) else 0
     recorded = History(state_dir(root)).record(current_table(backend, config), utc_now())
     return {"rows_written": written, "skipped": len(moves) - written, "version": recorded.version,
             "new_version": recorded.new}
-
-
-# --- text for people ---------------------------------------------------------------------------
-
-def describe_check(found: dict, shown: int = 20) -> str:
-    """The split check as a table and two lists (the first ``shown`` duplicate pairs)."""
-    lines = [f"{'class':<12}{'train':>7}{'val':>7}{'test':>7}{'exclude':>9}{'val %':>8}{'test %':>8}"]
-    for name, c in found["per_class"].items():
-        used = c["train"] + c["val"] + c["test"]
-        lines.append(f"{name:<12}{c['train']:>7}{c['val']:>7}{c['test']:>7}{c['exclude']:>9}"
-                     f"{percent(c['val'], used):>8}{percent(c['test'], used):>8}")
-    lines.append("")
-    leaks = found["leakage"]
-    lines.append(f"Duplicates across splits (leakage): {len(leaks) or 'none'}")
-    for p in leaks[:shown]:
-        lines.append(f"  {p['kind']:<9} {p['a']} ({p['a_split']}, {p['a_label']})  {p['b']} ({p['b_split']}, "
-                     f"{p['b_label']})")
-    if len(leaks) > shown:
-        lines.append(f"  ... and {len(leaks) - shown} more (--json lists all)")
-    thin = found["thin"]
-    lines.append(f"Thin or absent in val/test against train: {len(thin) or 'none'}")
-    for t in thin:
-        what = f"class {t['class']}" + (f" cluster {t['cluster']}" if t["cluster"] is not None else "")
-        lines.append(f"  {what:<22} {t['status']:<6} in {t['split']:<4}: {t['seen']} rows where {t['expected']:g} "
-                     f"expected ({t['train']} in train)")
-    source = found["embeddings_from"]
-    lines.append(f"Near duplicates and clusters from run {source}'s embeddings." if source else
-                 "No trained run yet: exact duplicates only, no clusters. Run dcloop sync for near duplicates.")
-    return "\n".join(lines)
-
-
-def describe_plan(proposal: Rebalance, shown: int = 40) -> str:
-    moves = proposal.moves
-    lines = [f"{len(moves)} row(s) to move."]
-    if len(moves):
-        lines.append(f"{'id':<14}{'label':<10}{'cluster':>8}  move")
-        for r in moves.head(shown).to_dict("records"):
-            lines.append(f"{r['id']:<14}{r['label']:<10}{r['cluster']:>8}  {r['from']} -> {r['to']}")
-        if len(moves) > shown:
-            lines.append(f"... and {len(moves) - shown} more (--json lists all)")
-    lines.append("")
-    lines.append(f"{'class':<12}{'train':>14}{'val':>14}{'test':>14}")
-    for name, before in proposal.before.items():
-        after = proposal.after[name]
-        lines.append(f"{name:<12}" + "".join(f"{f'{before[s]} -> {after[s]}':>14}" for s in USED))
-    for p in proposal.stuck:
-        lines.append(f"left as is: {p['a']} ({p['a_split']}) and {p['b']} ({p['b_split']}) are {p['kind']} "
-                     f"duplicates across a split not being rebalanced; set one to exclude, or use --include-test.")
-    return "\n".join(lines)
-
-
-def percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"

@@ -18,7 +18,7 @@ from dcloop.backends.csv import CsvBackend, parse_csv, read_csv, read_csv_file, 
 from dcloop.cli import cli
 from dcloop.errors import RowDropError
 from dcloop.history import History
-from dcloop.sync import pull
+from dcloop.pull import pull
 
 from .test_hostile_table import ONE_THREAD, humans
 
@@ -150,6 +150,7 @@ def test_a_symbolic_link_stays_a_link_and_its_target_is_written(tmp_path):
     assert [p.name for p in shared.iterdir()] == ["labels.csv"]
 
 
+@pytest.mark.training
 def test_a_file_another_program_holds_keeps_the_run_for_the_next_sync(make_project, monkeypatch):
     import dcloop.fsutil as fsutil
 

@@ -247,12 +247,24 @@ def main() -> None:
     parser.add_argument("--clean-epochs", type=int, default=12, help="epochs for the unflipped Roman run")
     parser.add_argument("--cost", type=int, default=0, metavar="N",
                         help="also time everything after training (cross-validation, assess) on N rows")
+    parser.add_argument("--junk", action="store_true",
+                        help="plant junk images and flips unevenly across splits instead of flips alone")
+    parser.add_argument("--junk-share", type=float, default=0.08, help="junk rows added, as a share of the rows")
+    parser.add_argument("--flip-share", type=float, default=0.04, help="with --junk: labels flipped")
+    parser.add_argument("--train-share", type=float, default=0.9, help="with --junk: the share of each in train")
+    parser.add_argument("--plant-seed", type=int, default=11, help="with --junk: the seed of what is planted")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
     set_bn_momentum(args.bn_momentum)
     epochs = dict(item.split("=") for item in args.epochs.split(","))
     log(f"reduced schedule: batch {args.batch_size}, lr {args.lr}, epochs {epochs} (not the 100-epoch recipe)")
+    if args.junk:
+        torch_threads(args.threads)
+        report = junk_benchmark(args)
+        if args.json:
+            print(json.dumps(report, default=float))
+        return
     report = {}
     for name in filter(None, args.datasets.split(",")):
         data = load_digits_set() if name == "digits" else load_roman_set(args.roman, args.scratch)
@@ -283,6 +295,12 @@ def main() -> None:
         contact_sheet(load_roman_set(args.roman, args.scratch), args)
     if args.cost:
         cost(args.cost, args)
+
+
+def torch_threads(threads: int) -> None:
+    """Predicting uses torch's own thread count; hold it to --threads as training does."""
+    import torch
+    torch.set_num_threads(threads)
 
 
 def cache_tag(args) -> str:
@@ -453,6 +471,88 @@ def plant(data: dict, junk: float, flips: float, train_share: float, seed: int) 
             "splits": np.concatenate([data["splits"], junk_splits]), "flip": flip_mask,
             "junk": np.concatenate([np.zeros(n, bool), np.ones(count, bool)]),
             "kind": np.concatenate([np.where(flip_mask[:n], "flip", ""), kinds])}
+
+
+def split_metrics(score: np.ndarray, truth: np.ndarray, splits: np.ndarray) -> dict[str, float]:
+    """rank_metrics over the whole table, plus the AUROC within each split and train rows in the top 100."""
+    from sklearn.metrics import roc_auc_score
+    out = rank_metrics(score, truth)
+    for split in ("train", "val"):
+        rows = splits == split
+        out[f"auroc {split}"] = roc_auc_score(truth[rows], score[rows]) if 0 < truth[rows].sum() < rows.sum() else np.nan
+    out["train in top 100"] = float((splits[np.argsort(-score, kind="stable")[:100]] == "train").sum())
+    return out
+
+
+def planted_evidence(planted: dict, one: dict, fitted=None) -> suspicion.Evidence:
+    """What a sync's assess sees: with ``fitted`` (crossfit) every labeled row judged out of sample."""
+    n = len(planted["labels"])
+    ev = suspicion.Evidence(ids=[f"r{k}" for k in range(n)], labels=planted["labels"], splits=planted["splits"],
+                            proba=one["proba"], embeddings=one["embeddings"], pixels=planted["pixels"],
+                            sizes=[(32, 32)] * n, reviewed=np.zeros(n, bool), dynamics=one["dynamics"])
+    return ev if fitted is None else suspicion.judged_out_of_sample(ev, fitted)
+
+
+def score_planted(planted: dict, one: dict, fitted) -> tuple[dict, dict]:
+    """Per score, split_metrics against flips, junk and both; and each flag kind's precision (default run)."""
+    from cleanlab.rank import get_label_quality_scores
+    labels, splits = planted["labels"], planted["splits"]
+    default = suspicion.assess(planted_evidence(planted, one, fitted), planted["classes"])
+    judged = planted_evidence(planted, one, fitted)
+    blank = suspicion.ink_fraction(planted["pixels"]) < suspicion.BLANK_INK
+    scores = {"dcloop suspicion (crossfit 2, one scale)": default["suspicion"].astype(float).to_numpy(),
+              "dcloop suspicion, crossfit 0": suspicion.assess(planted_evidence(planted, one), planted["classes"])
+              ["suspicion"].astype(float).to_numpy(),
+              "dcloop label error alone (crossfit 2)": suspicion.label_error_score(
+                  suspicion.blend(judged.proba, judged.knn_proba), labels),
+              "dcloop not-a-class alone": suspicion.not_a_class_findings(judged, blank)[0],
+              "1 - label_prob (crossfit 2)": 1 - suspicion.self_confidence(judged.proba, labels)}
+    for method in CLEANLAB_METHODS:
+        scores[f"cleanlab {method} (crossfit 2)"] = 1 - get_label_quality_scores(labels, judged.proba, method=method)
+    scores["cleanlab self_confidence, crossfit 0"] = 1 - get_label_quality_scores(labels, one["proba"])
+    truths = {"flips": planted["flip"], "junk": planted["junk"], "both": planted["flip"] | planted["junk"]}
+    table = {name: {t: split_metrics(s, truth, splits) for t, truth in truths.items()} for name, s in scores.items()}
+    flags = {}
+    for kind in ("label?", "not-a-class?", "outlier", "blank", "dup-of"):
+        has = default["flags"].map(lambda cell: kind in cell).to_numpy()
+        flags[kind] = {"rows": int(has.sum()), **{t: float(truth[has].mean()) if has.any() else np.nan
+                                                   for t, truth in truths.items()}}
+    return table, flags
+
+
+def print_planted(setting: str, table: dict, flags: dict) -> None:
+    print(f"\n{setting}")
+    print(f"  {'score':<52}{'truth':<7}{'AUROC':>7}{'p@K':>7}{'p@100':>7}{'train':>7}{'val':>7}{'tr/100':>8}")
+    for name, per_truth in table.items():
+        for truth, m in per_truth.items():
+            print(f"  {name:<52}{truth:<7}{m['auroc']:>7.3f}{m['p@K']:>7.3f}{m['p@100']:>7.3f}"
+                  f"{m['auroc train']:>7.3f}{m['auroc val']:>7.3f}{m['train in top 100']:>8.0f}")
+    print("  flags of the default run (share that are planted flips / junk / either):")
+    for kind, f in flags.items():
+        print(f"    {kind:<14}{f['rows']:>5} rows  {f['flips']:.2f} / {f['junk']:.2f} / {f['both']:.2f}")
+
+
+def junk_benchmark(args) -> dict:
+    """Planted junk (JUNK_KINDS) and flips, 90% of each in train, on each dataset; see the module docstring."""
+    report = {}
+    epochs = dict(item.split("=") for item in args.epochs.split(","))
+    for name in filter(None, args.datasets.split(",")):
+        data = load_digits_set() if name == "digits" else load_roman_set(args.roman, args.scratch)
+        planted = plant(data, args.junk_share, args.flip_share, args.train_share, args.plant_seed)
+        now = argparse.Namespace(**{**vars(args), "epochs": int(epochs[name]), "crossfit": 2})
+        stem = args.scratch / (f"{name}-junk{round(args.junk_share * 100)}-flip{round(args.flip_share * 100)}"
+                               f"-train{round(args.train_share * 100)}-{cache_tag(now)}-plant{args.plant_seed}")
+        one = out_of_sample(planted, planted["labels"], now, Path(f"{stem}.npz"))
+        fitted = crossfit_out_of_sample(planted, planted["labels"], now, Path(f"{stem}-cf2.npz"))
+        fitted = suspicion.Crossfit(fitted["proba"], fitted["knn_proba"], fitted["outlier_z"])
+        setting = (f"{name}: {int(planted['flip'].sum())} flips and {int(planted['junk'].sum())} junk rows in "
+                   f"{len(planted['labels'])}, {round(args.train_share * 100)}% of each in train, plant seed "
+                   f"{args.plant_seed}, {now.epochs} epochs")
+        table, flags = score_planted(planted, one, fitted)
+        report[setting] = {"scores": table, "flags": flags}
+        if not args.json:
+            print_planted(setting, table, flags)
+    return report
 
 
 def cost(n: int, args) -> None:

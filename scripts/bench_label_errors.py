@@ -18,6 +18,15 @@ setting under --scratch, so reruns only re-score. With few optimizer steps the K
 momentum (0.01 in torch terms) leaves the running statistics unsettled; ``--bn-momentum 0.1``
 trains with torch's default instead (the cache file name does not record it). ``--contact-sheet`` also ranks the Roman numerals as given
 (no flips) and writes the 100 most suspicious rows to SCRATCH/roman-top100.png.
+
+``--junk`` plants junk and flips instead: ``--flip-share`` of the labels flipped (half uniformly,
+half to the confused class) and ``--junk-share`` more rows of junk images under random labels
+(``JUNK_KINDS``: rendered letters and words from the fonts under /usr/share/fonts, sklearn digits,
+blanks, noise scans, scribbles, fragments and rotations of real images), ``--train-share`` of each
+in train. It trains one network and the cross-fitted pair on the planted table (cached), and scores
+a sync's suspicion (cross-fitted, the default, and one network), its parts, and cleanlab's scores
+on the same probabilities against flips, junk and both: AUROC, p@K, p@100, the AUROC within each
+split, the train rows in the top 100, and each flag's precision.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ LAYERS = {
     "model": 2, "suspicion": 2,
     "images": 3, "history": 3, "effect": 3, "agreement": 3, "review": 3, "lock": 3,
     "status": 4, "versions": 4, "splits": 4, "reeval": 4, "cap": 4, "augment": 4, "report": 4, "project": 4,
-    "quickstart": 4, "doctor": 4,
+    "quickstart": 4, "doctor": 4, "review_page": 4,
     "sync": 5, "watch": 5,
     "cli": 6,
     "reference": 7,

@@ -54,6 +54,7 @@ SECURITY_HEADERS = {
                                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
     "X-Frame-Options": "DENY"}
+IMAGE_COLUMNS = ["id", "image", "url"]  # what image_files finds a row's image by
 DUPLICATE_OF = re.compile(r"dup-of:([A-Za-z0-9_-]{1,64})")
 
 Progress = Callable[[str], None]
@@ -136,7 +137,9 @@ class Review:
         self.loaded: dict[str, dict[str, str]] = {}  # cells as read at the last load
         self.known: dict[str, dict[str, str]] = {}  # cells as read, and as written since
         self.first: dict[str, dict[str, str]] = {}  # cells when the server first saw each row
-        self.files: dict[str, Path] = {}
+        self.table = pd.DataFrame(columns=tbl.COLUMNS)
+        self.files: dict[str, Path] = {}  # every row's image, found in the background after a load
+        self.loads = 0  # how many times the table's images changed: which background search is current
         self.flags: dict[str, str] = {}
         self.run = None
         self.unit: np.ndarray | None = None
@@ -154,10 +157,30 @@ class Review:
             for i, c in cells.items():
                 self.first.setdefault(i, dict(c))
             self.flags = dict(zip(rows["id"], rows["flags"]))
-        self.files = image_files(self.root, table, access_of(self.root, self.config))
+            same_images = table[IMAGE_COLUMNS].equals(self.table[IMAGE_COLUMNS])
+            self.table = table
+            if not same_images:
+                self.files, self.loads = {}, self.loads + 1
+        if not same_images:  # every row's image takes a while on a large table: the first suspect's does not wait
+            threading.Thread(target=self.find_files, args=(table, self.loads), daemon=True).start()
         self.load_run()
         return {**rows, "project": self.root.resolve().name, "table": self.backend.describe(),
                 "changed": self.changed(), "has_run": self.run is not None}
+
+    def find_files(self, table: pd.DataFrame, load: int) -> None:
+        files = image_files(self.root, table, access_of(self.root, self.config))
+        with self.lock:
+            if load == self.loads:  # not a table read before the last change of images
+                self.files = files
+
+    def file_of(self, row_id: str) -> Path | None:
+        """The row's image file: found already, or looked up alone (report.image_files' rules)."""
+        with self.lock:
+            found, table = self.files.get(row_id), self.table
+        if found is not None:
+            return found
+        rows = table[table["id"].str.strip() == row_id]
+        return image_files(self.root, rows, access_of(self.root, self.config)).get(row_id) if len(rows) else None
 
     def load_run(self) -> None:
         """The last trained run's embeddings, for neighbours and the map; none before the first sync."""
@@ -165,13 +188,15 @@ class Review:
 
         state = self.root / STATE_DIR
         try:
-            run = load_run(state, latest_run_id(state, self.backend.read_results()))
+            run_id = latest_run_id(state, self.backend.read_results())
+            if self.run is not None and run_id == self.run.run_id:
+                return
+            run = load_run(state, run_id)
         except DcloopError:
             self.run, self.unit, self.run_rows = None, None, {}
             return
-        if self.run is None or run.run_id != self.run.run_id:
-            self.run, self.unit = run, unit_rows(run.embeddings) if len(run.ids) else None
-            self.run_rows = {i: n for n, i in enumerate(run.ids.tolist())}
+        self.run, self.unit = run, unit_rows(run.embeddings) if len(run.ids) else None
+        self.run_rows = {i: n for n, i in enumerate(run.ids.tolist())}
 
     def changed(self) -> int:
         """Rows whose label, split or reviewed differ from when this server first saw them."""
@@ -197,14 +222,16 @@ class Review:
                 other = str(self.run.ids[n])
                 if other in ids:
                     found.append({"id": other, "label": labels[other], "sim": round(sim, 3)})
-        dups = duplicates_of(row_id, self.flags.get(row_id, ""), self.files, ids)
+        with self.lock:
+            files = self.files
+        dups = duplicates_of(row_id, self.flags.get(row_id, ""), files, ids)
         return {"id": row_id, "neighbours": found,
                 "duplicates": [{"id": i, "label": labels[i]} for i in dups]}
 
     def image(self, row_id: str, size: str) -> bytes | None:
         """A PNG of the row's image from the project's cache (report.Thumbnails), or None."""
-        path = self.files.get(row_id)
-        if path is None or size not in IMAGE_SIZES:
+        path = self.file_of(row_id) if size in IMAGE_SIZES else None
+        if path is None:
             return None
         return Thumbnails(self.root / STATE_DIR / "cache", IMAGE_SIZES[size]).one(path)[1]
 
@@ -398,6 +425,10 @@ class ReviewServer(ThreadingHTTPServer):
         self.origins = {f"http://{h}" for h in self.hosts}
         self.writer = Writer(review, window, progress)
         self.sync = SyncRun(review.root)
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a page closed mid-answer is no error
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

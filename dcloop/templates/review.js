@@ -68,7 +68,14 @@
       counts();
       document.body.setAttribute("data-ready", "1");
       if (!d.has_run) say("No trained run yet: neighbours and the map appear after the first dcloop sync.", true);
-      return loadMap();
+      var image = byId("image");
+      if (current() === undefined || image.complete) return loadMap();
+      // the first image first: on a large table the map's points can wait a moment
+      return new Promise(function (done) {
+        var go = function () { image.removeEventListener("load", go); image.removeEventListener("error", go); done(loadMap()); };
+        image.addEventListener("load", go);
+        image.addEventListener("error", go);
+      });
     }).catch(function (e) { say("Could not load the table: " + e.message); });
   }
 

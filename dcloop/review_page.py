@@ -39,6 +39,7 @@ from .config import STATE_DIR, Config
 from .errors import DcloopError
 from .fsutil import is_safe_name
 from .images import access_of
+from .progress import Progress, quiet
 from .report import Thumbnails, image_files, latest_run_id, load_run, projection
 
 BATCH_SECONDS = 0.4  # decisions made within this long go in one write (one Sheets request, not one each)
@@ -56,13 +57,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY"}
 IMAGE_COLUMNS = ["id", "image", "url"]  # what image_files finds a row's image by
 DUPLICATE_OF = re.compile(r"dup-of:([A-Za-z0-9_-]{1,64})")
-
-Progress = Callable[[str], None]
-
-
-def quiet(message: str) -> None:
-    pass
-
 
 # ---- pure: what the page shows, what a decision may write ------------------------------------
 

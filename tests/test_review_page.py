@@ -449,6 +449,21 @@ def test_the_page_shows_a_refusal_when_the_row_was_edited_in_the_table(page, pro
     assert driver.find_element("tag name", "body").get_attribute("data-changed") == "0"
 
 
+def test_a_sync_from_the_page_shows_its_progress_and_the_new_score(page, project):
+    driver, _ = page
+    press(driver, "x")
+    driver.find_element("id", "sync").click()
+    seen, deadline = set(), time.monotonic() + 300
+    while (state := driver.find_element("tag name", "body").get_attribute("data-sync")) in (None, "running"):
+        assert time.monotonic() < deadline, "the sync did not end"
+        seen.add(driver.find_element("id", "sync-status").text.split(":")[0])
+        time.sleep(0.2)
+    assert state == "done" and "syncing" in seen
+    status = driver.find_element("id", "sync-status").text
+    assert status.startswith("sync done:") and "Score: val" in status
+    assert len(read_csv(project / "results.csv")) == 2
+
+
 def drag(driver, points):
     """Press the mouse at the first point of the map (offsets from its centre), move through the others, release."""
     from selenium.webdriver.common.action_chains import ActionChains

@@ -420,6 +420,7 @@
   // ---- a sync from the page ----
 
   function startSync() {
+    byId("sync").blur();
     byId("sync").disabled = true;
     api("api/sync", {}).then(followSync).catch(function (e) { byId("sync").disabled = false; say("Sync: " + e.message); });
   }

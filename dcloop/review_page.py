@@ -69,7 +69,7 @@ def rows_json(table: pd.DataFrame, classes: list[str]) -> dict:
             "reviewed": reviewed.tolist(), "model": table["prediction"].str.strip().tolist(),
             "conf": table["confidence"].str.strip().tolist(), "susp": table["suspicion"].str.strip().tolist(),
             "flags": table["flags"].str.strip().tolist(), "queue": table.index.get_indexer(queue.index).tolist(),
-            "kinds": sorted(set().union(*map(tbl.kinds_in, queue["flags"])) if len(queue) else []),
+            "kinds": sorted(set().union(*map(tbl.kinds_in, queue["flags"].unique())) if len(queue) else []),
             "classes": classes, "splits": tbl.SPLITS}
 
 

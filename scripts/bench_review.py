@@ -149,7 +149,8 @@ def main() -> None:
         start_s = time.perf_counter() - started
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            server.review.find_files(server.review.table, server.review.loads)  # not racing the figure below
+            while not server.review.files:  # the background search of every row's image, not racing the figure
+                time.sleep(0.05)
             cold, cold_cpu, state_bytes = first_suspect(server)
             warm, warm_cpu, _ = first_suspect(server)
             browser = in_browser(server.url, Path(scratch) / "profile") if args.browser else None

@@ -496,6 +496,31 @@ def test_a_box_on_the_map_relabels_its_rows_after_a_confirmation_that_lists_them
     unlisted = after.index.difference(listed)
     assert after.loc[unlisted, "label"].equals(before.loc[unlisted, "label"])
     assert len(listed) + int((before.loc[after.index.difference(listed), "label"] == "7").sum()) >= picked
+    press(driver, "u")  # one undo takes the whole relabel back
+    assert labels(project)["label"].equals(before["label"].reindex(labels(project).index))
+
+
+def test_the_filters_narrow_the_walk(page, project):
+    from selenium.webdriver.support.ui import Select
+
+    driver, server = page
+    state = api(server, "api/state")
+    queue = [state["id"][n] for n in state["queue"]]
+    table = labels(project)
+    Select(driver.find_element("id", "f-class")).select_by_value("7")
+    sevens = [i for i in queue if table.loc[i, "label"] == "7"]
+    assert driver.find_element("id", "position").text == f"1 / {len(sevens)}" and current_row(driver) == sevens[0]
+    Select(driver.find_element("id", "f-split")).select_by_value("val")
+    wanted = [i for i in sevens if table.loc[i, "split"] == "val"]
+    assert driver.find_element("id", "position").text == (f"1 / {len(wanted)}" if wanted else "no rows match")
+    Select(driver.find_element("id", "f-split")).select_by_value("")
+    press(driver, "k")  # reviewed now; the walk keeps its rows until the filter changes
+    Select(driver.find_element("id", "f-reviewed")).select_by_value("yes")
+    assert driver.find_element("id", "position").text == "1 / 1" and current_row(driver) == sevens[0]
+    Select(driver.find_element("id", "f-reviewed")).select_by_value("no")
+    assert driver.find_element("id", "position").text == f"1 / {len(sevens) - 1}"
+    kinds = [o.get_attribute("value") for o in Select(driver.find_element("id", "f-kind")).options]
+    assert kinds[0] == "" and set(kinds[1:]) == set(state["kinds"])
 
 
 def test_a_lasso_on_the_map_puts_its_rows_in_the_queue(page, project):

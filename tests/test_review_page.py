@@ -248,6 +248,22 @@ def test_decisions_made_within_the_window_go_in_one_write(project):
     assert (backend.read().set_index("id").loc[ids, "reviewed"] == "ok").all()
 
 
+def test_decisions_within_the_window_are_one_write_to_a_google_sheet(project, emulator, open_sheet, blank_sheet):
+    backend = open_sheet(blank_sheet, CLASSES)
+    backend.create(read_csv(project / "labels.csv"))
+    with serving(project, backend, window=0.5) as server:
+        state = api(server, "api/state")
+        ids = [state["id"][n] for n in state["queue"][:6]]
+        table = tbl.normalize(backend.read(), "t").set_index("id")
+        emulator.reset_counts()
+        with ThreadPoolExecutor(6) as pool:
+            done = list(pool.map(lambda i: api(server, "api/decide", {"decisions": [
+                decision(i, table.loc[i], split="exclude")]}), ids))
+    assert all(d["results"][0]["ok"] for d in done)
+    assert emulator.api_calls("values.batchUpdateByDataFilter") == 1
+    assert (tbl.normalize(backend.read(), "t").set_index("id").loc[ids, "split"] == "exclude").all()
+
+
 @pytest.mark.parametrize("kind", ["xlsx", "gsheet"])
 def test_the_same_decisions_and_refusals_on_xlsx_and_a_google_sheet(project, kind, request):
     from dcloop.backends.xlsx import XlsxBackend

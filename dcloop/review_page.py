@@ -462,7 +462,8 @@ class Handler(BaseHTTPRequestHandler):
         return unquote(rest)
 
     def refuse(self, status: HTTPStatus, why: str) -> None:
-        self.send(status, json.dumps({"error": why}).encode(), "application/json")
+        self.close_connection = True  # a body it did not read must not be taken for the next request
+        self.send(status, json.dumps({"error": why}).encode(), "application/json", {"Connection": "close"})
         return None
 
     def redirect(self, where: str) -> None:
@@ -472,11 +473,11 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         return None
 
-    def send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
+    def send(self, status: HTTPStatus, body: bytes, kind: str, headers: dict | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in {**SECURITY_HEADERS, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -526,9 +527,12 @@ class Handler(BaseHTTPRequestHandler):
         # JSON only: a form cannot send it, and a script elsewhere would need a preflight this server never grants
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             return self.refuse(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send JSON")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            return self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too large")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            return self.refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "a JSON body of at most 4 MiB, with its length")
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:

@@ -423,6 +423,8 @@ def test_the_page_by_keyboard_label_accept_keep_exclude_undo_and_arrows(page, pr
     assert driver.find_element("id", "row-label").text == before.loc[first, "label"]
     assert driver.find_element("id", "row-model").text.startswith(before.loc[first, "prediction"])
     assert before.loc[first, "flags"].split(";")[0].strip() in driver.find_element("id", "row-flags").text
+    legend = driver.find_element("id", "keys").text.splitlines()
+    assert legend[:6] == ["0", "label 0", "1", "label 1", "7", "label 7"]
     new = next(k for k in CLASSES if k != before.loc[first, "label"])
     press(driver, new)                                   # a digit: the label
     second = current_row(driver)
@@ -478,6 +480,34 @@ def test_a_sync_from_the_page_shows_its_progress_and_the_new_score(page, project
     status = driver.find_element("id", "sync-status").text
     assert status.startswith("sync done:") and "Score: val" in status
     assert len(read_csv(project / "results.csv")) == 2
+
+
+def test_classes_with_names_are_typed_by_their_first_letters(tmp_path):
+    root = tmp_path / "named"
+    rows = split_rows(write_digits(root / "images", per_class=3))
+    rows["label"] = rows["label"].map({"0": "cat", "1": "cow", "7": "dog"})
+    init_project(root, rows)
+    table = read_csv(root / "labels.csv")
+    table["suspicion"] = [f"{0.9 - n / 100:.2f}" for n in range(len(table))]  # a queue without training
+    table.to_csv(root / "labels.csv", index=False)
+    order = table["id"].tolist()
+    with serving(root, window=0.05) as server:
+        driver = browser(tmp_path / "profile")
+        try:
+            driver.get(server.url)
+            while driver.find_element("tag name", "body").get_attribute("data-ready") != "1":
+                time.sleep(0.05)
+            legend = driver.find_element("id", "keys").text.splitlines()
+            assert legend[:6] == ["1 or ca", "label cat", "2 or co", "label cow", "3 or d", "label dog"]
+            press(driver, "d")
+            press(driver, "c", "o")
+            press(driver, "3")
+            press(driver, "k")
+        finally:
+            driver.quit()
+    after = labels(root)
+    assert after.loc[order[:3], "label"].tolist() == ["dog", "cow", "dog"]
+    assert after.loc[order[3], "reviewed"] == "ok"
 
 
 def drag(driver, points):

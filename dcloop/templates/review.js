@@ -240,6 +240,9 @@
 
   // ---- keys ----
 
+  // Digits pick classes by position (1 the first, 0 the tenth) unless class names start with digits.
+  function byPosition() { return !R.classes.some(function (c) { return /^[0-9]/.test(c); }); }
+
   function typeKey(typed, now) {
     var t = typed.toLowerCase();
     var starts = R.classes.filter(function (c) { return c.toLowerCase().indexOf(t) === 0; });
@@ -248,7 +251,7 @@
     S.typed = "";
     if (starts.length === 1) return decide({label: starts[0]});
     if (!starts.length) {
-      var k = /^[0-9]$/.test(typed) ? (typed === "0" ? 9 : Number(typed) - 1) : -1;
+      var k = /^[0-9]$/.test(typed) && byPosition() ? (typed === "0" ? 9 : Number(typed) - 1) : -1;
       if (k >= 0 && k < R.classes.length) return decide({label: R.classes[k]});
       return say("No class starts with " + JSON.stringify(typed) + ".", true);
     }
@@ -282,9 +285,15 @@
   function keysLegend() {
     var keys = clear(byId("keys"));
     var add = function (k, what) { keys.append(el("dt", {text: k}), el("dd", {text: what})); };
+    var starts = function (p) { return R.classes.filter(function (c) { return c.toLowerCase().indexOf(p) === 0; }); };
     R.classes.forEach(function (c, n) {
-      var letters = /^[kxu]/i.test(c) ? "" : " or " + c.slice(0, 1);
-      add(n < 10 ? String((n + 1) % 10) : "", "label " + c + (/^[0-9]/.test(c) ? "" : letters));
+      var keys = [], typed = c;
+      for (var k = 1; k <= c.length; k++) {  // the shortest start that names this class alone
+        if (starts(c.slice(0, k).toLowerCase()).length === 1) { typed = c.slice(0, k); break; }
+      }
+      if (n < 10 && byPosition()) keys.push(String((n + 1) % 10));
+      if (/^[0-9]/.test(c) || !/^[kxu]/i.test(c)) keys.push(typed);
+      add(keys.join(" or "), "label " + c);
     });
     add("Enter", "accept the model's class");
     add("k", "keep the label (reviewed = ok)");

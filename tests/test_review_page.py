@@ -358,6 +358,35 @@ def test_a_sync_started_from_the_page_runs_as_dcloop_sync_and_reports_the_score(
     assert not (project / ".dcloop" / "lock").read_text().strip()  # the lock was taken and given back
 
 
+def test_a_sync_from_the_page_while_another_command_holds_the_lock_fails_and_says_so(project):
+    from dcloop.lock import project_lock
+
+    config = load_config(project, environ={})
+    with serving(project) as server, project_lock(project, config, "dcloop restore"):
+        assert api(server, "api/sync", {})["started"]
+        deadline = time.monotonic() + 120
+        while (found := api(server, "api/sync"))["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert found["state"] == "failed" and found["rc"] == 3
+    assert any("dcloop restore" in line for line in found["lines"])
+
+
+def test_the_command_prints_the_url_opens_the_browser_and_stops_on_ctrl_c(project, monkeypatch):
+    from click.testing import CliRunner
+
+    from dcloop.cli import cli
+
+    opened = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    monkeypatch.setattr(rp.ReviewServer, "serve_forever", lambda self, poll_interval: (_ for _ in ()).throw(
+        KeyboardInterrupt()))  # Ctrl-C as soon as it serves
+    result = CliRunner().invoke(cli, ["review", str(project), "--open"])
+    assert result.exit_code == 0, result.output
+    url = result.stdout.strip()
+    assert opened == [url] and url.startswith("http://127.0.0.1:")
+    assert "row(s) changed in labels.csv" in result.stderr
+
+
 # ---- the page in a real browser ---------------------------------------------------------------
 
 def browser(profile: Path):

@@ -402,6 +402,7 @@ def browser(profile: Path):
                      "--disable-background-networking", "--disable-component-update", "--no-first-run",
                      "--disable-extensions", "--window-size=1400,1300", f"--user-data-dir={profile}"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors, CSP violations
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
 
 
@@ -479,6 +480,8 @@ def test_the_page_by_keyboard_label_accept_keep_exclude_undo_and_arrows(page, pr
     assert current_row(driver) == third
     assert driver.find_element("id", "message").text.startswith("Undone")
     assert driver.find_element("tag name", "body").get_attribute("data-changed") == str(changed - 1)
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert [m for m in errors if "/favicon.ico" not in m] == []  # the browser asks for one, without the token
 
 
 def test_the_page_shows_a_refusal_when_the_row_was_edited_in_the_table(page, project):

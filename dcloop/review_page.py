@@ -86,11 +86,19 @@ def allowed_cell(column: str, value: str, loaded: str, classes: list[str]) -> st
     return text if text in ok else None
 
 
-def duplicates_of(row_id: str, flags: str, files: dict[str, Path], ids: set[str]) -> list[str]:
-    """Rows with the same image file as ``row_id``, and those its dup-of flags name, that the table has."""
-    same = [i for i, path in files.items() if i != row_id and row_id in files and path == files[row_id]]
+def duplicates_of(row_id: str, flags: str, same_file: list[str], ids) -> list[str]:
+    """The rows ``same_file`` (those with the row's image file) and those its dup-of flags name, that
+    ``ids`` has, the row itself left out."""
     named = DUPLICATE_OF.findall(flags)
-    return [i for i in dict.fromkeys(same + named) if i in ids and i != row_id]
+    return [i for i in dict.fromkeys([*same_file, *named]) if i in ids and i != row_id]
+
+
+def by_file(files: dict[str, Path]) -> dict[Path, list[str]]:
+    """The rows of each image file that more than one row has."""
+    rows: dict[Path, list[str]] = {}
+    for row_id, path in files.items():
+        rows.setdefault(path, []).append(row_id)
+    return {path: ids for path, ids in rows.items() if len(ids) > 1}
 
 
 def nearest(unit: np.ndarray, row: int, k: int = NEIGHBOURS_SHOWN) -> list[tuple[int, float]]:
@@ -133,6 +141,7 @@ class Review:
         self.first: dict[str, dict[str, str]] = {}  # cells when the server first saw each row
         self.table = pd.DataFrame(columns=tbl.COLUMNS)
         self.files: dict[str, Path] = {}  # every row's image, found in the background after a load
+        self.same_file: dict[Path, list[str]] = {}  # rows that share an image file
         self.loads = 0  # how many times the table's images changed: which background search is current
         self.flags: dict[str, str] = {}
         self.run = None
@@ -154,7 +163,7 @@ class Review:
             same_images = table[IMAGE_COLUMNS].equals(self.table[IMAGE_COLUMNS])
             self.table = table
             if not same_images:
-                self.files, self.loads = {}, self.loads + 1
+                self.files, self.same_file, self.loads = {}, {}, self.loads + 1
         if not same_images:  # every row's image takes a while on a large table: the first suspect's does not wait
             threading.Thread(target=self.find_files, args=(table, self.loads), daemon=True).start()
         self.load_run()
@@ -165,7 +174,7 @@ class Review:
         files = image_files(self.root, table, access_of(self.root, self.config))
         with self.lock:
             if load == self.loads:  # not a table read before the last change of images
-                self.files = files
+                self.files, self.same_file = files, by_file(files)
 
     def file_of(self, row_id: str) -> Path | None:
         """The row's image file: found already, or looked up alone (report.image_files' rules)."""
@@ -207,20 +216,14 @@ class Review:
 
     def item_json(self, row_id: str) -> dict:
         """A row's nearest neighbours (from the run's embeddings) and duplicates, as ids the table has."""
+        near = nearest(self.unit, self.run_rows[row_id]) if self.unit is not None and row_id in self.run_rows else []
         with self.lock:
-            ids = set(self.known)
-            labels = {i: c["label"] for i, c in self.known.items()}
-        found = []
-        if self.unit is not None and row_id in self.run_rows:
-            for n, sim in nearest(self.unit, self.run_rows[row_id]):
-                other = str(self.run.ids[n])
-                if other in ids:
-                    found.append({"id": other, "label": labels[other], "sim": round(sim, 3)})
-        with self.lock:
-            files = self.files
-        dups = duplicates_of(row_id, self.flags.get(row_id, ""), files, ids)
-        return {"id": row_id, "neighbours": found,
-                "duplicates": [{"id": i, "label": labels[i]} for i in dups]}
+            known, same = self.known, self.same_file.get(self.files.get(row_id), [])
+            found = [{"id": i, "label": known[i]["label"], "sim": round(sim, 3)}
+                     for i, sim in ((str(self.run.ids[n]), sim) for n, sim in near) if i in known]
+            dups = duplicates_of(row_id, self.flags.get(row_id, ""), same, known)
+            return {"id": row_id, "neighbours": found,
+                    "duplicates": [{"id": i, "label": known[i]["label"]} for i in dups]}
 
     def image(self, row_id: str, size: str) -> bytes | None:
         """A PNG of the row's image from the project's cache (report.Thumbnails), or None."""

@@ -1,6 +1,6 @@
 """Time the review page's first suspect for a project of N rows (default 10,000), without training.
 
-    python scripts/bench_review.py [--rows 10000] [--keep DIR] [--browser] [--json]
+    python scripts/bench_review.py [--rows 10000] [--keep DIR] [--browser [--decide N]] [--json]
 
 The table cycles over the quickstart's 1,797 digit images, each written again with one pixel changed
 so that every row has its own image. What a sync leaves is laid down synthetically: prediction,
@@ -11,7 +11,8 @@ The figure is what a browser fetches before the first suspect shows, in order, o
 server started on the project: the page, its script and style, api/state (the table read, the
 suspects ranked, every row sent), the first suspect's neighbours and its large image. It is
 measured twice: cold (no thumbnail made yet) and warm. With --browser, headless Chromium (through
-the system's chromedriver) also loads the page until the first image is shown.
+the system's chromedriver) also loads the page until the first image is shown, and with --decide N
+presses k N times: decisions per minute at machine speed (WebDriver's key events, not a person).
 """
 
 from __future__ import annotations
@@ -105,10 +106,13 @@ def first_suspect(server) -> tuple[float, float, int]:
     return time.perf_counter() - started, time.process_time() - cpu, len(state)
 
 
-def in_browser(url: str, profile: Path) -> float:
-    """Seconds from navigation until the first suspect's image is shown, in headless Chromium."""
+def in_browser(url: str, profile: Path, decide: int) -> tuple[float, float | None]:
+    """Seconds from navigation until the first suspect's image is shown, in headless Chromium; then,
+    with ``decide``, keep decisions per minute: 'k' pressed that many times as fast as WebDriver sends
+    keys, until the last one is written (machine speed, not a person's)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
@@ -122,7 +126,16 @@ def in_browser(url: str, profile: Path) -> float:
         while not driver.execute_script("var i = document.getElementById('image');"
                                         "return i && i.complete && i.naturalWidth > 0;"):
             time.sleep(0.01)
-        return time.perf_counter() - started
+        first = time.perf_counter() - started
+        if not decide:
+            return first, None
+        started = time.perf_counter()
+        for _ in range(decide):
+            ActionChains(driver).send_keys("k").perform()
+        time.sleep(0.05)
+        while driver.execute_script("return document.body.getAttribute('data-pending')") != "0":
+            time.sleep(0.01)
+        return first, decide / ((time.perf_counter() - started) / 60)
     finally:
         driver.quit()
 
@@ -133,6 +146,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="build the project in this folder and keep it (reused)")
     parser.add_argument("--browser", action="store_true", help="also time headless Chromium")
+    parser.add_argument("--decide", type=int, default=0, metavar="N",
+                        help="with --browser: press k N times and report decisions per minute (machine speed)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dcloop-bench-review-") as scratch:
@@ -153,7 +168,8 @@ def main() -> None:
                 time.sleep(0.05)
             cold, cold_cpu, state_bytes = first_suspect(server)
             warm, warm_cpu, _ = first_suspect(server)
-            browser = in_browser(server.url, Path(scratch) / "profile") if args.browser else None
+            browser, per_minute = (in_browser(server.url, Path(scratch) / "profile", args.decide) if args.browser
+                                   else (None, None))
         finally:
             server.shutdown()
             server.close()
@@ -161,7 +177,8 @@ def main() -> None:
     figures = {"rows": rows, "server_start_s": round(start_s, 2), "first_suspect_cold_s": round(cold, 3),
                "first_suspect_cold_cpu_s": round(cold_cpu, 3), "first_suspect_warm_s": round(warm, 3),
                "first_suspect_warm_cpu_s": round(warm_cpu, 3), "state_kib": state_bytes // 1024,
-               **({"browser_first_image_s": round(browser, 3)} if browser is not None else {})}
+               **({"browser_first_image_s": round(browser, 3)} if browser is not None else {}),
+               **({"keyboard_decisions_per_minute": round(per_minute)} if per_minute else {})}
     if args.json:
         print(json.dumps(figures))
     else:

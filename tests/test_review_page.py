@@ -123,7 +123,8 @@ def test_nearest_neighbours_and_duplicates():
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     assert [n for n, _ in rp.nearest(unit, 0, 2)] == [1, 2]
     files = {"a": Path("x.png"), "b": Path("x.png"), "c": Path("y.png")}
-    assert rp.duplicates_of("a", "dup-of:c (val) +1; dup-of:../etc", files, {"a", "b", "c"}) == ["b", "c"]
+    assert rp.by_file(files) == {Path("x.png"): ["a", "b"]}
+    assert rp.duplicates_of("a", "dup-of:c (val) +1; dup-of:../etc", ["a", "b"], {"a", "b", "c"}) == ["b", "c"]
 
 
 # ---- the server -------------------------------------------------------------------------------

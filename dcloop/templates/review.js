@@ -48,9 +48,9 @@
   }
   function isReviewed(n) { var v = R.reviewed[n].trim().toLowerCase(); return v === "ok" || v === "true"; }
   function cells(n) { return {label: R.label[n], split: R.split[n], reviewed: R.reviewed[n]}; }
-  function put(n, c) {
+  function put(n, c, moving) {
     R.label[n] = c.label; R.split[n] = c.split; R.reviewed[n] = c.reviewed;
-    if (current() === n) show();
+    if (current() === n && !moving) show();
     drawMap();
   }
   function current() { return S.list.length ? S.list[S.cursor] : undefined; }
@@ -184,7 +184,7 @@
     var entry = {items: [{n: n, before: before, after: after}]};
     S.undo.push(entry);
     S.done[R.id[n]] = describe(changes);
-    send(entry.items, entry);
+    send(entry.items, entry, true);  // the page moves on: the row is not shown again first
     move(1);
   }
 
@@ -199,8 +199,8 @@
     say("Undone: " + entry.items.length + " row(s) back as they were.", true);
   }
 
-  function send(items, entry) {
-    items.forEach(function (it) { put(it.n, it.after); });
+  function send(items, entry, moving) {
+    items.forEach(function (it) { put(it.n, it.after, moving); });
     pending(1);
     var body = {decisions: items.map(function (it) {
       return {id: R.id[it.n], label: it.after.label, split: it.after.split, reviewed: it.after.reviewed};
@@ -327,7 +327,15 @@
     return k < 0 ? "#b8b8b8" : "hsl(" + Math.round((k * 137.508) % 360) + ",60%,45%)";
   }
 
-  function drawMap() {
+  function drawMap() {  // at most once a frame, however many decisions come in
+    if (MAP) {
+      byId("map").setAttribute("data-points", String(MAP.x.length));
+      byId("map").setAttribute("data-picked", String(S.picked.length));
+    }
+    if (!S.drawing) S.drawing = requestAnimationFrame(function () { S.drawing = 0; paintMap(); });
+  }
+
+  function paintMap() {
     var c = byId("map"), g = c.getContext("2d");
     g.clearRect(0, 0, c.width, c.height);
     if (!MAP || !R) return;
@@ -348,8 +356,6 @@
       else { g.beginPath(); g.moveTo(a[0], a[1]); pts.forEach(function (p) { g.lineTo(p[0], p[1]); }); g.closePath(); g.stroke(); }
       g.setLineDash([]);
     }
-    c.setAttribute("data-points", String(MAP.x.length));
-    c.setAttribute("data-picked", String(S.picked.length));
   }
 
   function inside(p, poly) {  // even-odd rule

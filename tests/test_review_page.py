@@ -129,6 +129,7 @@ def test_nearest_neighbours_and_duplicates():
 
 # ---- the server -------------------------------------------------------------------------------
 
+@pytest.mark.training  # the module's project is trained once
 def test_the_page_state_walks_the_suspects_and_serves_images_by_id(project):
     with serving(project) as server:
         state = api(server, "api/state")
@@ -151,6 +152,7 @@ def test_the_page_state_walks_the_suspects_and_serves_images_by_id(project):
         assert "default-src 'none'" in headers["Content-Security-Policy"]
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_decisions_reach_the_table_and_touch_nothing_else(project):
     before = labels(project)
     with serving(project) as server:
@@ -170,6 +172,7 @@ def test_decisions_reach_the_table_and_touch_nothing_else(project):
     pd.testing.assert_frame_equal(after.reindex(expected.index)[expected.columns], expected)
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_a_row_edited_in_the_table_since_the_page_loaded_it_is_refused_with_a_message(project):
     with serving(project) as server:
         state = api(server, "api/state")
@@ -191,6 +194,7 @@ def test_a_row_edited_in_the_table_since_the_page_loaded_it_is_refused_with_a_me
     assert labels(project).loc[first, "label"] == mine
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_values_that_are_not_classes_splits_or_known_rows_are_refused(project):
     before = (project / "labels.csv").read_bytes()
     with serving(project) as server:
@@ -206,6 +210,7 @@ def test_values_that_are_not_classes_splits_or_known_rows_are_refused(project):
     assert (project / "labels.csv").read_bytes() == before
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_the_token_the_host_and_the_origin_are_checked(project):
     with serving(project) as server:
         port = server.server_address[1]
@@ -235,6 +240,7 @@ class CountingBackend(MemoryBackend):
         return super().decide(decisions)
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_decisions_made_within_the_window_go_in_one_write(project):
     backend = CountingBackend(read_csv(project / "labels.csv"))
     with serving(project, backend, window=0.5) as server:
@@ -249,6 +255,7 @@ def test_decisions_made_within_the_window_go_in_one_write(project):
     assert (backend.read().set_index("id").loc[ids, "reviewed"] == "ok").all()
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_decisions_within_the_window_are_one_write_to_a_google_sheet(project, emulator, open_sheet, blank_sheet):
     backend = open_sheet(blank_sheet, CLASSES)
     backend.create(read_csv(project / "labels.csv"))
@@ -265,6 +272,7 @@ def test_decisions_within_the_window_are_one_write_to_a_google_sheet(project, em
     assert (tbl.normalize(backend.read(), "t").set_index("id").loc[ids, "split"] == "exclude").all()
 
 
+@pytest.mark.training  # the module's project is trained once
 @pytest.mark.parametrize("kind", ["xlsx", "gsheet"])
 def test_the_same_decisions_and_refusals_on_xlsx_and_a_google_sheet(project, kind, request):
     from dcloop.backends.xlsx import XlsxBackend
@@ -319,6 +327,7 @@ def cli_process(*args) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_ctrl_c_writes_the_pending_decisions_and_exits_0(project):
     process = cli_process("review", project)
     try:
@@ -341,6 +350,7 @@ def test_ctrl_c_writes_the_pending_decisions_and_exits_0(project):
     assert not list(project.glob(".*.tmp*")) and not list(project.glob("*.tmp"))
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_a_sync_started_from_the_page_runs_as_dcloop_sync_and_reports_the_score(project):
     with serving(project) as server:
         state = api(server, "api/state")
@@ -359,6 +369,7 @@ def test_a_sync_started_from_the_page_runs_as_dcloop_sync_and_reports_the_score(
     assert not (project / ".dcloop" / "lock").read_text().strip()  # the lock was taken and given back
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_a_sync_from_the_page_while_another_command_holds_the_lock_fails_and_says_so(project):
     from dcloop.lock import project_lock
 
@@ -372,6 +383,7 @@ def test_a_sync_from_the_page_while_another_command_holds_the_lock_fails_and_say
     assert any("dcloop restore" in line for line in found["lines"])
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_the_command_prints_the_url_opens_the_browser_and_stops_on_ctrl_c(project, monkeypatch):
     from click.testing import CliRunner
 
@@ -444,6 +456,7 @@ def page(project, tmp_path):
             driver.quit()
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_the_page_by_keyboard_label_accept_keep_exclude_undo_and_arrows(page, project):
     from selenium.webdriver.common.keys import Keys
 
@@ -485,6 +498,7 @@ def test_the_page_by_keyboard_label_accept_keep_exclude_undo_and_arrows(page, pr
     assert [m for m in errors if "/favicon.ico" not in m] == []  # the browser asks for one, without the token
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_the_page_shows_a_refusal_when_the_row_was_edited_in_the_table(page, project):
     driver, _ = page
     first = current_row(driver)
@@ -500,6 +514,7 @@ def test_the_page_shows_a_refusal_when_the_row_was_edited_in_the_table(page, pro
     assert driver.find_element("tag name", "body").get_attribute("data-changed") == "0"
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_a_sync_from_the_page_shows_its_progress_and_the_new_score(page, project):
     driver, _ = page
     press(driver, "x")
@@ -553,6 +568,7 @@ def drag(driver, points):
     chain.release().perform()
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_a_box_on_the_map_relabels_its_rows_after_a_confirmation_that_lists_them(page, project):
     from selenium.webdriver.support.ui import Select
 
@@ -579,6 +595,7 @@ def test_a_box_on_the_map_relabels_its_rows_after_a_confirmation_that_lists_them
     assert labels(project)["label"].equals(before["label"].reindex(labels(project).index))
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_the_filters_narrow_the_walk(page, project):
     from selenium.webdriver.support.ui import Select
 
@@ -602,6 +619,7 @@ def test_the_filters_narrow_the_walk(page, project):
     assert kinds[0] == "" and set(kinds[1:]) == set(state["kinds"])
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_a_lasso_on_the_map_puts_its_rows_in_the_queue(page, project):
     from selenium.webdriver.support.ui import Select
 
@@ -618,6 +636,7 @@ def test_a_lasso_on_the_map_puts_its_rows_in_the_queue(page, project):
     assert (labels(project).loc[[state["id"][n] for n in state["queue"][:2]], "reviewed"] == "ok").all()
 
 
+@pytest.mark.training  # the module's project is trained once
 def test_decisions_per_minute_by_keyboard(page, project, capsys):
     """Machine speed, not a person's: 20 'keep' decisions pressed as fast as the page takes them."""
     driver, _ = page

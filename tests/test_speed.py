@@ -1,5 +1,6 @@
 """The fast path: thread choice, the quick schedule, the stat index, version hashing, parallel decoding."""
 
+import pytest
 import hashlib
 
 import numpy as np
@@ -23,6 +24,7 @@ def test_auto_threads_pick_one_or_all_usable_cores_and_restore_the_setting():
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.training
 def test_a_set_thread_count_is_used_for_training_and_then_restored(tmp_path):
     before = torch.get_num_threads()
     rng = np.random.default_rng(0)
@@ -39,6 +41,7 @@ def test_threads_do_not_change_the_model_fingerprint():
     assert ModelSection(threads=1).fingerprint() == ModelSection(threads=2).fingerprint()
 
 
+@pytest.mark.training
 def test_a_quick_sync_is_labelled_and_kept_out_of_the_score_history(make_project, config_of):
     root = make_project(overrides={"model": {"epochs": 20, "batch_size": 16, "threads": 1}})
     quick = sync(root, config_of(root), quick=True)

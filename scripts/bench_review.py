@@ -183,7 +183,7 @@ def main() -> None:
         print(json.dumps(figures))
     else:
         for key, value in figures.items():
-            print(f"{key:<24}{value}")
+            print(f"{key:<30}{value}")
 
 
 if __name__ == "__main__":

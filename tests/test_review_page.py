@@ -561,6 +561,10 @@ def test_classes_with_names_are_typed_by_their_first_letters(tmp_path):
 def drag(driver, points):
     """Press the mouse at the first point of the map (offsets from its centre), move through the others, release."""
     from selenium.webdriver.common.action_chains import ActionChains
+    deadline = time.monotonic() + 30
+    while driver.find_element("tag name", "body").get_attribute("data-map") != "1":  # it comes after the first image
+        assert time.monotonic() < deadline, "the map did not load"
+        time.sleep(0.05)
     canvas = driver.find_element("id", "map")
     chain = ActionChains(driver).move_to_element_with_offset(canvas, *points[0]).click_and_hold()
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
@@ -573,8 +577,8 @@ def test_a_box_on_the_map_relabels_its_rows_after_a_confirmation_that_lists_them
     from selenium.webdriver.support.ui import Select
 
     driver, _ = page
-    assert driver.find_element("id", "map").get_attribute("data-points") == "60"
     drag(driver, [(-355, -205), (0, 0), (20, 205)])  # the left half of the map, and a bit
+    assert driver.find_element("id", "map").get_attribute("data-points") == "60"
     picked = int(driver.find_element("id", "map").get_attribute("data-picked"))
     assert 0 < picked < 60
     Select(driver.find_element("id", "picked-class")).select_by_value("7")

@@ -313,6 +313,7 @@
                  y1: Math.max.apply(null, y)};
       byId("map-hint").textContent = d.axes.method ? "(" + d.axes.method + "; drag to select)" : "";
       drawMap();
+      document.body.setAttribute("data-map", "1");
     }).catch(function (e) { byId("map-hint").textContent = "(no map: " + e.message + ")"; });
   }
 

@@ -332,8 +332,6 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     ``quick`` trains on the quick schedule; its result row says kind "quick" and has its own
     model fingerprint, so it is never compared with full trainings.
     """
-    from . import model as fixed
-
     started = time.perf_counter()
     should_stop = StopRule(should_stop, config.sync.max_minutes, time.monotonic())
     config = quick_config(config) if quick else config
@@ -364,6 +362,8 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
                    f"model {config.model.fingerprint()}): not retraining. Use --force to retrain.")
         return SyncReport(recorded.version, recorded.new, changed, False, message,
                           flagged=checked.flags, findings=Findings.of(table))
+
+    from . import model as fixed  # torch: imported only when training (a no-change sync does without it)
 
     train_rows, val_rows, test_rows = (rows_of(checked, images, s) for s in ("train", "val", "test"))
     if not len(train_rows):

@@ -1,6 +1,10 @@
 """The fast path: thread choice, the quick schedule, the stat index, version hashing, parallel decoding."""
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -92,3 +96,22 @@ def test_parallel_decoding_keeps_the_order_and_reports_bad_files(tmp_path):
     assert np.array_equal(good[0], decode_one(paths[0], 8))
     pixels, errors = DecodedCache(tmp_path / "cache", 8).get({str(i): p for i, p in enumerate(paths)})
     assert set(errors) == {"2"} and len(pixels) == 5
+
+
+HEAVY_MODULES = ["torch", "torchvision", "sklearn", "scipy", "umap", "numba"]
+
+
+def test_a_no_change_sync_as_a_process_imports_no_heavy_module(make_project, config_of):
+    """torch alone takes seconds to import: a sync that finds nothing changed must not pay for it."""
+    root = make_project(overrides={"model": {"epochs": 1, "threads": 1}})
+    assert sync(root, config_of(root)).trained
+    probe = ("import atexit, json, sys\n"
+             f"atexit.register(lambda: print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules])))\n"
+             "from dcloop.cli import cli\n"
+             "cli()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", probe, "sync", str(root)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Nothing changed since run" in done.stdout + done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

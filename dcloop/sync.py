@@ -609,6 +609,7 @@ def result_row(run_id, version, changed, config, checked, parts, val_scores, tes
         "best_epoch": str(trained.best_epoch), "epochs": str(config.model.epochs),
         "preset": config.model.preset, "model_fingerprint": config.model.fingerprint(),
         "images_per_s": f"{trained.images_per_s:.0f}", "duration_s": f"{seconds:.1f}",
+        "threads": trained.threads_used,
     }
 
 

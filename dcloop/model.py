@@ -149,18 +149,19 @@ def step_seconds(settings, num_classes: int, device: torch.device, steps: int = 
 
 
 def time_threads(settings, num_classes: int, device: torch.device) -> dict[int, float]:
-    """Seconds of a training step at 1 thread and at all usable cores, timed now, each twice (the best kept).
+    """Seconds of a training step at 1 thread and at all usable cores, timed now (the median of 5 steps).
 
-    A count far slower than the best so far is given up on early (inf): under load two threads can
-    run 10-100x slower than one.
+    All cores are given up on early (inf) when far slower than 1 thread: under load two threads can
+    run 10-100x slower than one. Timed once each: a wrong start is put right while training (see
+    ThreadGovernor), and the timing runs before every training.
     """
     cores = usable_cores()
     previous, timed = torch.get_num_threads(), {1: np.inf, cores: np.inf}
     try:
-        for threads in (1, cores, 1, cores):
+        for threads in (1, cores):
             torch.set_num_threads(threads)
             budget = 3 * 6 * min(timed.values()) if np.isfinite(min(timed.values())) else np.inf
-            timed[threads] = min(timed[threads], step_seconds(settings, num_classes, device, give_up_after=budget))
+            timed[threads] = step_seconds(settings, num_classes, device, give_up_after=budget)
     finally:
         torch.set_num_threads(previous)
     return timed

@@ -254,7 +254,9 @@ class Augmented:
 def augment(root: Path, config: Config, budget: int, class_name: str | None = None, thin: bool = False,
             seed: int = 0, progress=None, backend: Backend | None = None) -> Augmented:
     """Make up to ``budget`` variants of train rows of ``class_name`` (or of the thin classes) and add them as rows."""
-    from .sync import counted_rows, load_images, pull, quiet
+    from .dataset import counted_rows, load_images
+    from .progress import quiet
+    from .pull import pull
 
     progress = progress or quiet
     if bool(class_name) == bool(thin):

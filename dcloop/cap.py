@@ -20,9 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import table as tbl
+from .backends import Backend, open_backend
 from .backends.csv import formula_safe, to_csv_text
+from .config import Config
+from .dataset import Images, counted_rows, load_images, stack
+from .errors import CapError
 from .fsutil import atomic_write_text
-from .history import read_json, read_last_trained
+from .progress import Progress, quiet
+from .pull import pull
+from .runs import last_run_id, load_predictions, read_flagged, state_dir
 from .table import AUGMENTED_FLAG, augmented_source, is_augmented
 
 COUNTED_SPLITS = ("train", "val")
@@ -150,13 +157,11 @@ def redundant(rows: pd.DataFrame, index: np.ndarray, similarity: np.ndarray, tak
 
 def last_run_evidence(state: Path) -> tuple[dict[str, np.ndarray], set[str]]:
     """({id: embedding}, flagged ids) of the last trained run; empty when there is none."""
-    run_id = read_last_trained(Path(state)).get("run_id", "")
-    run = Path(state) / "runs" / run_id
-    if not run_id or not (run / "predictions.npz").exists():
+    run_id = last_run_id(Path(state))
+    saved = load_predictions(Path(state), run_id) if run_id else None
+    if saved is None:
         return {}, set()
-    with np.load(run / "predictions.npz") as saved:
-        embeddings = dict(zip(saved["ids"].tolist(), saved["embeddings"]))
-    return embeddings, set(read_json(run / "flagged.json", []))
+    return dict(zip(saved.ids.tolist(), saved.embeddings)), set(read_flagged(Path(state), run_id))
 
 
 def evidence_for(rows: pd.DataFrame, state: Path) -> tuple[np.ndarray | None, dict[str, str]]:
@@ -217,3 +222,25 @@ def assess_cap(rows: pd.DataFrame, pixels: np.ndarray, state: Path, cap: int, pa
     suggestions = drop_candidates(rows, pixels, embeddings, flagged, len(rows) - cap)
     write_suggestions(path, suggestions)
     return CapFindings(len(rows), cap, counts, suggestions, path)
+# --- the cap in a sync, and looked at without one ---
+
+def check_cap(checked: tbl.Validated, images: Images, cap: int, root: Path) -> None:
+    """Over the cap: a CapError with the counts per class and split, and a file of rows to drop."""
+    rows = counted_rows(checked, images)
+    if len(rows) > cap:
+        findings = assess_cap(rows, stack(images, rows["id"]), state_dir(root), cap, root / SUGGESTIONS_FILE)
+        raise CapError(findings.message())
+
+
+def cap_findings(root: Path, config: Config, target: int | None = None, progress: Progress = quiet,
+                 backend: Backend | None = None):
+    """Count the rows the cap counts against ``target`` (default [project] cap); over it, write suggestions."""
+    root = Path(root)
+    backend = backend or open_backend(config, root)
+    checked = tbl.validate(pull(backend, config), config.project.classes)
+    images = load_images(root, config, checked, progress)
+    rows = counted_rows(checked, images)
+    limit = config.project.cap if target is None else target
+    return assess_cap(rows, stack(images, rows["id"]), state_dir(root), limit, root / SUGGESTIONS_FILE)
+
+

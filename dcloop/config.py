@@ -193,6 +193,26 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
+def validated(file: dict, env: dict, flags: dict, file_name: str) -> Config:
+    """The Config of the file's settings, DCLOOP_* variables over them and command-line flags over those;
+    a ConfigError names where each bad value came from (the flag, the variable or the file)."""
+    try:
+        return Config.model_validate(merge(merge(file, env), flags))
+    except ValidationError as e:
+        raise ConfigError("; ".join(f"{source_of(err['loc'], env, flags, file_name)}: "
+                                    f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
+
+
+def source_of(loc: tuple, env: dict, flags: dict, file_name: str) -> str:
+    """Where the value at ``loc`` ([section, field, ...]) was set: a flag, a variable, else the file."""
+    section, name = (list(map(str, loc)) + ["", ""])[:2]
+    if flags.get(section, {}).get(name) is not None:
+        return f"the command line (--{name.replace('_', '-')})"
+    if name in env.get(section, {}):
+        return f"the environment (DCLOOP_{section.upper()}_{name.upper()})"
+    return file_name
+
+
 def load_config(root: Path, overrides: dict | None = None, environ: dict | None = None) -> Config:
     """Read ROOT/dcloop.toml, apply DCLOOP_* variables, then ``overrides`` ({section: {field: value}})."""
     path = Path(root) / CONFIG_FILE
@@ -202,13 +222,7 @@ def load_config(root: Path, overrides: dict | None = None, environ: dict | None 
         data = tomllib.loads(config_text(path))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    data = merge(data, env_overrides(os.environ if environ is None else environ))
-    data = merge(data, overrides or {})
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path}: {problems}") from e
+    return validated(data, env_overrides(os.environ if environ is None else environ), overrides or {}, str(path))
 
 
 def config_text(path: Path) -> str:
@@ -226,12 +240,7 @@ def config_text(path: Path) -> str:
 
 def new_config(overrides: dict | None = None, environ: dict | None = None) -> Config:
     """A config for a new project: defaults, then DCLOOP_* variables, then ``overrides``."""
-    data = merge(env_overrides(os.environ if environ is None else environ), overrides or {})
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ConfigError(problems) from e
+    return validated({}, env_overrides(os.environ if environ is None else environ), overrides or {}, "the new project's settings")
 
 
 def to_toml(config: Config) -> str:

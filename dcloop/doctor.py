@@ -118,7 +118,7 @@ def check_table(root: Path, config: Config, found: Checkup) -> pd.DataFrame | No
         found.problem("label table", str(e))
         return None
     found.ok(backend.describe(), f"{len(table)} rows readable, and {len(results)} result row(s)")
-    return tbl.with_ids(table, tbl.assign_ids(table), config.table.default_split)
+    return tbl.with_assigned_ids(table, config.table.default_split)
 
 
 def check_lock_file(state: Path, found: Checkup) -> bool:

@@ -7,13 +7,13 @@ result row in ``runs/<run_id>/result.json`` and itself as the latest of its kind
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .agreement import edit_agreement
-from .history import read_json, state_error, write_json
+from .history import read_json, write_json
+from .runs import load_predictions, read_result, write_result
 
 SEED_FIELDS = ["seeds", "val_mean", "val_std", "test_mean", "test_std"]
 EFFECT_FIELDS = ["compared_run", "val_change", "test_change", "edits", "edits_model_agrees", "edits_old_agreed"]
@@ -93,14 +93,10 @@ def comparable_key(result: dict) -> str:
 
 def run_predictions(state: Path, run_id: str, classes: list[str]) -> tuple[dict, dict] | None:
     """({id: label}, {id: predicted class}) a run saved, or None when gone or made under other classes."""
-    path = Path(state) / "runs" / run_id / "predictions.npz"
-    if not run_id or not path.exists():
+    saved = load_predictions(Path(state), run_id) if run_id else None
+    if saved is None:
         return None
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            ids, labels, proba = saved["ids"].astype(str), saved["labels"].astype(str), saved["proba"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise state_error(path, f"{type(e).__name__}: {str(e)[:120]}") from e
+    ids, labels, proba = saved.ids, saved.labels, saved.proba
     if proba.ndim != 2 or proba.shape[1] != len(classes):
         return None
     predicted = [classes[k] for k in proba.argmax(1)] if len(proba) else []
@@ -111,7 +107,7 @@ def effect_fields(state: Path, result: dict, labels: dict[str, str], predicted: 
                   classes: list[str]) -> dict[str, str]:
     """Score change and edit agreement against the previous comparable run (blank fields on the first)."""
     previous_id = read_json(Path(state) / COMPARABLE_FILE, {}).get(comparable_key(result), "")
-    previous = read_json(Path(state) / "runs" / previous_id / "result.json", {}) if previous_id else {}
+    previous = read_result(Path(state), previous_id) if previous_id else {}
     out = dict.fromkeys(EFFECT_FIELDS, "")
     if not previous:
         return out
@@ -125,7 +121,7 @@ def effect_fields(state: Path, result: dict, labels: dict[str, str], predicted: 
 
 def record_run(state: Path, run_id: str, result: dict) -> None:
     """Keep the run's result row with its files and make it the one the next comparable run compares with."""
-    write_json(Path(state) / "runs" / run_id / "result.json", result)
+    write_result(Path(state), run_id, result)
     latest = read_json(Path(state) / COMPARABLE_FILE, {})
     latest[comparable_key(result)] = run_id
     write_json(Path(state) / COMPARABLE_FILE, latest)

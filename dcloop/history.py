@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -174,21 +175,9 @@ def read_cache_json(path: Path, default, progress: Callable[[str], None] | None 
         return default
 
 
-def read_last_trained(state: Path, progress: Callable[[str], None] = lambda m: None) -> dict:
-    """last_trained.json ({key, run_id, version}); {} ("never trained") when absent, unreadable or
-    naming a run whose predictions are gone: then the next sync trains again, which is always safe."""
-    path = Path(state) / "last_trained.json"
-    try:
-        last = parse_json(path, {})
-    except (ValueError, OSError) as e:
-        progress(f"{path}: unreadable ({str(e)[:120]}); treating it as no previous training: this sync retrains")
-        return {}
-    run = Path(state) / "runs" / str(last.get("run_id", "")) / "predictions.npz"
-    if last and not run.is_file():
-        progress(f"{path} names run {last.get('run_id')!r}, whose predictions ({run}) are gone; "
-                 f"treating it as no previous training: this sync retrains")
-        return {}
-    return last
+def utc_now() -> str:
+    """The time a version, run or results row is stamped with."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_json(path: Path, data) -> None:

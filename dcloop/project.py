@@ -63,7 +63,7 @@ def build_table(rows: pd.DataFrame, default_split: str) -> pd.DataFrame:
         if column not in frame.columns:
             frame[column] = ""
     frame = frame.fillna("").astype(str)
-    frame = tbl.with_ids(frame, tbl.assign_ids(frame), default_split)
+    frame = tbl.with_assigned_ids(frame, default_split)
     return frame[tbl.COLUMNS + [c for c in frame.columns if c not in tbl.COLUMNS]]
 
 

@@ -13,16 +13,19 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config, ModelSection
 from .errors import DcloopError
-from .fsutil import is_safe_name
 from .history import History
-from .sync import Images, Progress, fmt, load_images, quiet, rows_of, split_scores, state_dir, utc_now
+from .dataset import Images, load_images, rows_of
+from .history import utc_now
+from .metrics import fmt, split_scores
+from .progress import Progress, quiet
+from .pull import current_table
+from .runs import CHECKPOINT, has_run_file, load_predictions, run_file, state_dir
 
 KIND = "reeval"
 LAST = re.compile(r"^last[\s:=]*(\d+)$")
@@ -54,23 +57,20 @@ def trained_runs(state: Path, results: pd.DataFrame) -> list[str]:
     kinds = results["kind"] if "kind" in results.columns else pd.Series("", index=results.index)
     runs = results.loc[kinds != KIND, "run_id"]
     # run ids come from the results table, which anyone with access to a shared sheet can edit
-    return [r for r in dict.fromkeys(runs) if is_safe_name(r) and (state / "runs" / r / "model.pt").exists()]
+    return [r for r in dict.fromkeys(runs) if has_run_file(state, r, CHECKPOINT)]
 
 
 def trained_on(state: Path, run_id: str) -> set[str]:
     """The ids a run trained on: labeled rows in its train split (from its saved predictions)."""
-    path = state / "runs" / run_id / "predictions.npz"
-    if not path.exists():
+    saved = load_predictions(state, run_id)
+    if saved is None:
         return set()
-    with np.load(path, allow_pickle=False) as saved:
-        ids, labels, splits = (saved[k].astype(str) for k in ("ids", "labels", "splits"))
-    return set(ids[(splits == "train") & (labels != "")])
+    return set(saved.ids[(saved.splits == "train") & (saved.labels != "")])
 
 
 def reeval(root: Path, config: Config, runs: str = "all", backend: Backend | None = None,
            progress: Progress = quiet) -> list[dict]:
     """Score each picked run's checkpoint on the current val/test rows; append one results row per run."""
-    from .versions import current_table
 
     root, state = Path(root), state_dir(root)
     backend = backend or open_backend(config, root)
@@ -102,7 +102,7 @@ def evaluate(root: Path, config: Config, checked: tbl.Validated, decoded: dict[i
 
     started = time.perf_counter()
     state, classes = state_dir(root), config.project.classes
-    network, meta = fixed.load_checkpoint(state / "runs" / run_id / "model.pt", config.model.device)
+    network, meta = fixed.load_checkpoint(run_file(state, run_id, CHECKPOINT), config.model.device)
     if list(meta["classes"]) != list(classes):
         progress(f"run {run_id}: skipped, it was trained on classes {', '.join(meta['classes'])}, "
                  f"the project now has {', '.join(classes)}")

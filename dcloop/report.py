@@ -28,8 +28,9 @@ import pandas as pd
 from . import table as tbl
 from .config import STATE_DIR, Config
 from .errors import DcloopError
-from .fsutil import atomic_write_bytes, atomic_write_text, inside, is_safe_name, sha256_bytes
-from .history import History, is_reeval, read_last_trained
+from .fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
+from .history import History, is_reeval
+from .runs import PREDICTIONS, has_run_file, last_run_id, load_predictions, run_file
 from .images import MAX_IMAGE_BYTES, Access, access_of, allowed_path, cached_urls, read_regular
 from .review import MARKS
 
@@ -425,23 +426,21 @@ def render_page(data: dict) -> str:
 # ---- adapters: reading the project, thumbnails ----------------------------------------------
 
 def load_run(state: Path, run_id: str) -> Run:
-    path = inside(state / "runs", run_id, "predictions.npz")
-    if not path.exists():
-        raise DcloopError(f"{path}: no saved predictions for run {run_id}. Run 'dcloop sync' to train first.")
-    with np.load(path, allow_pickle=False) as saved:
-        return Run(run_id, saved["ids"].astype(str), saved["labels"].astype(str), saved["splits"].astype(str),
-                   saved["proba"].astype(np.float64), saved["embeddings"],
-                   int(saved["crossfit"]) if "crossfit" in saved else None)
+    saved = load_predictions(state, run_id)
+    if saved is None:
+        raise DcloopError(f"{run_file(state, run_id, PREDICTIONS)}: no saved predictions for run {run_id}. "
+                          f"Run 'dcloop sync' to train first.")
+    return Run(run_id, saved.ids, saved.labels, saved.splits, saved.proba.astype(np.float64), saved.embeddings,
+               saved.crossfit)
 
 
 def latest_run_id(state: Path, results: pd.DataFrame) -> str:
     """The last trained run: last_trained.json, else the newest result row whose predictions exist."""
-    last = read_last_trained(state).get("run_id", "")
-    if last and (state / "runs" / last / "predictions.npz").exists():
+    last = last_run_id(state)
+    if last:
         return last
     for run_id in reversed(results.get("run_id", pd.Series(dtype=str)).tolist()):
-        # run ids come from the results table, which anyone with access to a shared sheet can edit
-        if is_safe_name(run_id) and (state / "runs" / run_id / "predictions.npz").exists():
+        if has_run_file(state, run_id, PREDICTIONS):  # run ids from the results table are untrusted
             return run_id
     raise DcloopError(f"{state.parent}: no trained run with saved predictions yet. Run 'dcloop sync' first.")
 

@@ -19,9 +19,13 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config
 from .errors import ConfigError
-from .history import History, read_last_trained
+from .history import History
 from . import suspicion
-from .sync import Progress, load_images, quiet, stack, state_dir, utc_now
+from .dataset import load_images, stack
+from .history import utc_now
+from .progress import Progress, quiet
+from .pull import current_table
+from .runs import last_run_id, load_predictions, state_dir
 
 USED = ["train", "val", "test"]
 THIN_SHARE = 0.5      # seen below this share of the expected count: thin
@@ -225,18 +229,16 @@ def split_mode(values: pd.Series) -> str:
 
 def last_embeddings(root: Path) -> tuple[str, dict[str, np.ndarray]]:
     """The last trained run's id and its embedding of each row id it saw ('' and {} before any run)."""
-    run_id = read_last_trained(state_dir(root)).get("run_id", "")
-    path = state_dir(root) / "runs" / run_id / "predictions.npz"
-    if not run_id or not path.exists():
+    run_id = last_run_id(state_dir(root))
+    saved = load_predictions(state_dir(root), run_id) if run_id else None
+    if saved is None:
         return "", {}
-    with np.load(path, allow_pickle=False) as saved:
-        return run_id, dict(zip(saved["ids"].astype(str), saved["embeddings"]))
+    return run_id, dict(zip(saved.ids, saved.embeddings))
 
 
 def load_split_data(root: Path, config: Config, backend: Backend, seed: int,
                     progress: Progress = quiet) -> tuple[SplitData, pd.DataFrame]:
     """The rows a split is made of, their duplicates and clusters; and the whole table (ids assigned)."""
-    from .versions import current_table
 
     table = current_table(backend, config)
     checked = tbl.validate(table, config.project.classes)
@@ -320,7 +322,6 @@ def apply(root: Path, config: Config, moves: pd.DataFrame, backend: Backend | No
     Only ``split`` cells of the moved rows change, and only where the cell still holds the split
     the plan saw: a person's edit made since wins.
     """
-    from .versions import current_table
 
     backend = backend or open_backend(config, Path(root))
     written = backend.move_splits(moves[["id", "from", "to"]]) if len(moves) else 0

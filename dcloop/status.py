@@ -10,15 +10,16 @@ import pandas as pd
 from . import table as tbl
 from .backends import open_backend
 from .config import Config
-from .history import History, read_last_trained
+from .history import History
 from .lock import current_holder, holder_age_minutes, holder_overrun
-from .sync import changed_since, state_dir
+from .pull import current_table
+from .results import changed_since
+from .runs import read_last_trained, state_dir
 
 
 def project_status(root: Path, config: Config) -> dict:
     backend = open_backend(config, Path(root))
-    table = tbl.normalize(backend.read(), backend.describe())
-    with_ids = tbl.with_ids(table, tbl.assign_ids(table), config.table.default_split)
+    with_ids = current_table(backend, config)
     checked = tbl.validate(with_ids, config.project.classes)
     history = History(state_dir(root))
     trained = read_last_trained(state_dir(root)).get("version", "")
@@ -33,7 +34,7 @@ def project_status(root: Path, config: Config) -> dict:
     per_class["(unlabeled)"] = {s: int(((checked.label == "") & (checked.split == s)).sum()) for s in tbl.SPLITS}
     return {
         "version": tbl.label_version(with_ids), "recorded_version": history.head(),
-        "rows": len(table), "flagged": len(checked.flags), "trained_version": trained,
+        "rows": len(with_ids), "flagged": len(checked.flags), "trained_version": trained,
         "flag_counts": tbl.flag_counts(with_ids["flags"]) if "flags" in with_ids else {},
         "edited_since_training": changed_since(history, trained, with_ids),
         "splits": tbl.SPLITS, "per_class": per_class,

@@ -278,6 +278,11 @@ def with_ids(table: pd.DataFrame, ids: dict[str, str], default_split: str) -> pd
     return out
 
 
+def with_assigned_ids(table: pd.DataFrame, default_split: str) -> pd.DataFrame:
+    """The table as sync would record it: rows without an id get the id sync will give them."""
+    return with_ids(table, assign_ids(table), default_split)
+
+
 BAD_ID_FLAG = (f"bad-id: an id is {SAFE_NAME_CHARS}; clear the id cell and the next sync gives the row "
                f"a new one")
 

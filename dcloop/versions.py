@@ -19,7 +19,10 @@ from .errors import DcloopError
 from .fsutil import is_safe_name
 from .history import History, entry_of, is_reeval, scores_by_entry
 from .images import ImageStore, materialize
-from .sync import quiet, state_dir, utc_now
+from .history import utc_now
+from .progress import quiet
+from .pull import current_table
+from .runs import state_dir
 
 CHECKOUT_SPLITS = ["train", "val", "test"]
 
@@ -137,8 +140,3 @@ def restore(root: Path, config: Config, plan: RestorePlan, backend: Backend | No
     return {"restored": plan.version, "rows_written": written, "version": recorded.version,
             "new_version": recorded.new, **plan.summary()}
 
-
-def current_table(backend: Backend, config: Config) -> pd.DataFrame:
-    """The table as sync would pull it: rows without an id get the id sync will give them."""
-    table = tbl.normalize(backend.read(), backend.describe())
-    return tbl.with_ids(table, tbl.assign_ids(table), config.table.default_split)

@@ -21,7 +21,9 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .config import Config
 from .errors import DcloopError, Stopped, TimedOut
-from .sync import SyncReport, quiet, sync, utc_now
+from .history import utc_now
+from .progress import quiet
+from .sync import SyncReport, sync
 
 MAX_BACKOFF_S = 300.0
 
@@ -61,7 +63,7 @@ class TableProbe:
             return self.version
         table = tbl.normalize(self.backend.read(), self.backend.describe(), check_ids=False)  # sync repairs ids
         # The ids sync would assign, so an unchanged table probes to the version sync recorded.
-        self.version = tbl.label_version(tbl.with_ids(table, tbl.assign_ids(table), self.default_split))
+        self.version = tbl.label_version(tbl.with_assigned_ids(table, self.default_split))
         self.stamp = stamp
         return self.version
 

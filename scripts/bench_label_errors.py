@@ -146,7 +146,7 @@ def crossfit_out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> 
     """As ``dcloop sync`` with [suspicion] crossfit = K: K networks' embeddings and held-out rows; cached."""
     if not cache.exists():
         from dcloop.config import Config, SuspicionSection
-        from dcloop.sync import crossfit_spaces
+        from dcloop.scoring import crossfit_spaces
         config = Config(model=model_settings(args), suspicion=SuspicionSection(crossfit=args.crossfit))
         config.project.classes = data["classes"]
         started = time.perf_counter()

@@ -31,8 +31,10 @@ from dcloop.backends.csv import read_csv
 from dcloop.config import Config, load_config
 from dcloop.history import History, write_json
 from dcloop.project import init_project, rows_from_folder
-from dcloop.sync import (Scored, gather_evidence, load_images, merge_flags, predictions_patch, pull, save_predictions,
-                         state_dir)
+from dcloop.dataset import load_images
+from dcloop.pull import pull
+from dcloop.runs import save_predictions, state_dir
+from dcloop.scoring import Scored, gather_evidence, merge_flags, predictions_patch
 
 
 def distinct_copies(data: Path, folder: Path, rows: int, seed: int):
@@ -75,7 +77,7 @@ def fake_run(root: Path, config: Config, seed: int) -> None:
     patch = merge_flags(predictions_patch(evidence, proba, config.project.classes, 0.2), checked, images, root)
     backend.write(patch)
     scored = Scored(readable, {i: n for n, i in enumerate(ids)}, proba, embeddings, proba, np.zeros_like(proba), patch)
-    save_predictions(state_dir(root) / "runs" / "bench0001", scored, [])
+    save_predictions(state_dir(root), "bench0001", scored.predictions(crossfit=0), [])
     for n, (run_id, accuracy) in enumerate([("earlier1", 0.71), ("earlier2", 0.74), ("bench0001", 0.78)]):
         backend.append_result({"run_id": run_id, "label_version": f"version{n}",
                                "labels_changed": str(40 * n), "val_accuracy": str(accuracy),

@@ -37,7 +37,7 @@ started = time.perf_counter()
 from pathlib import Path
 from dcloop.backends import open_backend
 from dcloop.config import load_config
-from dcloop.sync import pull
+from dcloop.pull import pull
 imported = time.perf_counter()
 root = Path(sys.argv[1])
 table = pull(open_backend(load_config(root, environ={}), root), load_config(root, environ={}))

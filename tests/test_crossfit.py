@@ -7,7 +7,8 @@ from dcloop import model as fixed
 from dcloop.cli import cli
 from dcloop.config import ModelSection, load_config
 from dcloop.history import read_json
-from dcloop.sync import state_dir, sync
+from dcloop.runs import state_dir
+from dcloop.sync import sync
 from tests.test_sync import labels
 
 

@@ -18,7 +18,7 @@ from dcloop.backends.csv import CsvBackend, parse_csv, read_csv, read_csv_file, 
 from dcloop.cli import cli
 from dcloop.errors import RowDropError
 from dcloop.history import History
-from dcloop.sync import pull
+from dcloop.pull import pull
 
 from .test_hostile_table import ONE_THREAD, humans
 

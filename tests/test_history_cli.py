@@ -12,8 +12,8 @@ from dcloop.config import load_config
 from dcloop.errors import DcloopError
 from dcloop.history import History
 from dcloop.lock import ProjectLock
-from dcloop.sync import utc_now
-from dcloop.versions import current_table
+from dcloop.history import utc_now
+from dcloop.pull import current_table
 from dcloop.backends.csv import CsvBackend
 from dcloop.project import init_project
 from tests.conftest import replace_setting, split_rows, write_digits

@@ -32,7 +32,9 @@ from dcloop.images import (NOT_REGULAR, OUTSIDE_ROOTS, PRIVATE_HOST, Access, Ima
 from dcloop.project import init_project
 from dcloop.backends import open_backend
 from dcloop.cli import cli
-from dcloop.sync import load_images, pull, sync
+from dcloop.dataset import load_images
+from dcloop.pull import pull
+from dcloop.sync import sync
 from tests.conftest import ImageHost, replace_setting, sheet_config, split_rows, write_digits
 from tests.test_sync_gsheet import sheet_frame
 from tests.unattended import one_torch_thread  # noqa: F401

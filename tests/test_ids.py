@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dcloop import table as tbl
 from dcloop.backends.csv import CsvBackend, read_csv
 from dcloop.history import History
-from dcloop.sync import pull
+from dcloop.pull import pull
 
 from . import libreoffice
 

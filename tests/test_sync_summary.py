@@ -12,7 +12,8 @@ from PIL import Image
 from dcloop import table as tbl
 from dcloop.cli import cli
 from dcloop.config import load_config
-from dcloop.sync import Images, merge_flags
+from dcloop.dataset import Images
+from dcloop.scoring import merge_flags
 
 from .conftest import split_rows, write_digits
 

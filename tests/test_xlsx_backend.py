@@ -25,7 +25,7 @@ from dcloop.backends.xlsx import XlsxBackend
 from dcloop.cli import cli
 from dcloop.config import new_config
 from dcloop.errors import BackendError, TableBusy
-from dcloop.sync import pull
+from dcloop.pull import pull
 
 from . import libreoffice
 from .conftest import CLASSES, TINY_MODEL, make_table, replace_setting, split_rows, write_digits

@@ -1,0 +1,230 @@
+"""Scoring a trained run: every row's prediction, out-of-sample label probability, suspicion and flags.
+
+The signals and their combination are pure numpy in dcloop.suspicion; this stage gathers what they
+need from a run (probabilities, embeddings, training dynamics, cross-fitted networks), the reviews
+and the expert column, and makes the patch of dcloop's own columns that write-back puts in the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import table as tbl
+from .config import Config
+from .dataset import Images, SplitRows, encode, stack
+from .history import read_json, write_json
+from .progress import Progress
+from .runs import Predictions, state_dir
+
+
+@dataclass
+class Scored:
+    """Every readable row's probabilities (out of sample for labeled rows) and its patch."""
+
+    rows: pd.DataFrame
+    position: dict[str, int]
+    proba: np.ndarray
+    embeddings: np.ndarray
+    label_proba: np.ndarray
+    dynamics: np.ndarray
+    patch: pd.DataFrame
+
+    def predictions(self, crossfit: int) -> Predictions:
+        """What the run keeps of its scoring (runs.save_predictions); ``crossfit`` is its [suspicion] crossfit."""
+        rows = self.rows
+        return Predictions(rows["id"].to_numpy(str), rows["label"].str.strip().to_numpy(str),
+                           rows["split"].str.strip().str.lower().to_numpy(str), self.proba, self.embeddings,
+                           self.label_proba, self.dynamics, crossfit)
+
+
+def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Images, trained, parts: SplitRows,
+               standing: set[str], progress: Progress) -> Scored:
+    """Predict every readable row; training rows are scored by folds that never saw them."""
+    from . import model as fixed
+
+    progress("predicting every row and scoring training rows out of sample")
+    classes, train_rows = config.project.classes, parts.train
+    readable = checked.table[checked.table["id"].isin(images.sha)]
+    proba, embeddings = fixed.predict(trained.model, stack(images, readable["id"]))
+    position = {row_id: n for n, row_id in enumerate(readable["id"])}
+    in_train = [position[i] for i in train_rows["id"]]
+    evidence = gather_evidence(root, checked, images, list(readable["id"]), proba, embeddings, classes, standing)
+    if config.suspicion.crossfit > 1:
+        label_proba = crossfit_label_proba(config, evidence, progress)
+    else:
+        label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
+    proba[in_train] = label_proba[in_train]  # a train row's prediction comes from folds that never saw it
+    # Neighbours and outliers stay in the main network's space, cross-fitted or not: measured better
+    # than each network's own space (scripts/bench_label_errors.py).
+    evidence.proba = label_proba
+    evidence.dynamics = training_dynamics(trained, parts, position, proba.shape)
+    patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
+                        checked, images, root, config)
+    return Scored(readable, position, proba, embeddings, label_proba, evidence.dynamics, patch)
+
+
+def training_dynamics(trained, parts: SplitRows, position: dict[str, int], shape: tuple[int, int]) -> np.ndarray:
+    """Each train and val row's softmax averaged up to the kept weights' epoch; zeros for the other rows."""
+    out = np.zeros(shape, np.float32)
+    for rows, dynamics in ((parts.train, trained.train_dynamics), (parts.val, trained.val_dynamics)):
+        if dynamics is not None and len(rows):
+            out[[position[i] for i in rows["id"]]] = dynamics
+    return out
+
+
+def crossfit_label_proba(config: Config, evidence, progress: Progress) -> np.ndarray:
+    """[suspicion] crossfit = K: labeled rows' probabilities from the networks that never trained on them;
+    other rows keep the main network's."""
+    from .suspicion import crossfit_proba
+    spaces, held_out = crossfit_spaces(config, evidence.pixels, evidence.labels, evidence.splits, progress)
+    out, labeled = evidence.proba.copy(), evidence.labels >= 0
+    out[labeled] = crossfit_proba(spaces, held_out, evidence.labels, len(config.project.classes),
+                                  config.suspicion.folds, config.model.seed)[labeled]
+    return out
+
+
+def crossfit_spaces(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray,
+                    progress: Progress) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """[suspicion] crossfit = K: K networks, each trained on the other folds of the labeled train rows.
+
+    Returns each network's embeddings of every row and the rows it never trained on: every train
+    row is held out by one network, val and test rows by all K.
+    """
+    from . import model as fixed
+    from .suspicion import crossfit_folds
+    k, num_classes = config.suspicion.crossfit, len(config.project.classes)
+    train = np.flatnonzero((splits == "train") & (labels >= 0))
+    val = np.flatnonzero((splits == "val") & (labels >= 0))
+    fold = crossfit_folds(labels[train], k, config.model.seed)
+    spaces, held_out = [], []
+    for m in range(k):
+        fit = train[fold != m]
+        progress(f"cross-fitting network {m + 1}/{k}: training on {len(fit)} of {len(train)} train rows")
+        trained = fixed.train(pixels[fit], labels[fit], pixels[val], labels[val], num_classes, config.model, progress)
+        spaces.append(fixed.predict(trained.model, pixels)[1])
+        held_out.append(~np.isin(np.arange(len(pixels)), fit))
+    return spaces, held_out
+
+
+def pooled_label_proba(proba: np.ndarray, embeddings: np.ndarray, readable: pd.DataFrame, classes: list[str],
+                       config: Config) -> np.ndarray:
+    """Cross-validated probabilities for every labeled train/val/test row, so all are judged alike.
+
+    The network's softmax on val rows is sharper than the logistic regression's on train rows;
+    mixing the two would rank val rows above train rows for the same doubt.
+    """
+    from .suspicion import cross_val_proba
+    splits = readable["split"].str.strip().str.lower()
+    labeled = (readable["label"].str.strip().isin(classes) & splits.isin(["train", "val", "test"])).to_numpy()
+    out = proba.copy()
+    if labeled.sum() >= 2:
+        out[labeled] = cross_val_proba(embeddings[labeled], encode(readable["label"][labeled], classes),
+                                       len(classes), config.suspicion.folds, config.model.seed)
+    return out
+
+
+def gather_evidence(root: Path, checked: tbl.Validated, images: Images, ids: list[str], proba: np.ndarray,
+                    embeddings: np.ndarray, classes: list[str], standing: set[str]):
+    """What suspicion.assess needs about the readable rows ``ids``."""
+    from .images import image_sizes
+    from .suspicion import Evidence
+    rows = checked.table.set_index("id").loc[ids]
+    codes = rows["label"].str.strip().map({c: k for k, c in enumerate(classes)}).fillna(-1).astype(int)
+    codes[rows["split"].str.strip().str.lower() == "exclude"] = -1  # a person already set these aside
+    sizes = image_sizes({images.sha[i]: images.blob[i] for i in ids}, state_dir(root) / "cache")
+    origins = [tbl.augmented_source(note) or row_id for row_id, note in zip(ids, rows["note"])]
+    return Evidence(ids=list(ids), labels=codes.to_numpy(), splits=rows["split"].str.strip().str.lower().to_numpy(),
+                    proba=proba, embeddings=embeddings, pixels=stack(images, ids),
+                    sizes=[sizes[images.sha[i]] for i in ids], reviewed=np.array([i in standing for i in ids], bool),
+                    origins=origins)
+
+
+def predictions_patch(evidence, proba: np.ndarray, classes: list[str], low_label_prob: float) -> pd.DataFrame:
+    """prediction and confidence from ``proba``; label_prob, suspicion, flags from suspicion.assess."""
+    from .suspicion import assess
+    best = proba.argmax(1) if len(proba) else np.zeros(0, int)
+    out = pd.DataFrame({"id": evidence.ids, "prediction": [classes[k] for k in best],
+                        "confidence": [f"{p:.3f}" for p in proba.max(1)] if len(proba) else []})
+    out = out.merge(assess(evidence, classes, low_label_prob), on="id", how="left")
+    out["sort_key"] = out["sort_key"].astype(str)  # a patch is all strings; write_back parses it
+    return out
+
+
+def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, root: Path,
+                config: Config) -> pd.DataFrame:
+    """Add the validation and image flags; every row of the table gets a patch row."""
+    everyone = pd.DataFrame({"id": checked.table["id"]})
+    out = everyone.merge(patch, on="id", how="left").fillna("")
+    made = set(checked.table["id"][checked.table["note"].map(tbl.is_augmented)])  # rows `dcloop augment` made
+    out["flags"] = [join_flags(*checked.flags.get(i, []), b, tbl.AUGMENTED_FLAG if i in made else "")
+                    for i, b in zip(out["id"], out["flags"])]
+    # Rows left out of training (unknown label or split, bad id) come first, as unreadable ones do:
+    # the model could not judge their label, so their suspicion is blank, and a blank sorts first
+    # (write_back here, the report's queue reading the table).
+    out.loc[out["id"].isin(checked.flags), ["sort_key", "suspicion"]] = ""
+    if files_in_image_cells(config):
+        out["image"] = out["id"].map(lambda i: thumbnail_cell(images, i, root))
+    else:
+        out["image"] = out["id"].map(lambda i: image_cell(images.blob.get(i), root))
+    return out
+
+
+def files_in_image_cells(config: Config) -> bool:
+    """A CSV table's image cell links a thumbnail file; labels.xlsx embeds pictures from the cache path
+    and a Google Sheet writes =IMAGE(url), so theirs keep the cache path."""
+    return config.table.backend == "csv"
+
+
+def join_flags(*reasons: str) -> str:
+    """Flags as one cell: the non-blank reasons, in order, separated by '; '."""
+    return "; ".join(r for r in reasons if r)
+
+
+def image_cell(blob: Path | None, root: Path) -> str:
+    return str(blob.relative_to(root)) if blob is not None else ""
+
+
+def thumbnail_cell(images: Images, row_id: str, root: Path) -> str:
+    """A file:// url of the row's thumbnail, which a click in a spreadsheet program or editor opens."""
+    from .images import thumbnail_file
+    if row_id not in images.sha:
+        return ""
+    path = thumbnail_file(state_dir(root), images.sha[row_id], images.blob[row_id])
+    return path.resolve().as_uri() if path is not None else ""
+
+
+def judge_reviews(root: Path, checked: tbl.Validated, images: Images) -> tuple[set[str], dict[str, str], bool]:
+    """(ids with a standing review, {id: note} for stale reviews and bad cells, whether the record changed)."""
+    from . import review
+    marks, bad = review.reviewed_marks(checked.table)
+    current = {i: [lab, images.sha.get(i, "")] for i, lab in zip(checked.table["id"], checked.label)}
+    path = state_dir(root) / "reviews.json"
+    recorded = read_json(path, {})
+    kept, standing, stale = review.update_reviews(recorded, marks, current)
+    notes = {i: f"reviewed? {cell!r} is not ok or blank" for i, cell in bad.items()}
+    notes.update({i: "review stale: label or image changed since; clear reviewed, sync, mark again"
+                  for i in stale})
+    if kept != recorded:
+        write_json(path, kept)
+    return standing, notes, kept != recorded
+
+
+def with_expert_notes(notes: dict[str, str], checked: tbl.Validated) -> dict[str, str]:
+    """The review notes plus a note for each expert cell that is not a class; the row still trains."""
+    from .agreement import expert_cells, expert_notes
+    out = dict(notes)
+    for row_id, note in expert_notes(expert_cells(checked.table, checked.classes)[1]).items():
+        out[row_id] = join_flags(out.get(row_id, ""), note)
+    return out
+
+
+def flagged_ids(patch: pd.DataFrame) -> list[str]:
+    """Rows with a finding; the augmented mark alone is not one."""
+    found = patch["flags"].map(lambda cell: any(f and f != tbl.AUGMENTED_FLAG for f in cell.split("; ")))
+    return list(patch.loc[found, "id"])
+
+

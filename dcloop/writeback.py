@@ -1,0 +1,54 @@
+"""Write-back: dcloop's own columns into the table by id, and the catching up a held file needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .backends import Backend, accepts_order
+from .config import Config
+from .dataset import Images
+from .errors import TableBusy
+from .runs import load_predictions, state_dir
+from .scoring import gather_evidence, join_flags, merge_flags, predictions_patch
+from . import table as tbl
+
+
+def write_back(backend: Backend, patch: pd.DataFrame, notes: dict[str, str], sort: bool) -> int:
+    """Write the patch, review notes added to flags, rows most suspicious first when ``sort``."""
+    patch = patch.copy()
+    patch["flags"] = [join_flags(a, notes.get(i, "")) for i, a in zip(patch["id"], patch["flags"])]
+    key = pd.to_numeric(patch.pop("sort_key"), errors="coerce").fillna(2.0)  # unusable rows first
+    if sort and accepts_order(backend):
+        return backend.write(patch, order=list(patch["id"].iloc[(-key).argsort(kind="stable")]))
+    return backend.write(patch)
+
+
+def keep_if_busy(write: Callable[[], None], busy: TableBusy | None) -> TableBusy | None:
+    """Run ``write``; a file another program holds is reported after the run is kept, not raised here."""
+    try:
+        write()
+    except TableBusy as e:
+        return busy or e
+    return busy
+
+
+def rescore(root: Path, config: Config, backend: Backend, checked: tbl.Validated, images: Images,
+            run_id: str, standing: set[str], notes: dict[str, str]) -> None:
+    """Rewrite suspicion and flags from a run's saved predictions (reviews changed, labels did not)."""
+    saved = load_predictions(state_dir(root), run_id)
+    if saved is None:  # read_last_trained vouched for the file a moment ago
+        return
+    ids, proba, label_proba, embeddings, dynamics = (list(saved.ids), saved.proba, saved.label_proba,
+                                                    saved.embeddings, saved.dynamics)
+    keep = [n for n, i in enumerate(ids) if i in images.sha]
+    evidence = gather_evidence(root, checked, images, [ids[n] for n in keep], label_proba[keep], embeddings[keep],
+                               config.project.classes, standing)
+    evidence.dynamics = None if dynamics is None else dynamics[keep]
+    patch = merge_flags(predictions_patch(evidence, proba[keep], config.project.classes,
+                                          config.suspicion.low_label_prob), checked, images, root, config)
+    write_back(backend, patch, notes, config.suspicion.sort)
+
+

@@ -21,9 +21,9 @@ import click
 
 from . import __version__
 from .errors import DcloopError
-from .render import (augmented_line, cap_line, change_lines, checkout_line, format_status, log_lines,
-                     next_step, reeval_lines, restore_question, restored_line, scores_json, split_moves_lines,
-                     sync_summary, table_name)
+from .render import (augmented_line, cap_line, change_lines, checkout_line, describe_check, describe_plan,
+                     format_status, log_lines, next_step, reeval_lines, restore_question, restored_line, scores_json,
+                     split_moves_lines, sync_summary, table_name)
 
 
 EXIT_CODES_HELP = ("Exit codes: 0 success (also when nothing changed), 1 error, 2 usage error, 3 project locked, "
@@ -497,14 +497,14 @@ def split(directory, config, check, rebalance, val, seed, include_test, test_sha
         raise click.UsageError("--test needs --include-test (test rows never move otherwise).")
     if check:
         found = splits.check_splits(directory, config, seed, progress=say)
-        click.echo(json.dumps(found) if as_json else splits.describe_check(found))
+        click.echo(json.dumps(found) if as_json else describe_check(found))
         return
     proposal = splits.plan(directory, config, val, seed, include_test, test_share, progress=say)
     done = apply_split_moves(directory, config, proposal.moves) if apply_moves else None
     if as_json:
         click.echo(json.dumps({**proposal.to_json(), "applied": done}))
         return
-    click.echo(splits.describe_plan(proposal))
+    click.echo(describe_plan(proposal))
     echo_lines(split_moves_lines(done, len(proposal.moves), directory))
 
 

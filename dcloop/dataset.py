@@ -29,16 +29,33 @@ class Images:
     pixels: dict[str, np.ndarray]  # content hash -> uint8 (3, H, W)
 
 
+@dataclass
+class Dataset:
+    """A pulled table, validated, with its images decoded: what every stage after fetching reads."""
+
+    root: Path
+    config: Config
+    checked: tbl.Validated
+    images: Images
+
+    @property
+    def classes(self) -> list[str]:
+        return self.config.project.classes
+
+    @property
+    def state(self) -> Path:
+        return state_dir(self.root)
+
+    def split_rows(self) -> SplitRows:
+        return SplitRows(*(rows_of(self.checked, self.images, split) for split in ("train", "val", "test")))
+
+
 class SplitRows(NamedTuple):
     """The labeled, readable, unflagged rows of each split the model uses."""
 
     train: pd.DataFrame
     val: pd.DataFrame
     test: pd.DataFrame
-
-    @classmethod
-    def of(cls, checked: tbl.Validated, images: Images) -> SplitRows:
-        return cls(*(rows_of(checked, images, split) for split in ("train", "val", "test")))
 
 
 def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Progress,
@@ -49,7 +66,7 @@ def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Pr
     """
     cache = state_dir(root) / "cache"
     table = checked.table
-    urls = dict(zip(table["id"], table["url"].str.strip()))
+    urls = dict(zip(table["id"], table["url"]))
     store = ImageStore.of_project(root, config, progress, refetch)
     fetched = store.fetch([u for i, u in urls.items() if u])
     sha, blob = {}, {}
@@ -71,9 +88,7 @@ def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Pr
 def counted_rows(checked: tbl.Validated, images: Images) -> pd.DataFrame:
     """The rows the cap counts: labeled, readable, unflagged train and val rows (label and split stripped)."""
     ready = checked.usable() & checked.table["id"].isin(images.sha) & (checked.label != "")
-    rows = checked.table[ready & checked.split.isin(["train", "val"])].copy()
-    rows["label"], rows["split"] = rows["label"].str.strip(), rows["split"].str.strip().str.lower()
-    return rows
+    return checked.table[ready & checked.split.isin(["train", "val"])]
 
 
 def rows_of(checked: tbl.Validated, images: Images, split: str) -> pd.DataFrame:

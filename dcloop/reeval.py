@@ -25,6 +25,7 @@ from .history import utc_now
 from .metrics import fmt, split_scores
 from .progress import Progress, quiet
 from .pull import current_table
+from .results import score_fields
 from .runs import CHECKPOINT, has_run_file, load_predictions, run_file, state_dir
 
 KIND = "reeval"
@@ -124,7 +125,6 @@ def evaluate(root: Path, config: Config, checked: tbl.Validated, decoded: dict[i
     return {"run_id": uuid.uuid4().hex[:8], "time_utc": utc_now(), "label_version": version, "kind": KIND,
             "rows_val": str(len(parts["val"])), "rows_test": str(len(parts["test"])),
             "rows_flagged": str(len(checked.flags)),
-            "val_accuracy": fmt(found["val"].get("accuracy")), "test_accuracy": fmt(found["test"].get("accuracy")),
-            "val_macro_f1": fmt(found["val"].get("macro_f1")), "test_macro_f1": fmt(found["test"].get("macro_f1")),
+            **score_fields(found),
             "epochs": str(recipe.epochs), "preset": recipe.preset, "model_fingerprint": recipe.fingerprint(),
             "duration_s": f"{time.perf_counter() - started:.1f}", "reeval_of": run_id, "reeval_seen": str(len(seen))}

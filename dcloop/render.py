@@ -271,3 +271,55 @@ def reeval_lines(rows: list[dict]) -> list[str]:
         lines.append("seen: val/test rows the model trained on (they were in its train split); its score is "
                      "flattered by that many rows.")
     return lines
+
+
+def describe_check(found: dict, shown: int = 20) -> str:
+    """The split check as a table and two lists (the first ``shown`` duplicate pairs)."""
+    lines = [f"{'class':<12}{'train':>7}{'val':>7}{'test':>7}{'exclude':>9}{'val %':>8}{'test %':>8}"]
+    for name, c in found["per_class"].items():
+        used = c["train"] + c["val"] + c["test"]
+        lines.append(f"{name:<12}{c['train']:>7}{c['val']:>7}{c['test']:>7}{c['exclude']:>9}"
+                     f"{percent(c['val'], used):>8}{percent(c['test'], used):>8}")
+    lines.append("")
+    leaks = found["leakage"]
+    lines.append(f"Duplicates across splits (leakage): {len(leaks) or 'none'}")
+    for p in leaks[:shown]:
+        lines.append(f"  {p['kind']:<9} {p['a']} ({p['a_split']}, {p['a_label']})  {p['b']} ({p['b_split']}, "
+                     f"{p['b_label']})")
+    if len(leaks) > shown:
+        lines.append(f"  ... and {len(leaks) - shown} more (--json lists all)")
+    thin = found["thin"]
+    lines.append(f"Thin or absent in val/test against train: {len(thin) or 'none'}")
+    for t in thin:
+        what = f"class {t['class']}" + (f" cluster {t['cluster']}" if t["cluster"] is not None else "")
+        lines.append(f"  {what:<22} {t['status']:<6} in {t['split']:<4}: {t['seen']} rows where {t['expected']:g} "
+                     f"expected ({t['train']} in train)")
+    source = found["embeddings_from"]
+    lines.append(f"Near duplicates and clusters from run {source}'s embeddings." if source else
+                 "No trained run yet: exact duplicates only, no clusters. Run dcloop sync for near duplicates.")
+    return "\n".join(lines)
+
+
+def describe_plan(proposal, shown: int = 40) -> str:
+    """dcloop split --rebalance: the moves (the first ``shown``) and the counts per class before and after."""
+    moves = proposal.moves
+    lines = [f"{len(moves)} row(s) to move."]
+    if len(moves):
+        lines.append(f"{'id':<14}{'label':<10}{'cluster':>8}  move")
+        for r in moves.head(shown).to_dict("records"):
+            lines.append(f"{r['id']:<14}{r['label']:<10}{r['cluster']:>8}  {r['from']} -> {r['to']}")
+        if len(moves) > shown:
+            lines.append(f"... and {len(moves) - shown} more (--json lists all)")
+    lines.append("")
+    lines.append(f"{'class':<12}{'train':>14}{'val':>14}{'test':>14}")
+    for name, before in proposal.before.items():
+        after = proposal.after[name]
+        lines.append(f"{name:<12}" + "".join(f"{f'{before[s]} -> {after[s]}':>14}" for s in ("train", "val", "test")))
+    for p in proposal.stuck:
+        lines.append(f"left as is: {p['a']} ({p['a_split']}) and {p['b']} ({p['b_split']}) are {p['kind']} "
+                     f"duplicates across a split not being rebalanced; set one to exclude, or use --include-test.")
+    return "\n".join(lines)
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"

@@ -42,9 +42,10 @@ def state_dir(root: Path) -> Path:
 
 def run_file(state: Path, run_id: str, name: str) -> Path:
     """A run's file; an UnsafePath for a run id that is not one plain name."""
+    path = inside(Path(state) / "runs", str(run_id), name)
     if not is_safe_name(str(run_id)):
         raise UnsafePath(f"run id {str(run_id)[:40]!r} is not a run's name")
-    return inside(Path(state) / "runs", str(run_id), name)
+    return path
 
 
 def has_run_file(state: Path, run_id: str, name: str) -> bool:

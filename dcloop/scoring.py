@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import table as tbl
 from .config import Config
-from .dataset import Images, SplitRows, encode, stack
+from .dataset import Dataset, Images, SplitRows, encode, stack
 from .history import read_json, write_json
 from .progress import Progress
 from .runs import Predictions, state_dir
@@ -36,23 +36,22 @@ class Scored:
     def predictions(self, crossfit: int) -> Predictions:
         """What the run keeps of its scoring (runs.save_predictions); ``crossfit`` is its [suspicion] crossfit."""
         rows = self.rows
-        return Predictions(rows["id"].to_numpy(str), rows["label"].str.strip().to_numpy(str),
-                           rows["split"].str.strip().str.lower().to_numpy(str), self.proba, self.embeddings,
+        return Predictions(rows["id"].to_numpy(str), rows["label"].to_numpy(str),
+                           rows["split"].to_numpy(str), self.proba, self.embeddings,
                            self.label_proba, self.dynamics, crossfit)
 
 
-def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Images, trained, parts: SplitRows,
-               standing: set[str], progress: Progress) -> Scored:
+def score_rows(data: Dataset, trained, parts: SplitRows, standing: set[str], progress: Progress) -> Scored:
     """Predict every readable row; training rows are scored by folds that never saw them."""
     from . import model as fixed
 
     progress("predicting every row and scoring training rows out of sample")
-    classes, train_rows = config.project.classes, parts.train
-    readable = checked.table[checked.table["id"].isin(images.sha)]
-    proba, embeddings = fixed.predict(trained.model, stack(images, readable["id"]))
+    config, classes, train_rows = data.config, data.classes, parts.train
+    readable = data.checked.table[data.checked.table["id"].isin(data.images.sha)]
+    proba, embeddings = fixed.predict(trained.model, stack(data.images, readable["id"]))
     position = {row_id: n for n, row_id in enumerate(readable["id"])}
     in_train = [position[i] for i in train_rows["id"]]
-    evidence = gather_evidence(root, checked, images, list(readable["id"]), proba, embeddings, classes, standing)
+    evidence = gather_evidence(data, list(readable["id"]), proba, embeddings, standing)
     if config.suspicion.crossfit > 1:
         label_proba = crossfit_label_proba(config, evidence, progress)
     else:
@@ -62,8 +61,7 @@ def score_rows(root: Path, config: Config, checked: tbl.Validated, images: Image
     # than each network's own space (scripts/bench_label_errors.py).
     evidence.proba = label_proba
     evidence.dynamics = training_dynamics(trained, parts, position, proba.shape)
-    patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob),
-                        checked, images, root, config)
+    patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob), data)
     return Scored(readable, position, proba, embeddings, label_proba, evidence.dynamics, patch)
 
 
@@ -118,8 +116,7 @@ def pooled_label_proba(proba: np.ndarray, embeddings: np.ndarray, readable: pd.D
     mixing the two would rank val rows above train rows for the same doubt.
     """
     from .suspicion import cross_val_proba
-    splits = readable["split"].str.strip().str.lower()
-    labeled = (readable["label"].str.strip().isin(classes) & splits.isin(["train", "val", "test"])).to_numpy()
+    labeled = (readable["label"].isin(classes) & readable["split"].isin(["train", "val", "test"])).to_numpy()
     out = proba.copy()
     if labeled.sum() >= 2:
         out[labeled] = cross_val_proba(embeddings[labeled], encode(readable["label"][labeled], classes),
@@ -127,17 +124,16 @@ def pooled_label_proba(proba: np.ndarray, embeddings: np.ndarray, readable: pd.D
     return out
 
 
-def gather_evidence(root: Path, checked: tbl.Validated, images: Images, ids: list[str], proba: np.ndarray,
-                    embeddings: np.ndarray, classes: list[str], standing: set[str]):
+def gather_evidence(data: Dataset, ids: list[str], proba: np.ndarray, embeddings: np.ndarray, standing: set[str]):
     """What suspicion.assess needs about the readable rows ``ids``."""
     from .images import image_sizes
     from .suspicion import Evidence
-    rows = checked.table.set_index("id").loc[ids]
-    codes = rows["label"].str.strip().map({c: k for k, c in enumerate(classes)}).fillna(-1).astype(int)
-    codes[rows["split"].str.strip().str.lower() == "exclude"] = -1  # a person already set these aside
-    sizes = image_sizes({images.sha[i]: images.blob[i] for i in ids}, state_dir(root) / "cache")
+    images, checked = data.images, data.checked
+    rows = checked.table.assign(code=checked.code).set_index("id").loc[ids]
+    codes = rows["code"].where(rows["split"] != "exclude", -1)  # a person already set these aside
+    sizes = image_sizes({images.sha[i]: images.blob[i] for i in ids}, data.state / "cache")
     origins = [tbl.augmented_source(note) or row_id for row_id, note in zip(ids, rows["note"])]
-    return Evidence(ids=list(ids), labels=codes.to_numpy(), splits=rows["split"].str.strip().str.lower().to_numpy(),
+    return Evidence(ids=list(ids), labels=codes.to_numpy(), splits=rows["split"].to_numpy(),
                     proba=proba, embeddings=embeddings, pixels=stack(images, ids),
                     sizes=[sizes[images.sha[i]] for i in ids], reviewed=np.array([i in standing for i in ids], bool),
                     origins=origins)
@@ -154,9 +150,9 @@ def predictions_patch(evidence, proba: np.ndarray, classes: list[str], low_label
     return out
 
 
-def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, root: Path,
-                config: Config) -> pd.DataFrame:
+def merge_flags(patch: pd.DataFrame, data: Dataset) -> pd.DataFrame:
     """Add the validation and image flags; every row of the table gets a patch row."""
+    checked, images, root = data.checked, data.images, data.root
     everyone = pd.DataFrame({"id": checked.table["id"]})
     out = everyone.merge(patch, on="id", how="left").fillna("")
     made = set(checked.table["id"][checked.table["note"].map(tbl.is_augmented)])  # rows `dcloop augment` made
@@ -166,7 +162,7 @@ def merge_flags(patch: pd.DataFrame, checked: tbl.Validated, images: Images, roo
     # the model could not judge their label, so their suspicion is blank, and a blank sorts first
     # (write_back here, the report's queue reading the table).
     out.loc[out["id"].isin(checked.flags), ["sort_key", "suspicion"]] = ""
-    if files_in_image_cells(config):
+    if files_in_image_cells(data.config):
         out["image"] = out["id"].map(lambda i: thumbnail_cell(images, i, root))
     else:
         out["image"] = out["id"].map(lambda i: image_cell(images.blob.get(i), root))
@@ -197,12 +193,12 @@ def thumbnail_cell(images: Images, row_id: str, root: Path) -> str:
     return path.resolve().as_uri() if path is not None else ""
 
 
-def judge_reviews(root: Path, checked: tbl.Validated, images: Images) -> tuple[set[str], dict[str, str], bool]:
+def judge_reviews(data: Dataset) -> tuple[set[str], dict[str, str], bool]:
     """(ids with a standing review, {id: note} for stale reviews and bad cells, whether the record changed)."""
     from . import review
-    marks, bad = review.reviewed_marks(checked.table)
-    current = {i: [lab, images.sha.get(i, "")] for i, lab in zip(checked.table["id"], checked.label)}
-    path = state_dir(root) / "reviews.json"
+    marks, bad = review.reviewed_marks(data.checked.table)
+    current = {i: [lab, data.images.sha.get(i, "")] for i, lab in zip(data.checked.table["id"], data.checked.label)}
+    path = data.state / "reviews.json"
     recorded = read_json(path, {})
     kept, standing, stale = review.update_reviews(recorded, marks, current)
     notes = {i: f"reviewed? {cell!r} is not ok or blank" for i, cell in bad.items()}

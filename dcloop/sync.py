@@ -19,7 +19,7 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .cap import check_cap
 from .config import Config, quick_config
-from .dataset import Images, SplitRows, encode, load_images, stack
+from .dataset import Dataset, SplitRows, encode, load_images, stack
 from .effect import record_run
 from .errors import DcloopError, TableBusy
 from .history import History, Recorded, utc_now
@@ -28,7 +28,7 @@ from .metrics import class_rows, fmt, scores
 from .progress import Progress, quiet
 from .pull import pull
 from .report import report_after_sync
-from .results import changed_since, previous_flags, result_row, seed_and_comparison_fields
+from .results import TrainedRun, changed_since, previous_flags, result_row, seed_and_comparison_fields
 from .runs import CHECKPOINT, read_last_trained, run_file, save_predictions, state_dir, write_flagged, \
     write_last_trained
 from .scoring import Scored, flagged_ids, judge_reviews, score_rows, with_expert_notes
@@ -84,22 +84,29 @@ class Findings:
 
 
 @dataclass
+class Asked:
+    """What the person asked of this cycle beyond the settings."""
+
+    force: bool = False            # retrain even when nothing changed
+    quick: bool = False            # the quick schedule
+    refetch: bool = False          # revalidate every cached http image
+    accept_row_drop: bool = False  # a table that lost many rows is what the person wants
+
+
+@dataclass
 class Cycle:
     """What the stages of one cycle share once the table is pulled, checked and its images fetched."""
 
-    root: Path
-    config: Config
+    data: Dataset
     backend: Backend
     progress: Progress
     history: History
     table: pd.DataFrame
-    checked: tbl.Validated
     recorded: Recorded
-    images: Images
-    last: dict            # last_trained.json: the run the table shows
-    key: str              # what a training of this table would be (training_key)
-    changed: int          # rows changed since the last training
-    standing: set[str]    # ids with a standing review
+    last: dict             # last_trained.json: the run the table shows
+    key: str               # what a training of this table would be (training_key)
+    changed: int           # rows changed since the last training
+    standing: set[str]     # ids with a standing review
     notes: dict[str, str]  # review and expert notes, added to the flags written back
     reviews_changed: bool
 
@@ -118,117 +125,109 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     model fingerprint, so it is never compared with full trainings.
     """
     started = time.perf_counter()
+    asked = Asked(force, quick, refetch, accept_row_drop)
     stop = StopRule(should_stop, config.sync.max_minutes, time.monotonic())
     config = quick_config(config) if quick else config
     root = Path(root)
-    cycle = pulled(root, config, backend or open_backend(config, root), progress, stop, refetch, accept_row_drop)
+    cycle = pulled(root, config, backend or open_backend(config, root), progress, stop, asked)
     if cycle.unchanged() and not force:
         return catch_up(cycle)
-    parts = SplitRows.of(cycle.checked, cycle.images)
-    trained, other_seeds = train(cycle, parts, stop)
-    scored = score_rows(root, config, cycle.checked, cycle.images, trained, parts, cycle.standing, progress)
+    parts = cycle.data.split_rows()
+    run = train(cycle, parts, stop, "quick" if quick else "full")
+    scored = score_rows(cycle.data, run.trained, parts, cycle.standing, progress)
     stop_if(stop, "after predicting")
-    return keep_run(cycle, parts, trained, other_seeds, scored, started, "quick" if quick else "full")
+    return keep_run(cycle, run, scored, started)
 
 
-def pulled(root: Path, config: Config, backend: Backend, progress: Progress, stop: StopRule, refetch: bool,
-           accept_row_drop: bool) -> Cycle:
+def pulled(root: Path, config: Config, backend: Backend, progress: Progress, stop: StopRule, asked: Asked) -> Cycle:
     """Pull and validate the table, record its version, fetch its images, judge its reviews."""
     history = History(state_dir(root))
     head = history.head()
     known = history.snapshot(head) if history.has_snapshot(head) else None  # record() repairs a lost one
-    table = pull(backend, config, known, accept_row_drop, progress)
+    table = pull(backend, config, known, asked.accept_row_drop, progress)
     checked = tbl.validate(table, config.project.classes)
     recorded = history.record(table, utc_now(), progress)
-    images = load_images(root, config, checked, progress, refetch)
+    images = load_images(root, config, checked, progress, asked.refetch)
     check_cap(checked, images, config.project.cap, root)
     stop_if(stop, "after fetching images")
-    last = read_last_trained(state_dir(root), progress)
+    data = Dataset(root, config, checked, images)
+    last = read_last_trained(data.state, progress)
     changed = 0 if last.get("version") == recorded.version else changed_since(history, last.get("version", ""), table)
-    standing, notes, reviews_changed = judge_reviews(root, checked, images)
-    return Cycle(root, config, backend, progress, history, table, checked, recorded, images, last,
-                 training_key(recorded.version, config, images), changed, standing,
-                 with_expert_notes(notes, checked), reviews_changed)
+    standing, notes, reviews_changed = judge_reviews(data)
+    return Cycle(data, backend, progress, history, table, recorded, last, training_key(recorded.version, config, images),
+                 changed, standing, with_expert_notes(notes, checked), reviews_changed)
 
 
 def catch_up(cycle: Cycle) -> SyncReport:
     """Nothing to train: write what is owed (changed reviews, predictions a held file refused) and say so."""
-    last, config = cycle.last, cycle.config
+    last, data = cycle.last, cycle.data
     if cycle.reviews_changed or last.get("unwritten"):
-        rescore(cycle.root, config, cycle.backend, cycle.checked, cycle.images, last["run_id"], cycle.standing,
-                cycle.notes)
+        rescore(data, cycle.backend, last["run_id"], cycle.standing, cycle.notes)
     if last.get("unwritten"):
         cycle.progress(f"wrote run {last['run_id']}'s predictions, which the last sync could not write")
-        write_last_trained(state_dir(cycle.root), last["key"], last["run_id"], last.get("version", ""))
+        write_last_trained(data.state, last["key"], last["run_id"], last.get("version", ""))
     message = (f"Nothing changed since run {last.get('run_id')} (label version {cycle.recorded.version}, "
-               f"model {config.model.fingerprint()}): not retraining. Use --force to retrain.")
+               f"model {data.config.model.fingerprint()}): not retraining. Use --force to retrain.")
     return SyncReport(cycle.recorded.version, cycle.recorded.new, cycle.changed, False, message,
-                      flagged=cycle.checked.flags, findings=Findings.of(cycle.table))
+                      flagged=data.checked.flags, findings=Findings.of(cycle.table))
 
 
-def train(cycle: Cycle, parts: SplitRows, stop: StopRule):
-    """Materialize the version's class folders and train the fixed model (and its extra seeds) on them.
-
-    Returns the main training and the other seeds' scores.
-    """
+def train(cycle: Cycle, parts: SplitRows, stop: StopRule, kind: str) -> TrainedRun:
+    """Materialize the version's class folders and train the fixed model (and its extra seeds) on them."""
     from . import model as fixed
-    config, images, progress, classes = cycle.config, cycle.images, cycle.progress, cycle.config.project.classes
+    data, progress = cycle.data, cycle.progress
+    config, images, classes = data.config, data.images, data.classes
     if not len(parts.train):
         raise DcloopError(f"{cycle.backend.describe()}: no labeled, readable rows in split 'train' to train on.")
     materialize(cycle.history.folder(cycle.recorded.version),
                 [(i, s, lab, images.blob[i], u) for part in parts
-                 for i, s, lab, u in zip(part["id"], part["split"].str.strip().str.lower(),
-                                         part["label"].str.strip(), part["url"].str.strip())])
+                 for i, s, lab, u in zip(part["id"], part["split"], part["label"], part["url"])])
     progress(f"training {config.model.preset} on {len(parts.train)} rows, validating on {len(parts.val)}"
              + (f"; seed 1/{config.model.seeds} (seed {config.model.seed})" if config.model.seeds > 1 else ""))
     encoded = tuple(encode(p["label"], classes) for p in parts)
     trained = fixed.train(stack(images, parts.train["id"]), encoded[0], stack(images, parts.val["id"]), encoded[1],
                           len(classes), config.model, progress, stop)
     stop_if(stop, f"during training (after epoch {len(trained.history)})")
-    return trained, train_other_seeds(config, images, parts, encoded, progress, stop)
+    other_seeds = train_other_seeds(config, images, parts, encoded, progress, stop)
+    return TrainedRun(uuid.uuid4().hex[:8], cycle.recorded.version, kind, trained, parts, {}, other_seeds)
 
 
-def keep_run(cycle: Cycle, parts: SplitRows, trained, other_seeds: list[dict], scored: Scored, started: float,
-             kind: str) -> SyncReport:
+def keep_run(cycle: Cycle, run: TrainedRun, scored: Scored, started: float) -> SyncReport:
     """Keep the run's files, write its predictions back, append its results row; last, make it the table's run.
 
     A sync killed before the last step trains again next time. A table file another program holds
     (Excel) is reported after the run is kept: the next sync writes its predictions without training.
     """
     from . import model as fixed
-    config, backend, state = cycle.config, cycle.backend, state_dir(cycle.root)
-    classes, version = config.project.classes, cycle.recorded.version
-    val_scores, test_scores = (scores(scored.proba[[scored.position[i] for i in p["id"]]],
-                                      encode(p["label"], classes), len(classes)) for p in (parts.val, parts.test))
-    run_id = uuid.uuid4().hex[:8]
-    fixed.save_checkpoint(trained, run_file(state, run_id, CHECKPOINT),
-                          {"version": version, "classes": classes, "model": config.model.model_dump()})
-    save_predictions(state, run_id, scored.predictions(config.suspicion.crossfit), trained.history)
+    data, backend, run_id = cycle.data, cycle.backend, run.run_id
+    config, classes, state = data.config, data.classes, data.state
+    run.scores = {split: scores(scored.proba[[scored.position[i] for i in rows["id"]]], encode(rows["label"], classes),
+                                len(classes)) for split, rows in (("val", run.parts.val), ("test", run.parts.test))}
+    fixed.save_checkpoint(run.trained, run_file(state, run_id, CHECKPOINT),
+                          {"version": run.version, "classes": classes, "model": config.model.model_dump()})
+    save_predictions(state, run_id, scored.predictions(config.suspicion.crossfit), run.trained.history)
     try:
         written, busy = write_back(backend, scored.patch, cycle.notes, config.suspicion.sort), None
     except TableBusy as e:
         written, busy = 0, e
     write_flagged(state, run_id, flagged_ids(scored.patch))
-    result = result_row(run_id, version, cycle.changed, config, cycle.checked, parts, val_scores, test_scores,
-                        trained, time.perf_counter() - started, kind)
-    result.update(previous_flags(cycle.root, cycle.history, cycle.last, cycle.table, cycle.standing))
-    result.update(seed_and_comparison_fields(cycle.root, cycle.checked, scored, result, classes,
-                                             [{"val": val_scores.get("accuracy"), "test": test_scores.get("accuracy")}]
-                                             + other_seeds))
+    result = result_row(data, run, cycle.changed, time.perf_counter() - started)
+    result.update(previous_flags(data.root, cycle.history, cycle.last, cycle.table, cycle.standing))
+    result.update(seed_and_comparison_fields(data, run, scored, result))
     busy = keep_if_busy(lambda: backend.append_result(result), busy)  # labels.xlsx holds results too
     record_run(state, run_id, result)
-    y_val = encode(parts.val["label"], classes)
-    busy = keep_if_busy(lambda: backend.update_classes(class_rows(cycle.checked, classes, scored.proba,
-                                                                  scored.position, parts.val, y_val)), busy)
-    write_last_trained(state, cycle.key, run_id, version, unwritten=busy is not None)
+    y_val = encode(run.parts.val["label"], classes)
+    busy = keep_if_busy(lambda: backend.update_classes(class_rows(data.checked, classes, scored.proba,
+                                                                  scored.position, run.parts.val, y_val)), busy)
+    write_last_trained(state, cycle.key, run_id, run.version, unwritten=busy is not None)
     if busy:
         raise TableBusy(f"{busy} The model trained (run {run_id}) and its predictions are kept: the next "
                         f"sync writes them without training again.")
     after = tbl.apply_patch(cycle.table, scored.patch)
-    report_after_sync(cycle.root, config, backend, run_id, cycle.progress, after)
-    summary = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}"
-                        for split, s in (("val", val_scores), ("test", test_scores)) if s) or "no val or test rows"
-    message = (f"Run {run_id}: {summary} (label version {version}, "
+    report_after_sync(data.root, config, backend, run_id, cycle.progress, after)
+    summary = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}" for split, s in run.scores.items() if s) \
+        or "no val or test rows"
+    message = (f"Run {run_id}: {summary} (label version {run.version}, "
                f"{cycle.changed} row(s) changed since the last training, {time.perf_counter() - started:.0f}s)")
-    return SyncReport(version, cycle.recorded.new, cycle.changed, True, message,
-                      result, cycle.checked.flags, written, kind == "quick", Findings.of(after))
+    return SyncReport(run.version, cycle.recorded.new, cycle.changed, True, message,
+                      result, data.checked.flags, written, run.kind == "quick", Findings.of(after))

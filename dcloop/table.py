@@ -397,7 +397,11 @@ class RowDrop:
 
 @dataclass
 class Validated:
-    """A table ready for the pipeline: every row has an id, and every problem row a flag."""
+    """A table ready for the pipeline: every row has an id, and every problem row a flag.
+
+    Cleaned once, here: ``table``'s url, label and split cells are stripped, labels canonical where
+    they name a class (canonical_label) and splits lower case, so no later stage cleans them again.
+    """
 
     table: pd.DataFrame
     classes: list[str]
@@ -405,11 +409,16 @@ class Validated:
 
     @property
     def label(self) -> pd.Series:
-        return self.table["label"].str.strip()
+        return self.table["label"]
 
     @property
     def split(self) -> pd.Series:
-        return self.table["split"].str.strip().str.lower()
+        return self.table["split"]
+
+    @property
+    def code(self) -> pd.Series:
+        """Each row's class index; -1 for a blank or unknown label."""
+        return self.table["label"].map({c: k for k, c in enumerate(self.classes)}).fillna(-1).astype(int)
 
     def usable(self) -> pd.Series:
         """Rows that validation did not flag."""
@@ -430,11 +439,12 @@ def validate(table: pd.DataFrame, classes: list[str]) -> Validated:
     later stage compares them as they are.
     """
     table = table.copy()
-    table["label"] = canonical_labels(table["label"], classes)
+    table["label"] = canonical_labels(table["label"], classes).str.strip()
+    table["split"] = table["split"].str.strip().str.lower()
+    table["url"] = table["url"].str.strip()
     result = Validated(table=table, classes=list(classes))
     known = set(classes)
-    for row_id, url, label, split in zip(table["id"], table["url"].str.strip(),
-                                         result.label, result.split):
+    for row_id, url, label, split in zip(table["id"], table["url"], result.label, result.split):
         if not is_safe_name(row_id):
             result.flag(row_id, BAD_ID_FLAG)
         if not url:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
 from .backends import Backend, accepts_order
-from .config import Config
-from .dataset import Images
+from .dataset import Dataset
 from .errors import TableBusy
-from .runs import load_predictions, state_dir
+from .runs import load_predictions
 from .scoring import gather_evidence, join_flags, merge_flags, predictions_patch
-from . import table as tbl
 
 
 def write_back(backend: Backend, patch: pd.DataFrame, notes: dict[str, str], sort: bool) -> int:
@@ -35,20 +32,18 @@ def keep_if_busy(write: Callable[[], None], busy: TableBusy | None) -> TableBusy
     return busy
 
 
-def rescore(root: Path, config: Config, backend: Backend, checked: tbl.Validated, images: Images,
-            run_id: str, standing: set[str], notes: dict[str, str]) -> None:
+def rescore(data: Dataset, backend: Backend, run_id: str, standing: set[str], notes: dict[str, str]) -> None:
     """Rewrite suspicion and flags from a run's saved predictions (reviews changed, labels did not)."""
-    saved = load_predictions(state_dir(root), run_id)
+    saved = load_predictions(data.state, run_id)
     if saved is None:  # read_last_trained vouched for the file a moment ago
         return
     ids, proba, label_proba, embeddings, dynamics = (list(saved.ids), saved.proba, saved.label_proba,
                                                     saved.embeddings, saved.dynamics)
-    keep = [n for n, i in enumerate(ids) if i in images.sha]
-    evidence = gather_evidence(root, checked, images, [ids[n] for n in keep], label_proba[keep], embeddings[keep],
-                               config.project.classes, standing)
+    keep = [n for n, i in enumerate(ids) if i in data.images.sha]
+    evidence = gather_evidence(data, [ids[n] for n in keep], label_proba[keep], embeddings[keep], standing)
     evidence.dynamics = None if dynamics is None else dynamics[keep]
-    patch = merge_flags(predictions_patch(evidence, proba[keep], config.project.classes,
-                                          config.suspicion.low_label_prob), checked, images, root, config)
-    write_back(backend, patch, notes, config.suspicion.sort)
+    suspicion = data.config.suspicion
+    patch = merge_flags(predictions_patch(evidence, proba[keep], data.classes, suspicion.low_label_prob), data)
+    write_back(backend, patch, notes, suspicion.sort)
 
 

@@ -31,7 +31,7 @@ from dcloop.backends.csv import read_csv
 from dcloop.config import Config, load_config
 from dcloop.history import History, write_json
 from dcloop.project import init_project, rows_from_folder
-from dcloop.dataset import load_images
+from dcloop.dataset import Dataset, load_images
 from dcloop.pull import pull
 from dcloop.runs import save_predictions, state_dir
 from dcloop.scoring import Scored, gather_evidence, merge_flags, predictions_patch
@@ -73,8 +73,9 @@ def fake_run(root: Path, config: Config, seed: int) -> None:
     logits[np.arange(len(codes)), codes] += 3
     proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     ids = list(readable["id"])
-    evidence = gather_evidence(root, checked, images, ids, proba, embeddings, config.project.classes, set())
-    patch = merge_flags(predictions_patch(evidence, proba, config.project.classes, 0.2), checked, images, root)
+    data = Dataset(root, config, checked, images)
+    evidence = gather_evidence(data, ids, proba, embeddings, set())
+    patch = merge_flags(predictions_patch(evidence, proba, config.project.classes, 0.2), data)
     backend.write(patch)
     scored = Scored(readable, {i: n for n, i in enumerate(ids)}, proba, embeddings, proba, np.zeros_like(proba), patch)
     save_predictions(state_dir(root), "bench0001", scored.predictions(crossfit=0), [])

@@ -32,6 +32,7 @@ from dcloop.augment import augment
 from dcloop.config import load_config
 from dcloop.project import init_project, rows_from_folder
 from dcloop.reeval import reeval
+from dcloop.render import describe_check
 from dcloop.sync import sync
 
 
@@ -57,7 +58,7 @@ def walk(data: Path, root: Path, epochs: int, seeds: int, threads: int, budget: 
     say("2/5 split --check")
     check = splits.check_splits(root, config, progress=say)
     found["check"] = {"leakage": len(check["leakage"]), "thin": check["thin"]}
-    found["check_text"] = splits.describe_check(check)
+    found["check_text"] = describe_check(check)
 
     counts = check["per_class"]
     share = round(sum(c["val"] for c in counts.values())

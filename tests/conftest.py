@@ -26,6 +26,20 @@ from .sheets_emulator import SheetsEmulator
 TINY_MODEL = {"model": {"epochs": 3, "batch_size": 16}}
 
 
+@pytest.fixture(autouse=True)
+def trains_only_when_marked(request, monkeypatch):
+    """A test that trains the model is marked ``training``, so ``pytest -m "not training"`` runs the
+    fast subset alone. An unmarked test that trains fails here, naming the mark it lacks."""
+    if request.node.get_closest_marker("training") is not None:
+        return
+    import dcloop.model
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("this test trains the model: mark it @pytest.mark.training")
+
+    monkeypatch.setattr(dcloop.model, "train", refuse)
+
+
 def write_digits(folder: Path, classes=(0, 1, 7), per_class=30, seed=0) -> pd.DataFrame:
     """Real handwritten digit scans as PNG files; rows url,label (relative to folder's parent)."""
     from sklearn.datasets import load_digits

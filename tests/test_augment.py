@@ -27,6 +27,7 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
+@pytest.mark.training
 def test_variants_keep_source_label_and_split_files_decode_and_sync_marks_them(make_project, config_of, tmp_path):
     root = make_project(thin_seven(tmp_path))
     result = run("augment", root, "--class", "7", "--budget", 6, "--seed", 1, "--json")
@@ -90,6 +91,7 @@ def test_thin_means_fewer_train_rows_than_the_largest_and_the_smallest_fill_firs
     assert allot(counts, ["b", "c"], 100, ceiling=10) == {"b": 6, "c": 3}
 
 
+@pytest.mark.training
 def test_options_are_checked_and_thin_classes_stop_at_the_largest(make_project):
     root = make_project()
     both = run("augment", root, "--thin", "--class", "7", "--budget", 1)

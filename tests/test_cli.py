@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from dcloop.cli import cli
@@ -28,6 +29,7 @@ def roman_tree(base):
     return base
 
 
+@pytest.mark.training
 def test_init_from_a_split_folder_tree_then_sync_and_status(tmp_path):
     source = roman_tree(tmp_path / "data")
     result = run("init", tmp_path / "p", "--from-folder", source)

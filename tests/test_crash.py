@@ -66,6 +66,7 @@ def leftovers(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob(".*.tmp"))
 
 
+@pytest.mark.training
 def test_sigkill_during_fetch_training_and_write_back_then_a_sync_succeeds(make_project, slow_host, tmp_path,
                                                                           one_torch_thread):
     base, www, server = slow_host

@@ -1,6 +1,7 @@
 """[suspicion] crossfit (issue 4): train rows' labels judged by networks that never saw them; training dynamics."""
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from dcloop import model as fixed
@@ -12,6 +13,7 @@ from dcloop.sync import sync
 from tests.test_sync import labels
 
 
+@pytest.mark.training
 def test_crossfitting_scores_a_planted_wrong_train_label_out_of_sample(planted_error, config_of):
     root, wrong_url = planted_error
     assert sync(root, config_of(root)).trained
@@ -44,6 +46,7 @@ def test_the_crossfit_flag_and_setting(planted_error):
     assert result.exit_code == 2 and "-1 is not in the range x>=0" in result.output
 
 
+@pytest.mark.training
 def test_a_sync_keeps_each_train_and_val_rows_training_dynamics(planted_error, config_of):
     root, wrong_url = planted_error
     assert sync(root, config_of(root)).trained
@@ -58,6 +61,7 @@ def test_a_sync_keeps_each_train_and_val_rows_training_dynamics(planted_error, c
     assert dynamics[planted, 1] < np.median(dynamics[ones, 1])
 
 
+@pytest.mark.training
 def test_the_dynamics_stop_at_the_epoch_of_the_kept_weights():
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (24, 3, 16, 16), dtype=np.uint8)

@@ -150,6 +150,7 @@ def test_a_symbolic_link_stays_a_link_and_its_target_is_written(tmp_path):
     assert [p.name for p in shared.iterdir()] == ["labels.csv"]
 
 
+@pytest.mark.training
 def test_a_file_another_program_holds_keeps_the_run_for_the_next_sync(make_project, monkeypatch):
     import dcloop.fsutil as fsutil
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from dcloop.backends.csv import CsvBackend, to_csv_text
@@ -26,6 +27,7 @@ def small_project(make_project, tmp_path, per_class=12):
     return make_project(split_rows(write_digits(tmp_path / "proj" / "images", per_class=per_class)), SMALL)
 
 
+@pytest.mark.training
 def test_seeds_record_mean_and_spread_keep_the_first_seeds_predictions_and_the_skip(make_project, tmp_path):
     root = small_project(make_project, tmp_path)
     assert run("sync", root).exit_code == 0
@@ -58,6 +60,7 @@ def test_seeds_record_mean_and_spread_keep_the_first_seeds_predictions_and_the_s
     assert log[0]["seeds"] == "2" and log[0]["compared_run"] == first["run_id"]
 
 
+@pytest.mark.training
 def test_log_shows_what_the_edits_did_against_the_previous_full_run_not_a_quick_one(make_project, tmp_path):
     rows = split_rows(write_digits(tmp_path / "proj" / "images", per_class=12))
     wrong = rows.index[rows["split"] == "train"][:3]
@@ -89,6 +92,7 @@ def test_log_shows_what_the_edits_did_against_the_previous_full_run_not_a_quick_
     assert f"vs run {full['run_id']}: val {result['val_change']}" in shown.output
 
 
+@pytest.mark.training
 def test_expert_agreement_in_the_result_row_and_status_and_a_bad_expert_cell_is_flagged(make_project, tmp_path):
     root = small_project(make_project, tmp_path)
     table = labels(root)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from dcloop.cli import describe_score
+from dcloop.render import describe_score
 from dcloop.effect import score_noise, wilson_half_width
 
 

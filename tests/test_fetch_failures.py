@@ -68,6 +68,7 @@ def test_a_host_that_never_answers_costs_a_few_timeouts_not_a_few_per_url(tmp_pa
     assert time.monotonic() - started < 15  # the fixture's /hang would hold a fetch for 30 s
 
 
+@pytest.mark.training
 def test_a_host_that_is_down_flags_its_rows_and_the_sync_trains_on_the_rest(make_project, config_of, image_host,
                                                                              tmp_path, one_torch_thread):
     base, www, server = image_host

@@ -334,6 +334,7 @@ def test_hostile_cells_in_a_csv_table_become_flags_and_human_cells_stay(make_pro
 
 # --- a Google Sheet's defaults, through the emulator ---
 
+@pytest.mark.training
 def test_a_sheet_row_naming_a_file_outside_the_roots_is_refused_and_never_cached(
         tmp_path, emulator, key_file, blank_sheet, hostile_host, one_torch_thread):
     base, www, _ = hostile_host
@@ -402,6 +403,7 @@ def test_an_image_changed_at_its_url_is_revalidated_by_age_or_on_request(tmp_pat
     assert said[-1].endswith("2 could not be checked, their cached copy kept")
 
 
+@pytest.mark.training
 def test_the_old_url_index_is_read_and_a_changed_image_retrains(make_project, config_of, hostile_host, tmp_path,
                                                                 one_torch_thread):
     base, www, server = hostile_host

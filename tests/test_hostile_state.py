@@ -84,6 +84,7 @@ def state_message(path, reason, root):
 
 # --- damaged internal files -----------------------------------------------------------------
 
+@pytest.mark.training
 def test_an_empty_last_trained_json_means_no_last_training_and_the_sync_says_it_retrains(project):
     before = human(project)
     path = project / ".dcloop/last_trained.json"
@@ -152,6 +153,7 @@ def test_a_garbage_image_index_is_rebuilt_with_a_note(project, name):
         assert len(json.loads(path.read_text())) == 90  # rebuilt
 
 
+@pytest.mark.training
 def test_a_garbage_decoded_cache_and_sizes_cache_are_rebuilt(project, caplog):
     before = human(project)
     decoded, sizes = project / ".dcloop/cache/decoded-32.npz", project / ".dcloop/cache/sizes.json"
@@ -208,6 +210,7 @@ def test_doctor_finds_a_healthy_project_healthy(project):
     assert json.loads(run("doctor", project, "--json").stdout)["healthy"] is True
 
 
+@pytest.mark.training
 def test_doctor_repairs_what_is_safe_and_never_touches_the_table_or_the_results(project):
     state = project / ".dcloop"
     table, results = (project / "labels.csv").read_bytes(), (project / "results.csv").read_bytes()
@@ -277,6 +280,7 @@ def test_doctor_on_a_folder_that_is_no_project_changes_nothing(tmp_path):
 
 # --- full disk, read-only folder ------------------------------------------------------------
 
+@pytest.mark.training
 def test_a_full_disk_at_the_write_back_is_one_message_and_loses_nothing(project, monkeypatch):
     """Simulated at the fsutil boundary: the rename of the label table's temp file fails with ENOSPC
     (a real full file system needs a mount, which these tests cannot make)."""

@@ -63,6 +63,7 @@ def test_validate_flags_ids_that_could_become_paths():
     assert list(checked.table["id"][checked.trainable("train")]) == ["good_1", "ok-2"]
 
 
+@pytest.mark.training
 def test_a_hostile_id_in_labels_csv_writes_nothing_outside_the_project(make_project, tmp_path):
     rows = split_rows(write_digits(tmp_path / "proj" / "images"))
     root = make_project(rows, ONE_THREAD)
@@ -102,6 +103,7 @@ def test_a_hostile_id_in_labels_csv_writes_nothing_outside_the_project(make_proj
     assert "'=HYPERLINK" not in (root / "labels.csv").read_text()  # a person's cell is written back as it was
 
 
+@pytest.mark.training
 def test_a_hostile_id_on_a_google_sheet_is_flagged_and_never_a_path(tmp_path, emulator, key_file, monkeypatch):
     from .test_sync_gsheet import sheet_frame
 

@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from dcloop.cli import cli
@@ -21,6 +22,7 @@ def test_digit_rows_flip_a_seeded_fraction_of_train_labels_only(tmp_path):
     assert again["label"].equals(rows["label"])
 
 
+@pytest.mark.training
 def test_quickstart_builds_a_project_trains_and_lists_suspects(tmp_path):
     result = CliRunner().invoke(cli, ["quickstart", str(tmp_path / "demo"), "--epochs", "1"])
     assert result.exit_code == 0, result.output

@@ -28,6 +28,7 @@ def test_pick_runs():
         pick_runs("zz", trained)
 
 
+@pytest.mark.training
 def test_a_split_change_followed_by_reeval_scores_the_old_model_on_the_new_split(make_project, config_of):
     root = make_project(overrides={"model": {"epochs": 2}, "suspicion": {"folds": 2}})
     config = config_of(root)

@@ -1,6 +1,8 @@
 """The reviewer's verdict through real syncs: a confirmed row is not flagged again, and the next
 results row says what people did with the previous flags."""
 
+import pytest
+
 from dcloop.backends.csv import read_csv
 from dcloop.sync import sync
 
@@ -9,6 +11,7 @@ def labels(root):
     return read_csv(root / "labels.csv")
 
 
+@pytest.mark.training
 def test_a_reviewed_row_is_not_flagged_again_and_the_next_result_counts_it(planted_error, config_of):
     root, wrong_url = planted_error
     sync(root, config_of(root))

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from dcloop import model as fixed
@@ -47,6 +48,7 @@ def tiny_data():
     return pixels, np.arange(24) % 3
 
 
+@pytest.mark.training
 def test_a_fixed_thread_count_and_seed_give_the_same_weights_twice():
     pixels, labels = tiny_data()
     for threads in sorted({1, fixed.usable_cores()}):
@@ -57,6 +59,7 @@ def test_a_fixed_thread_count_and_seed_give_the_same_weights_twice():
             assert torch.equal(tensor, second.model.state_dict()[name]), (threads, name)
 
 
+@pytest.mark.training
 def test_a_training_that_gets_slower_than_one_thread_goes_on_with_one_and_says_so():
     pixels, labels = tiny_data()
     settings = ModelSection(epochs=2, batch_size=4, image_size=16, device="cpu")
@@ -72,6 +75,7 @@ def test_a_training_that_gets_slower_than_one_thread_goes_on_with_one_and_says_s
     assert any("going on with 1 thread" in m for m in said)
 
 
+@pytest.mark.training
 def test_a_set_thread_count_is_used_for_training_and_then_restored(tmp_path):
     before = torch.get_num_threads()
     rng = np.random.default_rng(0)
@@ -88,6 +92,7 @@ def test_threads_do_not_change_the_model_fingerprint():
     assert ModelSection(threads=1).fingerprint() == ModelSection(threads=2).fingerprint()
 
 
+@pytest.mark.training
 def test_a_quick_sync_is_labelled_and_kept_out_of_the_score_history(make_project, config_of):
     root = make_project(overrides={"model": {"epochs": 20, "batch_size": 16, "threads": 1}})
     quick = sync(root, config_of(root), quick=True)
@@ -147,6 +152,7 @@ def test_parallel_decoding_keeps_the_order_and_reports_bad_files(tmp_path):
 HEAVY_MODULES = ["torch", "torchvision", "sklearn", "scipy", "umap", "numba"]
 
 
+@pytest.mark.training
 def test_a_no_change_sync_as_a_process_imports_no_heavy_module(make_project, config_of):
     """torch alone takes seconds to import: a sync that finds nothing changed must not pay for it."""
     root = make_project(overrides={"model": {"epochs": 1, "threads": 1}})

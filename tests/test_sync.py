@@ -30,6 +30,7 @@ def edit(root, row_id, **cells):
     table.to_csv(root / "labels.csv", index=False)
 
 
+@pytest.mark.training
 def test_sync_trains_writes_back_every_row_and_records_a_result(make_project, config_of):
     root = make_project()
     report = sync(root, config_of(root))
@@ -47,6 +48,7 @@ def test_sync_trains_writes_back_every_row_and_records_a_result(make_project, co
     assert len(materialized) == 90
 
 
+@pytest.mark.training
 def test_second_sync_without_changes_does_not_retrain(make_project, config_of):
     root = make_project()
     sync(root, config_of(root))
@@ -61,6 +63,7 @@ def test_second_sync_without_changes_does_not_retrain(make_project, config_of):
     assert len(results(root)) == 2
 
 
+@pytest.mark.training
 def test_an_edited_label_makes_a_new_version_and_a_new_result(make_project, config_of):
     root = make_project()
     first = sync(root, config_of(root))
@@ -73,6 +76,7 @@ def test_an_edited_label_makes_a_new_version_and_a_new_result(make_project, conf
     assert list(changes["id"]) == [row_id] and changes["label_after"][0] == "7"
 
 
+@pytest.mark.training
 def test_same_data_config_and_seed_give_the_same_score(make_project, config_of):
     # The thread count is pinned: 1 and 2 threads differ in floating-point noise.
     pinned = {"model": {"epochs": 3, "batch_size": 16, "threads": 1}}
@@ -85,6 +89,7 @@ def test_same_data_config_and_seed_give_the_same_score(make_project, config_of):
     assert labels(first)["suspicion"].equals(labels(second)["suspicion"])
 
 
+@pytest.mark.training
 def test_a_wrong_training_label_gets_a_high_out_of_sample_suspicion(planted_error, config_of):
     root, wrong_url = planted_error
     sync(root, config_of(root))
@@ -96,6 +101,7 @@ def test_a_wrong_training_label_gets_a_high_out_of_sample_suspicion(planted_erro
     assert table.loc[planted, "flags"].startswith("label? model says 0")
 
 
+@pytest.mark.training
 def test_bad_rows_are_flagged_left_out_and_the_sync_goes_on(make_project, config_of, image_host):
     base, www, _ = image_host
     root = make_project(overrides=KEEP_ROW_ORDER)
@@ -138,6 +144,7 @@ def test_a_broken_table_is_a_clear_error_and_nothing_is_written(make_project, co
     assert not (root / ".dcloop/versions").exists() and results(root).empty
 
 
+@pytest.mark.training
 def test_a_label_edit_saved_during_training_is_kept(make_project, config_of):
     root = make_project()
     row_id = labels(root)["id"][0]
@@ -153,6 +160,7 @@ def test_a_label_edit_saved_during_training_is_kept(make_project, config_of):
     assert sync(root, config_of(root)).trained  # the edit is a change: the next sync trains on it
 
 
+@pytest.mark.training
 def test_rows_added_without_id_get_one_and_are_trained_on(make_project, config_of):
     root = make_project(overrides=KEEP_ROW_ORDER)
     sync(root, config_of(root))
@@ -174,6 +182,7 @@ def test_over_the_cap_is_an_error_with_the_counts(make_project, config_of):
         sync(root, config_of(root))
 
 
+@pytest.mark.training
 def test_http_images_are_fetched_once_and_cached(make_project, config_of, image_host, tmp_path):
     base, www, server = image_host
     rows = split_rows(write_digits(tmp_path / "src", per_class=10))

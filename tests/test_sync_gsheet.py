@@ -1,5 +1,6 @@
 """`dcloop init --sheet` and `dcloop sync` end to end, through real gspread and the Sheets emulator."""
 
+import pytest
 import pandas as pd
 from click.testing import CliRunner
 
@@ -13,6 +14,7 @@ def sheet_frame(emulator, key, tab="labels"):
     return pd.DataFrame([r + [""] * (len(values[0]) - len(r)) for r in values[1:]], columns=values[0])
 
 
+@pytest.mark.training
 def test_init_and_sync_through_the_emulator(tmp_path, emulator, key_file, monkeypatch):
     monkeypatch.setenv("DCLOOP_TABLE_ENDPOINT", emulator.base_url)
     key = emulator.create_spreadsheet("labels", editors=[ACCOUNT])

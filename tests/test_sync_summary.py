@@ -12,7 +12,7 @@ from PIL import Image
 from dcloop import table as tbl
 from dcloop.cli import cli
 from dcloop.config import load_config
-from dcloop.dataset import Images
+from dcloop.dataset import Dataset, Images
 from dcloop.scoring import merge_flags
 
 from .conftest import split_rows, write_digits
@@ -44,6 +44,7 @@ def roman(tmp_path):
     return root, rows.loc[5, "url"]
 
 
+@pytest.mark.training
 def test_a_quick_sync_on_own_data_prints_the_summary_status_shows_it(roman):
     root, iv_url = roman
     result = run("sync", root, "--quick")
@@ -82,6 +83,7 @@ def test_a_quick_sync_on_own_data_prints_the_summary_status_shows_it(roman):
     assert set(again) >= {"version", "result", "flagged", "rows_written", "quick", "scores"}
 
 
+@pytest.mark.training
 def test_csv_image_cells_link_thumbnail_files_made_once(roman):
     root, _ = roman
     assert run("sync", root, "--quick").exit_code == 0
@@ -110,7 +112,7 @@ def test_xlsx_and_sheets_keep_the_cache_path_in_the_image_cell(make_project):
     for backend, expected in (("xlsx", ".dcloop/cache/blobs/ab/abcd"), ("gsheet", ".dcloop/cache/blobs/ab/abcd"),
                               ("csv", (root / ".dcloop/thumbs/ab/abcd.png").resolve().as_uri())):
         config.table.backend = backend
-        out = merge_flags(patch, checked, images, root, config).set_index("id")
+        out = merge_flags(patch, Dataset(root, config, checked, images)).set_index("id")
         assert out.loc[first, "image"] == expected
 
 

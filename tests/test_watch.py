@@ -1,5 +1,6 @@
 """Watch mode: an edit starts a cycle once settled, a no-op save does not, failures do not end the loop."""
 
+import pytest
 import json
 import os
 import signal
@@ -55,6 +56,7 @@ def save_unchanged(path):
     os.replace(path.with_name("saved.tmp"), path)
 
 
+@pytest.mark.training
 def test_watch_syncs_an_edit_once_settled_ignores_a_no_op_save_and_outlives_a_failed_cycle(
         make_project, config_of, tmp_path, one_torch_thread):
     root = small_project(make_project, tmp_path)
@@ -89,6 +91,7 @@ def test_watch_syncs_an_edit_once_settled_ignores_a_no_op_save_and_outlives_a_fa
     assert watcher.count == 4 and len(results(root)) == 2
 
 
+@pytest.mark.training
 def test_a_stop_during_training_ends_at_the_epoch_and_writes_nothing(make_project, config_of, tmp_path,
                                                                      one_torch_thread):
     root = small_project(make_project, tmp_path, {"model": {"epochs": 5}})

@@ -352,6 +352,7 @@ def sync_ok(root):
     return result.output
 
 
+@pytest.mark.training
 def test_init_xlsx_and_sync(tmp_path):
     root = xlsx_project(tmp_path)
     assert not (root / "labels.csv").exists()
@@ -365,6 +366,7 @@ def test_init_xlsx_and_sync(tmp_path):
     assert "Nothing changed" in sync_ok(root)
 
 
+@pytest.mark.training
 def test_a_held_workbook_keeps_the_trained_run_and_the_next_sync_writes_it(tmp_path, monkeypatch):
     from dcloop import fsutil
     root = xlsx_project(tmp_path)
@@ -397,6 +399,7 @@ def test_a_held_workbook_keeps_the_trained_run_and_the_next_sync_writes_it(tmp_p
 needs_libreoffice = pytest.mark.skipif(bool(libreoffice.missing()), reason=libreoffice.missing() or "")
 
 
+@pytest.mark.training
 @needs_libreoffice
 def test_libreoffice_edits_survive_a_sync(tmp_path):
     root = xlsx_project(tmp_path)

@@ -1,0 +1,42 @@
+"""dcloop.toml, DCLOOP_* variables and command-line flags: a bad value names where it was set."""
+
+import pytest
+from click.testing import CliRunner
+
+from dcloop.cli import cli
+from dcloop.config import load_config
+from dcloop.errors import ConfigError
+
+
+@pytest.fixture
+def project(make_project):
+    return make_project()
+
+
+def test_a_bad_value_in_the_file_names_the_file(project):
+    text = (project / "dcloop.toml").read_text().replace("epochs = 3", 'epochs = "many"')
+    (project / "dcloop.toml").write_text(text)
+    with pytest.raises(ConfigError, match=r"dcloop\.toml: model\.epochs: "):
+        load_config(project, environ={})
+
+
+def test_a_bad_environment_variable_names_the_variable(project):
+    with pytest.raises(ConfigError, match=r"^the environment \(DCLOOP_MODEL_EPOCHS\): model\.epochs: "):
+        load_config(project, environ={"DCLOOP_MODEL_EPOCHS": "many"})
+
+
+def test_a_bad_override_names_the_flag(project):
+    with pytest.raises(ConfigError, match=r"^the command line \(--batch-size\): model\.batch_size: "):
+        load_config(project, {"model": {"batch_size": 0}}, environ={})
+
+
+def test_a_value_outside_an_options_range_is_a_usage_error(project):
+    result = CliRunner().invoke(cli, ["sync", str(project), "--epochs", "0"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--epochs'" in result.output
+
+
+def test_every_command_that_takes_dir_defaults_it_to_the_current_folder_but_those_with_versions():
+    needs_dir = {name for name, command in cli.commands.items()
+                 if any(p.name == "directory" and p.required for p in command.params)}
+    assert needs_dir == {"init", "diff", "checkout", "restore"}

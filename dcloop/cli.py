@@ -580,6 +580,8 @@ def augment_command(directory, config, class_name, thin, budget, seed, as_json):
     """
     from .augment import augment
 
+    if bool(class_name) == thin:
+        raise click.UsageError("give exactly one of --class CLASS or --thin.")
     done = augment(directory, config, budget, class_name, thin, seed, progress=say)
     for message in done.messages:
         say(message)

@@ -17,7 +17,6 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -29,9 +28,9 @@ from . import table as tbl
 from .config import STATE_DIR, Config
 from .errors import DcloopError
 from .fsutil import atomic_write_bytes, atomic_write_text, sha256_bytes
-from .history import History, is_reeval
-from .runs import PREDICTIONS, has_run_file, last_run_id, load_predictions, run_file
+from .history import History, is_reeval, utc_now
 from .images import MAX_IMAGE_BYTES, Access, access_of, allowed_path, cached_urls, read_regular
+from .runs import PREDICTIONS, has_run_file, last_run_id, load_predictions, run_file
 from .review import MARKS
 
 REPORT_DIR = "report"
@@ -376,12 +375,35 @@ def summary(project: str, run_id: str, table: pd.DataFrame, result: dict, series
     }
 
 
-def page_data(project: str, run: Run, config: Config, table: pd.DataFrame, results: pd.DataFrame,
-              index: pd.DataFrame, changes: pd.DataFrame | None, xy: np.ndarray, axes: dict,
-              thumbs: list[str], thumb_of: dict[str, int], content: dict[str, str], generated: str,
-              large_of: dict[str, int] | None = None) -> dict:
-    """Everything the page shows, as one JSON-ready dict (pure); ``large_of``: the queue's own thumbnails."""
-    classes = config.project.classes
+@dataclass
+class Project:
+    """What the page is made of, as read from the project (write_report reads it)."""
+
+    name: str
+    run: Run
+    config: Config
+    table: pd.DataFrame
+    results: pd.DataFrame
+    index: pd.DataFrame               # the label versions
+    changes: pd.DataFrame | None      # the newest version's changes
+
+
+@dataclass
+class Pictures:
+    """The map's coordinates and the thumbnails the page embeds."""
+
+    xy: np.ndarray
+    axes: dict
+    thumbs: list[str]                 # data urls
+    thumb_of: dict[str, int]          # row id -> thumbnail
+    content: dict[str, str]           # row id -> content hash
+    large_of: dict[str, int]          # row id -> the review queue's larger thumbnail
+
+
+def page_data(project: Project, pictures: Pictures, generated: str) -> dict:
+    """Everything the page shows, as one JSON-ready dict (pure)."""
+    run, config, table, results = project.run, project.config, project.table, project.results
+    thumb_of, classes = pictures.thumb_of, config.project.classes
     codes = label_codes(run.labels, classes)
     scores = row_scores(run.proba, codes, table_numbers(table, "suspicion", run.ids))
     flags = dict(zip(table["id"], table["flags"].str.strip()))
@@ -392,14 +414,14 @@ def page_data(project: str, run: Run, config: Config, table: pd.DataFrame, resul
     predicted = {i: classes[k] for i, k in zip(run.ids, scores["predicted"])}
     return {
         "generated": generated, "classes": classes, "splits": tbl.SPLITS,
-        "summary": summary(project, run.run_id, table, result, series, matrices, config.model),
-        "queue": review_queue(table, predicted, {**thumb_of, **(large_of or {})}), "scores": series, "confusion": matrices,
-        "train_scoring": train_scoring(run.crossfit, config.suspicion.crossfit), "map": axes,
-        "points": points(run, classes, scores, suspect, xy, flags, thumb_of),
+        "summary": summary(project.name, run.run_id, table, result, series, matrices, config.model),
+        "queue": review_queue(table, predicted, {**thumb_of, **pictures.large_of}), "scores": series,
+        "confusion": matrices, "train_scoring": train_scoring(run.crossfit, config.suspicion.crossfit),
+        "map": pictures.axes, "points": points(run, classes, scores, suspect, pictures.xy, flags, thumb_of),
         "per_class": class_details(classes, codes, run.splits, scores),
         "balance": split_balance(table["label"], table["split"], classes),
-        "duplicates": duplicates_across_splits(table, content, thumb_of),
-        "diff": version_diff(index, changes, thumb_of), "thumbs": thumbs,
+        "duplicates": duplicates_across_splits(table, pictures.content, thumb_of),
+        "diff": version_diff(project.index, project.changes, thumb_of), "thumbs": pictures.thumbs,
         "low_label_prob": config.suspicion.low_label_prob,
     }
 
@@ -577,10 +599,6 @@ def queue_thumbnails(cache: Path, table: pd.DataFrame, files: dict[str, Path], t
     return {row_id: len(thumbs) - len(large) + k for row_id, k in large_of.items()}
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def write_report(root: Path, config: Config, backend=None, run_id: str = "", progress: Progress = quiet,
                  table: pd.DataFrame | None = None) -> Path:
     """Build ``root/report/index.html`` for a run (default: the last one trained); return its path.
@@ -602,8 +620,8 @@ def write_report(root: Path, config: Config, backend=None, run_id: str = "", pro
     thumbs, thumb_of, content = Thumbnails(state / "cache").make(files, progress)
     large_of = queue_thumbnails(state / "cache", table, files, thumbs)
     xy, axes = projection(state / "runs" / run.run_id, run.embeddings, config.model.seed, config.report.map)
-    data = page_data(root.resolve().name, run, config, table, results, index, changes, xy, axes,
-                     thumbs, thumb_of, content, utc_now(), large_of)
+    data = page_data(Project(root.resolve().name, run, config, table, results, index, changes),
+                     Pictures(xy, axes, thumbs, thumb_of, content, large_of), utc_now())
     path = root / REPORT_DIR / "index.html"
     atomic_write_text(path, render_page(data))
     path.chmod(0o644)  # a page to share or serve, not a private temp file

@@ -364,6 +364,28 @@ def report(directory, config, run_id, open_page, as_json):
         click.launch(str(path.resolve()))
 
 
+@cli.command()
+@project_dir
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Serve on this port of 127.0.0.1 (0: a free one).")
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the default browser.")
+@with_project()
+def review(directory, config, port, open_page):
+    """Review the suspects in a local page by keyboard; each decision is written to the table within a second.
+
+    Prints the page's url (it holds a secret token) and serves it on 127.0.0.1 until Ctrl-C, which
+    writes the decisions still pending. Keys: a digit or a class's first letters label the row, Enter
+    accepts the model's class, k keeps the label (reviewed = ok), x excludes the row, u undoes, arrows move.
+
+    \b
+    Example:
+        dcloop review demo --open
+    """
+    from .review_page import serve
+
+    serve(directory, config, port, open_page, progress=say, show_url=click.echo)
+
+
 # --- the history of the labels ---
 
 @cli.command(name="log")

@@ -557,10 +557,55 @@ def apply_split_moves(current: pd.DataFrame, moves: pd.DataFrame) -> pd.DataFram
     return out
 
 
+DECIDED_COLUMNS = ["label", "split", "reviewed"]  # the cells a review decision may set
+
+
+def decision_cell(column: str, cell) -> str:
+    """A label, split or reviewed cell as decisions compare it: canonical label, lower-case split and mark."""
+    text = canonical_label(cell)
+    return text if column == "label" else text.lower()
+
+
+def apply_decisions(current: pd.DataFrame, decisions: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Set label, split and reviewed by id as a review decided; return the table and, for each decision
+    refused, {its index in ``decisions``: why}.
+
+    ``decisions`` has id, the three target cells and ``was_label``, ``was_split``, ``was_reviewed``:
+    what the reviewer saw. A decision whose row now holds other values (someone edited it since),
+    or that the table lost, is refused whole; the others set only the cells they change, in order,
+    so a later decision on the same row (an undo) sees the earlier one. No other cell changes; a
+    ``reviewed`` column is added when a decision needs one. Applying twice equals once.
+    """
+    out = current.copy()
+    if "reviewed" not in out.columns and (decisions["reviewed"].str.strip() != "").any():
+        out["reviewed"] = ""
+    position = {row_id: n for n, row_id in enumerate(out["id"].str.strip())}
+    columns = [c for c in DECIDED_COLUMNS if c in out.columns]
+    refused = {}
+    for key, d in zip(decisions.index, decisions.to_dict("records")):
+        n = position.get(d["id"])
+        if n is None:
+            refused[key] = "the row is not in the table any more"
+            continue
+        now = {c: out[c].iat[n] if c in out.columns else "" for c in DECIDED_COLUMNS}
+        edited = [c for c in DECIDED_COLUMNS if decision_cell(c, now[c]) != decision_cell(c, d[f"was_{c}"])]
+        if edited:
+            refused[key] = "edited in the table since the page loaded it: " + ", ".join(
+                f"{c} {shown(d[f'was_{c}'])!r} is now {shown(now[c])!r}" for c in edited)
+            continue
+        for c in columns:
+            if decision_cell(c, d[c]) != decision_cell(c, now[c]):
+                out.iloc[n, out.columns.get_loc(c)] = d[c]
+    return out, refused
+
+
 def rows_changed(before: pd.DataFrame, after: pd.DataFrame) -> int:
-    """Rows of ``before`` with a different cell in ``after`` (same order), plus rows added at the end."""
-    common = after.iloc[:len(before)].reindex(columns=before.columns)
-    return int((common.to_numpy() != before.to_numpy()).any(axis=1).sum()) + max(0, len(after) - len(before))
+    """Rows of ``before`` with a different cell in ``after`` (same order; a column only one has counts
+    as blank in the other), plus rows added at the end."""
+    columns = list(dict.fromkeys([*before.columns, *after.columns]))
+    common = after.iloc[:len(before)].reindex(columns=columns, fill_value="")
+    old = before.reindex(columns=columns, fill_value="")
+    return int((common.to_numpy() != old.to_numpy()).any(axis=1).sum()) + max(0, len(after) - len(before))
 
 
 def reorder(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:

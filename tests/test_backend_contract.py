@@ -235,6 +235,39 @@ def test_split_moves_write_only_split_by_id_and_a_persons_edit_meanwhile_wins(ba
     assert backend.move_splits(moves) == 0
 
 
+def decisions(*rows) -> pd.DataFrame:
+    """Review decisions: (id, label, split, reviewed, was_label, was_split, was_reviewed)."""
+    return pd.DataFrame(rows, columns=["id", *tbl.DECIDED_COLUMNS, *(f"was_{c}" for c in tbl.DECIDED_COLUMNS)])
+
+
+def test_decide_sets_label_split_and_reviewed_by_id_and_refuses_rows_edited_since(backend_and_person):
+    backend, person = backend_and_person
+    table = make_table(6)
+    backend.create(table)
+    backend.write(predictions(list(table["id"])))
+    person.sort_by("id", descending=True)
+    person.edit("r0001", "label", "bird")  # edited after the reviewer saw 'dog'
+    person.edit("r0002", "note", "kept")   # another column: no conflict
+    before = by_id(current(backend))
+    refused = backend.decide(decisions(
+        ("r0000", "dog", "train", "", "cat", "train", ""),        # relabel
+        ("r0001", "cat", "train", "", "dog", "train", ""),        # refused: label edited
+        ("r0002", "bird", "exclude", "", "bird", "val", ""),      # exclude
+        ("r0003", "cat", "test", "ok", "cat", "test", ""),        # keep: reviewed = ok, a new column
+        ("r0000", "cat", "train", "", "dog", "train", ""),        # undo of the first, in the same batch
+        ("zz9", "cat", "train", "", "cat", "train", "")))         # not in the table
+    assert set(refused) == {1, 5}
+    assert "label 'dog' is now 'bird'" in refused[1] and "not in the table" in refused[5]
+    after = current(backend).set_index("id").sort_index()
+    assert after["label"].tolist() == ["cat", "bird", "bird", "cat", "dog", "bird"]
+    assert after["split"].tolist() == ["train", "train", "exclude", "test", "train", "train"]
+    assert after["reviewed"].tolist() == ["", "", "", "ok", "", ""]
+    others = [c for c in before.columns if c not in ("label", "split")]
+    pd.testing.assert_frame_equal(by_id(current(backend))[others], before[others])  # no other cell changed
+    again = backend.decide(decisions(("r0003", "cat", "test", "ok", "cat", "test", "")))  # twice = once
+    assert list(again) == [0] and current(backend).set_index("id").loc["r0003", "reviewed"] == "ok"
+
+
 def test_a_changed_id_is_given_back(backend_and_person):
     backend, person = backend_and_person
     table = make_table(4)

@@ -109,6 +109,30 @@ def test_apply_patch_is_idempotent_and_keeps_human_columns(rows, rnd):
     assert (once["prediction"] == once["id"].str[::-1]).all()
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(cell, st.sampled_from(["train", "val", "Test "]), st.sampled_from(["", "ok"])),
+                min_size=1, max_size=6),
+       st.lists(st.tuples(st.integers(0, 7), st.sampled_from(["0", "1", "7"]), st.sampled_from(tbl.SPLITS),
+                          st.sampled_from(["", "ok"]), st.booleans()), max_size=8))
+def test_apply_decisions_changes_only_expected_rows_decided_cells_and_twice_is_once(rows, picks):
+    current = frame([{"id": f"r{n}", "url": "u", "label": lab, "split": s, "reviewed": r, "note": "n"}
+                     for n, (lab, s, r) in enumerate(rows)], tbl.COLUMNS + ["reviewed"])
+    seen = current.set_index("id")
+    decided = pd.DataFrame([{"id": f"r{n}", "label": lab, "split": s, "reviewed": r,
+                             **{f"was_{c}": (seen.loc[f"r{n}", c] if f"r{n}" in seen.index and fresh else "stale")
+                                for c in tbl.DECIDED_COLUMNS}}
+                            for n, lab, s, r, fresh in picks],
+                           columns=["id", *tbl.DECIDED_COLUMNS, *(f"was_{c}" for c in tbl.DECIDED_COLUMNS)])
+    once, refused = tbl.apply_decisions(current, decided)
+    untouched = [c for c in current.columns if c not in tbl.DECIDED_COLUMNS]
+    assert once[untouched].equals(current[untouched])
+    for key, row in decided.iterrows():
+        if key in refused:
+            assert row["was_label"] == "stale" or row["id"] not in seen.index or decided["id"].loc[:key - 1].eq(
+                row["id"]).any()  # a stale view, a lost row, or a row an earlier decision changed
+    assert tbl.apply_decisions(once, decided)[0].equals(once) or decided["id"].duplicated().any()
+
+
 def test_atomic_writes_keep_the_file_mode(tmp_path):
     import os
     from dcloop.fsutil import atomic_write_text

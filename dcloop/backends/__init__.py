@@ -39,6 +39,11 @@ class Backend(Protocol):
     def move_splits(self, moves: pd.DataFrame) -> int:
         """Set split by id to ``moves.to`` where it still says ``moves.from``; return the rows changed."""
 
+    def decide(self, decisions: pd.DataFrame) -> dict:
+        """Apply a reviewer's decisions (``table.apply_decisions``): label, split and reviewed by id,
+        in one write, nothing else touched; return {decision index: why} for each one refused because
+        its row was edited since the reviewer saw it, or is gone."""
+
     def update_classes(self, rows: list[dict[str, str]]) -> None:
         """Rewrite the per-class summary where the backend shows one (a tab); a no-op elsewhere."""
 

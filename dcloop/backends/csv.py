@@ -209,7 +209,8 @@ class CsvBackend(RewritingTable):
                 patched = tbl.reorder(patched, order)
             if changed == 0 and (order is None or patched["id"].equals(current["id"])):
                 return 0
-            if self._replace(render_csv(patched[list(current.columns)], fmt), stamp):
+            columns = list(dict.fromkeys([*current.columns, *patched.columns]))  # a reviewed column may be new
+            if self._replace(render_csv(patched[columns], fmt), stamp):
                 return changed
         raise BackendError(f"{self.path}: the file kept changing while dcloop tried to write "
                            f"{MAX_WRITE_ATTEMPTS} times; close the editor's autosave and sync again.")

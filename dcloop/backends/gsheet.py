@@ -31,8 +31,8 @@ from ..errors import BackendError, ConfigError
 from ..table import RESULT_COLUMNS
 from . import sheet_layout as layout
 from .sheet_grid import (MAX_CELLS, READ_PARAMS, ROW_TAG, a1, batches, first_row, grid_frame, header_of,
-                         image_formula, plan_restore, plan_split_moves, plan_write, quote_title, table_of,
-                         tag_filter, typed)
+                         image_formula, plan_decisions, plan_restore, plan_split_moves, plan_write, quote_title,
+                         table_of, tag_filter, typed)
 from .sheet_http import (GaveUp, RetryingHTTPClient, RetryPolicy, authorized_session, credentials_path,
                          load_credentials, translate)
 
@@ -135,6 +135,23 @@ class SheetBackend:
         with self.errors():
             return self.write_rows(lambda values, tagged: plan_split_moves(
                 values, moves, self.labels.title, self.labels.numeric, self.describe(), tagged), moves["id"])
+
+    def decide(self, decisions: pd.DataFrame) -> dict:
+        """Set label, split and reviewed by id as a reviewer decided (`dcloop review`), in one write."""
+        if decisions.empty:
+            return {}
+        last: list = []
+
+        def plan(values, tagged):
+            last[:] = plan_decisions(values, decisions, self.labels.title, self.labels.numeric,
+                                     self.describe(), tagged)
+            return last[0]
+        with self.errors():
+            self.write_rows(plan, decisions["id"])
+        rows_plan, refused = last
+        moving = set(rows_plan.to_tag.values())  # rows people kept moving while the tags were put on
+        return {**{k: "the row moved while it was written: decide again" for k, i in decisions["id"].items()
+                   if i in moving}, **refused}
 
     def restore(self, snapshot: pd.DataFrame) -> int:
         """Set label and split by id to a recorded version's (`dcloop restore`); its lost rows are added back."""

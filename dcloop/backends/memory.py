@@ -43,6 +43,10 @@ class MemoryBackend:
         self.table = tbl.apply_split_moves(before, moves)
         return tbl.rows_changed(before, self.table)
 
+    def decide(self, decisions: pd.DataFrame) -> dict:
+        self.table, refused = tbl.apply_decisions(self.table, decisions)
+        return refused
+
     def create(self, table: pd.DataFrame) -> None:
         self.table = table.copy()
 

@@ -14,7 +14,7 @@ from ..fsutil import atomic_write_bytes
 
 
 class RewritingTable:
-    """restore, append_rows and move_splits over ``self._rewrite(change) -> rows changed``, the
+    """restore, append_rows, move_splits and decide over ``self._rewrite(change) -> rows changed``, the
     atomic replace of ``self.path`` that each rewrite ends with, and the file's name and stamp."""
 
     path: Path
@@ -47,6 +47,25 @@ class RewritingTable:
     def move_splits(self, moves: pd.DataFrame) -> int:
         """Set split by id where it still has the planned value (`dcloop split --rebalance --apply`)."""
         return self._rewrite(lambda current: tbl.apply_split_moves(current, moves))
+
+    def decide(self, decisions: pd.DataFrame) -> dict:
+        """Set label, split and reviewed by id as a reviewer decided (`dcloop review`); {index: why} refused."""
+        return decide_by(self._rewrite, decisions)
+
+
+def decide_by(rewrite, decisions: pd.DataFrame) -> dict:
+    """``table.apply_decisions`` through ``rewrite(change)``, which may call the change more than once
+    (a re-read after someone saved): the refusals of the last call are the ones written."""
+    refused: dict = {}
+
+    def change(current: pd.DataFrame) -> pd.DataFrame:
+        out, found = tbl.apply_decisions(current, decisions)
+        refused.clear()
+        refused.update(found)
+        return out
+
+    rewrite(change)
+    return refused
 
 
 def replace_table_file(path: Path, data: bytes, stamp) -> bool:

@@ -247,6 +247,16 @@ def plan_split_moves(values: list[list], moves: pd.DataFrame, title: str, numeri
     return plan_rows(values, current, tbl.apply_split_moves(current, moves), ["split"], title, numeric, tagged)
 
 
+def plan_decisions(values: list[list], decisions: pd.DataFrame, title: str, numeric: set[str], source: str,
+                   tagged: dict[str, list[int]]) -> tuple[RowPlan, dict]:
+    """The ``label``, ``split`` and ``reviewed`` cells ``table.apply_decisions`` sets, and what it refused."""
+    current = table_of(values, source)
+    decided, refused = tbl.apply_decisions(current, decisions)
+    current = current.reindex(columns=decided.columns, fill_value="")  # a reviewed column may be new
+    columns = [c for c in tbl.DECIDED_COLUMNS if c in decided.columns]
+    return plan_rows(values, current, decided, columns, title, numeric, tagged), refused
+
+
 def plan_restore(values: list[list], snapshot: pd.DataFrame, title: str, numeric: set[str], source: str,
                  tagged: dict[str, list[int]]) -> tuple[RowPlan, pd.DataFrame]:
     """The ``label`` and ``split`` cells ``table.apply_restore`` sets, and the lost rows to add back."""

@@ -222,6 +222,8 @@ def assess_cap(rows: pd.DataFrame, pixels: np.ndarray, state: Path, cap: int, pa
     suggestions = drop_candidates(rows, pixels, embeddings, flagged, len(rows) - cap)
     write_suggestions(path, suggestions)
     return CapFindings(len(rows), cap, counts, suggestions, path)
+
+
 # --- the cap in a sync, and looked at without one ---
 
 def check_cap(checked: tbl.Validated, images: Images, cap: int, root: Path) -> None:
@@ -242,5 +244,3 @@ def cap_findings(root: Path, config: Config, target: int | None = None, progress
     rows = counted_rows(checked, images)
     limit = config.project.cap if target is None else target
     return assess_cap(rows, stack(images, rows["id"]), state_dir(root), limit, root / SUGGESTIONS_FILE)
-
-

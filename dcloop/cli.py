@@ -63,16 +63,20 @@ def version_argument(name: str):
 def json_option(function):
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(function)
 
-def with_project(lock: str | None = None):
+def with_project(lock: str | None = None, check=None):
     """The command gets ``config``, DIR's dcloop.toml; with ``lock`` it runs holding the project's lock.
 
     Every command that reads a project's settings goes through here, so the lock's holder is named
     the same way ('dcloop cap') and a missing or bad dcloop.toml fails the same way everywhere.
+    ``check(**options)`` raises click.UsageError for options that do not go together, before the
+    config is read or the lock taken.
     """
     def decorate(command):
         @functools.wraps(command)
         def run(directory, **options):
             from .config import load_config
+            if check is not None:
+                check(**options)
             config = load_config(directory)
             if lock is None:
                 return command(directory, config=config, **options)
@@ -480,6 +484,15 @@ def restore(directory, config, version, yes, as_json):
 
 # --- the data-centric moves: splits, re-evaluation, the cap, augmentation ---
 
+def split_options_go_together(check, rebalance, include_test, test_share, apply_moves, **_) -> None:
+    if check == rebalance:
+        raise click.UsageError("give exactly one of --check or --rebalance.")
+    if not rebalance and (apply_moves or include_test or test_share is not None):
+        raise click.UsageError("--apply, --include-test and --test go with --rebalance.")
+    if test_share is not None and not include_test:
+        raise click.UsageError("--test needs --include-test (test rows never move otherwise).")
+
+
 @cli.command()
 @project_dir
 @click.option("--check", is_flag=True, help="Counts per class and split, duplicates across splits, thin strata.")
@@ -494,7 +507,7 @@ def restore(directory, config, version, yes, as_json):
 @click.option("--apply", "apply_moves", is_flag=True,
               help="With --rebalance: write the moves into the split column and record a new label version.")
 @json_option
-@with_project()
+@with_project(check=split_options_go_together)
 def split(directory, config, check, rebalance, val, seed, include_test, test_share, apply_moves, as_json):
     """Check whether the splits represent the data, or rebalance them.
 
@@ -511,12 +524,6 @@ def split(directory, config, check, rebalance, val, seed, include_test, test_sha
     """
     from . import splits
 
-    if check == rebalance:
-        raise click.UsageError("give exactly one of --check or --rebalance.")
-    if not rebalance and (apply_moves or include_test or test_share is not None):
-        raise click.UsageError("--apply, --include-test and --test go with --rebalance.")
-    if test_share is not None and not include_test:
-        raise click.UsageError("--test needs --include-test (test rows never move otherwise).")
     if check:
         found = splits.check_splits(directory, config, seed, progress=say)
         click.echo(json.dumps(found) if as_json else describe_check(found))
@@ -582,14 +589,19 @@ def cap_command(directory, config, target, as_json):
     echo_json(findings.to_json()) if as_json else click.echo(cap_line(findings))
 
 
+def one_of_class_or_thin(class_name, thin, **_) -> None:
+    if bool(class_name) == thin:
+        raise click.UsageError("give exactly one of --class CLASS or --thin.")
+
+
 @cli.command(name="augment")
 @project_dir
 @click.option("--class", "class_name", help="Make variants of this class's train rows.")
 @click.option("--thin", is_flag=True, help="Spread the budget over the classes with fewer train rows than the largest.")
-@click.option("--budget", type=click.IntRange(min=0), required=True, help="How many variants (new rows) to make, at most.")
+@click.option("--budget", type=click.IntRange(min=1), required=True, help="How many variants (new rows) to make, at most.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same table and seed, same variants.")
 @json_option
-@with_project(lock="augment")
+@with_project(lock="augment", check=one_of_class_or_thin)
 def augment_command(directory, config, class_name, thin, budget, seed, as_json):
     """Add seeded variants (small rotations, shifts, scale, thicker or thinner strokes, crops) of labeled
     train rows as new rows: files under DIRECTORY/augmented/<class>/, the source's label and split, and
@@ -602,8 +614,6 @@ def augment_command(directory, config, class_name, thin, budget, seed, as_json):
     """
     from .augment import augment
 
-    if bool(class_name) == thin:
-        raise click.UsageError("give exactly one of --class CLASS or --thin.")
     done = augment(directory, config, budget, class_name, thin, seed, progress=say)
     for message in done.messages:
         say(message)

@@ -92,7 +92,10 @@ class ModelSection(Section):
     seed: int = Field(123, description="the seed of weights and batch order: same data and seed, same model")
     learning_rate: float = Field(1e-4, gt=0, description="Adam's learning rate")
     device: str = Field("auto", description="auto (a CUDA GPU when torch sees one), cpu or cuda")
-    threads: int = Field(0, ge=-1, description="CPU threads for training: N, 0 all cores, -1 the faster of 1 and all")
+    threads: int = Field(0, ge=-1, description="CPU threads for training: N (the same N, seed and data give the "
+                         "same weights), or 0 auto: the faster of 1 and all cores, timed at the start, going on "
+                         "with 1 thread if steps get slower than 1 thread was (another process took the cores); "
+                         "the results row's threads column says which; -1 is the same as 0")
     seeds: int = Field(1, ge=1, description="trainings per sync, under seed, seed+1, ...: their spread shows the noise")
 
     def fingerprint(self) -> str:

@@ -86,7 +86,7 @@ def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Pr
 
 
 def counted_rows(checked: tbl.Validated, images: Images) -> pd.DataFrame:
-    """The rows the cap counts: labeled, readable, unflagged train and val rows (label and split stripped)."""
+    """The rows the cap counts: labeled, readable, unflagged train and val rows."""
     ready = checked.usable() & checked.table["id"].isin(images.sha) & (checked.label != "")
     return checked.table[ready & checked.split.isin(["train", "val"])]
 
@@ -102,6 +102,6 @@ def stack(images: Images, ids) -> np.ndarray:
 
 
 def encode(labels: pd.Series, classes: list[str]) -> np.ndarray:
-    return labels.str.strip().map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
+    return labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
 
 

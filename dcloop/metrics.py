@@ -1,4 +1,4 @@
-"""How a model scores on a set of rows: accuracy, macro-F1, per class (pure numpy and scikit-learn)."""
+"""How a model scores on a set of rows: accuracy, macro-F1, per class; split_scores predicts with the model first."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import torchvision
 
 from .errors import ConfigError
 from .fsutil import atomic_write_bytes
+from .threads import ThreadGovernor
 
 # keras.applications.resnet.preprocess_input ("caffe"): RGB -> BGR, minus the ImageNet means.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -109,7 +110,8 @@ class Trained:
     history: list[dict] = field(default_factory=list)
     images_per_s: float = 0.0
     seconds: float = 0.0
-    threads: int = 0
+    threads: int = 0  # the count training started with
+    threads_used: str = ""  # "2", or "2>1": auto went on with one thread (ThreadGovernor.used); "" on a GPU
     # Training dynamics: each row's softmax averaged over the epochs up to the kept weights' (all
     # epochs without validation rows). For a training row it is what the network said while
     # learning it: a wrong label is learned late, so its mean stays low while the right labels are
@@ -146,29 +148,44 @@ def step_seconds(settings, num_classes: int, device: torch.device, steps: int = 
     return float(np.median(times[1:]))
 
 
-def pick_threads(settings, num_classes: int, device: torch.device) -> int:
-    """``[model] threads``: N > 0 as given, 0 all usable cores, -1 the faster of 1 and all cores, timed now.
+def time_threads(settings, num_classes: int, device: torch.device) -> dict[int, float]:
+    """Seconds of a training step at 1 thread and at all usable cores, timed now (the median of 5 steps).
 
-    0 is the default because it is reproducible: same data, settings and machine, same weights.
-    -1 is for shared machines: at batch 8 every op is small: on a machine whose cores are busy with other work, OpenMP threads
-    wait on each other and two threads can run 10-100x slower than one. Timing both is the only
-    reliable guide; a count that is far slower is given up on early. The count only moves
-    floating-point noise, not the recipe.
+    All cores are given up on early (inf) when far slower than 1 thread: under load two threads can
+    run 10-100x slower than one. Timed once each: a wrong start is put right while training (see
+    ThreadGovernor), and the timing runs before every training.
     """
-    if settings.threads > 0 or device.type != "cpu":
-        return settings.threads or torch.get_num_threads()
     cores = usable_cores()
-    if settings.threads == 0 or cores == 1:
-        return 1 if cores == 1 else cores
     previous, timed = torch.get_num_threads(), {1: np.inf, cores: np.inf}
     try:
-        for threads in (1, cores, 1, cores):
+        for threads in (1, cores):
             torch.set_num_threads(threads)
             budget = 3 * 6 * min(timed.values()) if np.isfinite(min(timed.values())) else np.inf
-            timed[threads] = min(timed[threads], step_seconds(settings, num_classes, device, give_up_after=budget))
+            timed[threads] = step_seconds(settings, num_classes, device, give_up_after=budget)
     finally:
         torch.set_num_threads(previous)
-    return min(timed, key=timed.get)
+    return timed
+
+
+def plan_threads(settings, num_classes: int, device: torch.device) -> ThreadGovernor:
+    """``[model] threads``: N > 0 as given; 0 (auto, the default; -1 too) the faster of 1 and all cores,
+    timed now, dropping to 1 thread while training if steps get slower than 1 thread was (see threads.py).
+
+    A fixed count is reproducible: same data, settings, seed and count, same weights. Auto is not
+    bit for bit (the count can change with the machine's load), but the results row says which
+    counts a training used; pin that count to repeat it. The count moves floating-point noise only.
+    """
+    if settings.threads > 0 or device.type != "cpu":
+        return ThreadGovernor(settings.threads or torch.get_num_threads())
+    if usable_cores() == 1:
+        return ThreadGovernor(1)
+    timed = time_threads(settings, num_classes, device)
+    return ThreadGovernor(min(timed, key=timed.get), one_thread_step_s=timed[1])
+
+
+def pick_threads(settings, num_classes: int, device: torch.device) -> int:
+    """The thread count a training under ``settings`` starts with (see plan_threads)."""
+    return plan_threads(settings, num_classes, device).threads
 
 
 def train(pixels: np.ndarray, labels: np.ndarray, val_pixels: np.ndarray, val_labels: np.ndarray,
@@ -176,19 +193,22 @@ def train(pixels: np.ndarray, labels: np.ndarray, val_pixels: np.ndarray, val_la
           should_stop: Callable[[], bool] = lambda: False) -> Trained:
     """Train the fixed model from scratch; keep the weights of the best validation accuracy.
 
-    ``settings`` is the [model] config. Same data, settings, seed and thread count give the same
-    weights on CPU. Without validation rows the last epoch's weights are kept.
+    ``settings`` is the [model] config. Same data, settings, seed and a fixed thread count give the
+    same weights on CPU. Without validation rows the last epoch's weights are kept.
     """
     device = pick_device(settings.device)
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(pick_threads(settings, num_classes, device))
+    governor = plan_threads(settings, num_classes, device)
+    torch.set_num_threads(governor.threads)
     try:
-        return fit(pixels, labels, val_pixels, val_labels, num_classes, settings, device, progress, should_stop)
+        return fit(pixels, labels, val_pixels, val_labels, num_classes, settings, device, progress, should_stop,
+                   governor)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def fit(pixels, labels, val_pixels, val_labels, num_classes, settings, device, progress, should_stop) -> Trained:
+def fit(pixels, labels, val_pixels, val_labels, num_classes, settings, device, progress, should_stop,
+        governor: ThreadGovernor) -> Trained:
     torch.manual_seed(settings.seed)
     # channels_last makes every convolution take oneDNN's path, measured faster at batch 8 here.
     model = build_model(settings.preset, num_classes).to(device).to(memory_format=torch.channels_last)
@@ -200,7 +220,7 @@ def fit(pixels, labels, val_pixels, val_labels, num_classes, settings, device, p
     x_val = to_input(val_pixels, device).contiguous(memory_format=torch.channels_last)
     y_val = torch.as_tensor(np.array(val_labels), dtype=torch.long, device=device)
     order = torch.Generator().manual_seed(settings.seed)  # on the CPU: the same order on every device
-    best = Trained(model, 0, None, threads=torch.get_num_threads())
+    best = Trained(model, 0, None, threads=governor.threads)
     best_state = None
     train_softmax = torch.zeros(len(x), num_classes, device=device)
     val_softmax = torch.zeros(len(x_val), num_classes, device=device)
@@ -209,6 +229,7 @@ def fit(pixels, labels, val_pixels, val_labels, num_classes, settings, device, p
         model.train()
         total_loss = torch.zeros((), device=device)
         for batch in torch.randperm(len(x), generator=order).to(device).split(settings.batch_size):
+            step_started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             logits = model(x[batch])
             loss = loss_fn(logits, y[batch])
@@ -216,6 +237,10 @@ def fit(pixels, labels, val_pixels, val_labels, num_classes, settings, device, p
             optimizer.step()
             total_loss += loss.detach() * len(batch)
             train_softmax[batch] += torch.softmax(logits.detach().float(), 1)
+            if governor.step(time.perf_counter() - step_started) != torch.get_num_threads():
+                torch.set_num_threads(governor.threads)
+                progress(f"steps on {governor.started_with} threads got slower than 1 thread was "
+                         f"(the machine is busy): going on with 1 thread")
         seen += len(x)
         val_accuracy = None
         if len(x_val):
@@ -231,7 +256,7 @@ def fit(pixels, labels, val_pixels, val_labels, num_classes, settings, device, p
         elapsed = time.perf_counter() - start
         progress(f"epoch {epoch}/{settings.epochs}  loss {record['loss']:.3f}"
                  + (f"  val {val_accuracy:.3f}" if val_accuracy is not None else "")
-                 + f"  ({seen / elapsed:.0f} img/s, {best.threads} thread(s))")
+                 + f"  ({seen / elapsed:.0f} img/s, {governor.threads} thread(s))")
         if should_stop():
             break
     if best_state is None:
@@ -244,6 +269,7 @@ def fit(pixels, labels, val_pixels, val_labels, num_classes, settings, device, p
         (total / max(best.best_epoch, 1)).cpu().numpy() for total in softmax_at_best)
     best.seconds = time.perf_counter() - start
     best.images_per_s = seen / best.seconds if best.seconds else 0.0
+    best.threads_used = governor.used() if device.type == "cpu" else ""
     best.model.eval()
     return best
 

@@ -47,6 +47,7 @@ def result_row(data: Dataset, run: TrainedRun, changed: int, seconds: float) -> 
         "best_epoch": str(run.trained.best_epoch), "epochs": str(model.epochs),
         "preset": model.preset, "model_fingerprint": model.fingerprint(),
         "images_per_s": f"{run.trained.images_per_s:.0f}", "duration_s": f"{seconds:.1f}",
+        "threads": run.trained.threads_used,
     }
 
 

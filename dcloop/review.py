@@ -1,8 +1,8 @@
 """The reviewer's verdict: the ``reviewed`` column, what a review vouches for, how the last ranking fared.
 
 A review vouches for the (label, image content) a row had when dcloop first saw it marked; once
-either changes the review is stale and the row is judged afresh. Pure functions; sync.py keeps
-the recorded reviews in .dcloop/reviews.json.
+either changes the review is stale and the row is judged afresh. Pure functions; scoring.judge_reviews
+keeps the recorded reviews in .dcloop/reviews.json.
 """
 
 from __future__ import annotations

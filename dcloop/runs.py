@@ -49,7 +49,11 @@ def run_file(state: Path, run_id: str, name: str) -> Path:
 
 
 def has_run_file(state: Path, run_id: str, name: str) -> bool:
-    return is_safe_name(str(run_id)) and run_file(state, run_id, name).is_file()
+    """Whether a run has the file; False for a run id or folder that leads elsewhere (never followed)."""
+    try:
+        return run_file(state, run_id, name).is_file()
+    except UnsafePath:
+        return False
 
 
 @dataclass
@@ -77,7 +81,9 @@ def save_predictions(state: Path, run_id: str, saved: Predictions, epochs: list[
     for name in ("dynamics", "knn_proba", "outlier_z"):
         if getattr(saved, name) is not None:
             arrays[name] = getattr(saved, name).astype(np.float32)
-    np.savez_compressed(buffer, **arrays, crossfit=np.int64(saved.crossfit or 0))
+    if saved.crossfit is not None:  # None: a run that did not say (kept unknown, never read as 0)
+        arrays["crossfit"] = np.int64(saved.crossfit)
+    np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(run_file(state, run_id, PREDICTIONS), buffer.getvalue())
     write_json(run_file(state, run_id, EPOCHS), epochs)
 
@@ -109,8 +115,10 @@ def read_last_trained(state: Path, progress: Progress = quiet) -> dict:
     except (ValueError, OSError) as e:
         progress(f"{path}: unreadable ({str(e)[:120]}); treating it as no previous training: this sync retrains")
         return {}
-    if last and not has_run_file(state, last.get("run_id", ""), PREDICTIONS):
-        progress(f"{path} names run {str(last.get('run_id'))[:40]!r}, whose predictions are gone; "
+    run_id = str(last.get("run_id", ""))
+    if last and not has_run_file(state, run_id, PREDICTIONS):
+        where = Path(state) / "runs" / run_id / PREDICTIONS if is_safe_name(run_id) else "not a run's name"
+        progress(f"{path} names run {run_id[:40]!r}, whose predictions ({where}) are gone; "
                  f"treating it as no previous training: this sync retrains")
         return {}
     return last
@@ -122,6 +130,11 @@ def write_last_trained(state: Path, key: str, run_id: str, version: str, unwritt
                                             **({"unwritten": True} if unwritten else {})})
 
 
+def mark_written(state: Path, last: dict) -> None:
+    """The last run's predictions are in the table now: last_trained.json as it was, less ``unwritten``."""
+    write_json(Path(state) / LAST_TRAINED, {k: v for k, v in last.items() if k != "unwritten"})
+
+
 def last_run_id(state: Path) -> str:
     """The run the table shows ('' before any)."""
     return read_last_trained(state).get("run_id", "")
@@ -129,7 +142,7 @@ def last_run_id(state: Path) -> str:
 
 def read_flagged(state: Path, run_id: str) -> list[str]:
     """The ids a run flagged ([] for no run or a run before dcloop kept them)."""
-    return read_json(run_file(state, run_id, FLAGGED), []) if is_safe_name(str(run_id)) else []
+    return read_json(run_file(state, run_id, FLAGGED), []) if has_run_file(state, run_id, FLAGGED) else []
 
 
 def write_flagged(state: Path, run_id: str, ids: list[str]) -> None:
@@ -138,7 +151,7 @@ def write_flagged(state: Path, run_id: str, ids: list[str]) -> None:
 
 def read_result(state: Path, run_id: str) -> dict:
     """A run's results row as it recorded it ({} when none)."""
-    return read_json(run_file(state, run_id, RESULT), {}) if is_safe_name(str(run_id)) else {}
+    return read_json(run_file(state, run_id, RESULT), {}) if has_run_file(state, run_id, RESULT) else {}
 
 
 def write_result(state: Path, run_id: str, result: dict) -> None:

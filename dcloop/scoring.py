@@ -163,7 +163,7 @@ def merge_flags(patch: pd.DataFrame, data: Dataset) -> pd.DataFrame:
                     for i, b in zip(out["id"], out["flags"])]
     # Rows left out of training (unknown label or split, bad id) come first, as unreadable ones do:
     # the model could not judge their label, so their suspicion is blank, and a blank sorts first
-    # (write_back here, the report's queue reading the table).
+    # (writeback.write_back, the report's queue reading the table).
     out.loc[out["id"].isin(checked.flags), ["sort_key", "suspicion"]] = ""
     if files_in_image_cells(data.config):
         out["image"] = out["id"].map(lambda i: thumbnail_cell(images, i, root))

@@ -29,7 +29,7 @@ from .progress import Progress, quiet
 from .pull import pull
 from .report import report_after_sync
 from .results import TrainedRun, changed_since, previous_flags, result_row, seed_and_comparison_fields
-from .runs import CHECKPOINT, read_last_trained, run_file, save_predictions, state_dir, write_flagged, \
+from .runs import CHECKPOINT, mark_written, read_last_trained, run_file, save_predictions, state_dir, write_flagged, \
     write_last_trained
 from .scoring import Scored, flagged_ids, judge_reviews, score_rows, with_expert_notes
 from .training import StopRule, stop_if, train_other_seeds, training_key
@@ -127,13 +127,13 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
     started = time.perf_counter()
     asked = Asked(force, quick, refetch, accept_row_drop)
     stop = StopRule(should_stop, config.sync.max_minutes, time.monotonic())
-    config = quick_config(config) if quick else config
+    config = quick_config(config) if asked.quick else config
     root = Path(root)
     cycle = pulled(root, config, backend or open_backend(config, root), progress, stop, asked)
-    if cycle.unchanged() and not force:
+    if cycle.unchanged() and not asked.force:
         return catch_up(cycle)
     parts = cycle.data.split_rows()
-    run = train(cycle, parts, stop, "quick" if quick else "full")
+    run = train(cycle, parts, stop, "quick" if asked.quick else "full")
     scored = score_rows(cycle.data, run.trained, parts, cycle.standing, progress)
     stop_if(stop, "after predicting")
     return keep_run(cycle, run, scored, started)
@@ -165,7 +165,7 @@ def catch_up(cycle: Cycle) -> SyncReport:
         rescore(data, cycle.backend, last["run_id"], cycle.standing, cycle.notes)
     if last.get("unwritten"):
         cycle.progress(f"wrote run {last['run_id']}'s predictions, which the last sync could not write")
-        write_last_trained(data.state, last["key"], last["run_id"], last.get("version", ""))
+        mark_written(data.state, last)
     message = (f"Nothing changed since run {last.get('run_id')} (label version {cycle.recorded.version}, "
                f"model {data.config.model.fingerprint()}): not retraining. Use --force to retrain.")
     return SyncReport(cycle.recorded.version, cycle.recorded.new, cycle.changed, False, message,

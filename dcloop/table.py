@@ -71,6 +71,9 @@ RESULT_COLUMN_DOCS = {
     # Re-evaluations (dcloop.reeval); blank on trainings.
     "reeval_of": "the run whose stored model was scored again on this row's label version",
     "reeval_seen": "how many of the val/test rows it scored that model had trained on",
+    # How the training ran (dcloop.model); not part of the recipe, so not in the fingerprint.
+    "threads": "CPU threads the training used: N, or N>1 when [model] threads = 0 (auto) went on with one "
+               "thread because the machine got busy (blank on a GPU and on re-evaluations)",
 }
 RESULT_COLUMNS = list(RESULT_COLUMN_DOCS)
 

@@ -13,6 +13,12 @@
    synthetic tables pointing at the real image files, cold (images served once from a local HTTP
    server on 127.0.0.1) and warm (cache filled), and a no-change sync at the largest size, for
    the CSV table and for a Google Sheet on the local Sheets API emulator (with its API calls).
+   The no-change sync also as a whole process (`dcloop sync` in a subprocess: interpreter, imports,
+   the sync), against `python -c 'import pandas'` timed in the same run.
+4. A busy machine: images/s of a short training alone and beside one CPU-bound process (a Python
+   busy loop), for all cores fixed (the old default) and for [model] threads = 0 (auto, the default).
+
+    python scripts/bench.py DATA --parts busy,sync --rows 10000 --backends csv   # only some parts
 
 Ratios mean something within one run only; the machine's other load moves all the figures.
 The images are read by path; nothing is copied into the repository.
@@ -27,6 +33,7 @@ import functools
 import http.server
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -314,7 +321,121 @@ def no_change_sync(root, config, n, backend_name, calls, repeats: int = 3) -> di
         times.append(time.perf_counter() - started)
         assert not report.trained, report.message
     return {"backend": backend_name, "rows": n, "median_s": float(np.median(times)), "runs_s": times,
-            "api_calls": calls.counts()}
+            "api_calls": calls.counts(), **no_change_process(root, repeats)}
+
+
+def no_change_process(root: Path, repeats: int) -> dict:
+    """`dcloop sync ROOT` as a whole process (a cron run), against a process that only imports pandas.
+
+    The two alternate, so both see the same load; the ratio is what compares across runs.
+    """
+    sync_cmd = [sys.executable, "-c", "from dcloop.cli import cli; cli()", "sync", str(root)]
+    pandas_cmd = [sys.executable, "-c", "import pandas"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    times: dict[str, list[float]] = {"process": [], "pandas": []}
+    for _ in range(repeats):
+        for name, command in (("pandas", pandas_cmd), ("process", sync_cmd)):
+            started = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            times[name].append(time.perf_counter() - started)
+            assert done.returncode == 0 and (name == "pandas" or "Nothing changed" in done.stdout), done.stderr
+    return {"process_s": float(np.median(times["process"])), "import_pandas_s": float(np.median(times["pandas"])),
+            "load_avg": os.getloadavg()[0]}
+
+
+# 4. A busy machine -------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def competitor():
+    """One CPU-bound process beside the measurement: a Python busy loop."""
+    process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        process.kill()
+        process.wait()
+
+
+def short_training(threads: int, seconds: float) -> dict:
+    """A training on random 32x32 images at batch 8, stopped after ``seconds``: its images/s and
+    the seconds before it (auto's timing of 1 thread vs all cores, and building the model)."""
+    rng = np.random.default_rng(0)
+    pixels, labels = rng.integers(0, 255, (80, 3, 32, 32), dtype=np.uint8), np.arange(80) % 10
+    settings = recipe_settings(threads).model_copy(update={"epochs": 10_000, "device": "cpu"})
+    started = time.perf_counter()
+    trained = fixed.train(pixels, labels, pixels[:0], labels[:0], 10, settings,
+                          should_stop=lambda: time.perf_counter() - started > seconds)
+    return {"images_per_s": trained.images_per_s, "start_s": time.perf_counter() - started - trained.seconds,
+            "threads_used": trained.threads_used, "load_avg": os.getloadavg()[0]}
+
+
+def busy_machine(seconds: float, repeats: int = 2) -> list[dict]:
+    """A short training alone and beside a competitor, under all cores fixed and under auto.
+
+    Alone and beside alternate, ``repeats`` times each; the best of each is kept, as the figure
+    least disturbed by load from elsewhere.
+    """
+    out = []
+    for name, threads in (("all cores fixed (old default)", fixed.usable_cores()), ("auto (default)", 0)):
+        runs: dict[str, list[dict]] = {"alone": [], "busy": []}
+        for n in range(repeats):
+            say(f"busy machine: {name}, alone and beside a busy loop ({n + 1}/{repeats})")
+            runs["alone"].append(short_training(threads, seconds))
+            with competitor():
+                runs["busy"].append(short_training(threads, seconds))
+        best = {k: max(v, key=lambda r: r["images_per_s"]) for k, v in runs.items()}
+        out.append({"setting": name, **best, "runs": runs,
+                    "ratio": best["busy"]["images_per_s"] / best["alone"]["images_per_s"]})
+    return out
+
+
+# 5. bfloat16 --------------------------------------------------------------------------------------
+
+def precision_rates(seconds: float) -> list[dict]:
+    """Images/s of a training step (batch 8) and of inference (the eval batch) on 1 thread, float32
+    against bfloat16 autocast; float32 and bf16 alternate twice, the best of each is kept."""
+    out = []
+    with torch_threads(1):
+        for bf16 in (False, True, False, True):
+            out.append({"precision": "bfloat16" if bf16 else "float32", "train_images_per_s": train_rate(bf16, seconds),
+                        "predict_images_per_s": predict_rate(bf16, seconds), "load_avg": os.getloadavg()[0]})
+    return out
+
+
+def train_rate(bf16: bool, seconds: float) -> float:
+    model = fixed.build_model("dcai2021", 10).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
+    x = torch.randn(BATCH, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (BATCH,))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    return rate(step, BATCH, seconds)
+
+
+@torch.inference_mode()
+def predict_rate(bf16: bool, seconds: float) -> float:
+    model = fixed.build_model("dcai2021", 10).eval()
+    x = torch.randn(fixed.EVAL_BATCH, 3, 32, 32)
+
+    def forward():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(x)
+    return rate(forward, fixed.EVAL_BATCH, seconds)
+
+
+def rate(step, images: int, seconds: float) -> float:
+    step()  # warm-up: oneDNN builds its kernels on the first call
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        steps += 1
+    return steps * images / (time.perf_counter() - started)
 
 
 # The run and its table ---------------------------------------------------------------------------
@@ -329,33 +450,45 @@ def main() -> None:
     parser.add_argument("--rows", help="table sizes, comma-separated (default 1000,3000,10000)")
     parser.add_argument("--backends", default="csv,gsheet", help=f"comma-separated, of: {', '.join(BACKENDS)}")
     parser.add_argument("--threads", type=int, default=0,
-                        help="dcloop's [model] threads (0: all cores, -1: time 1 vs all); the baseline uses the same count")
+                        help="dcloop's [model] threads (0: auto, timed at the start; N pinned); the baseline uses the count it starts with")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
     parser.add_argument("--json-out", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
     epochs = args.epochs or (2 if args.small else 10)
     seeds = args.seeds or (1 if args.small else 2)
     sizes = [int(s) for s in (args.rows or ("300,1000" if args.small else "1000,3000,10000")).split(",")]
+    parts = args.parts.split(",")
     figures = {"machine": machine(), "epochs": epochs, "batch_size": BATCH}
 
-    say("ceiling: raw forward+backward on random tensors")
-    figures["ceiling"] = ceilings(2.0 if args.small else 5.0)
-    threads = fixed.pick_threads(recipe_settings(args.threads), 10, torch.device("cpu"))
-    figures["threads"] = threads
-    runs = []
-    for seed in range(1, seeds + 1):
-        say(f"training dcloop, seed {seed}, {epochs} epochs")
-        runs.append(train_dcloop(args.data, epochs, seed, threads))
-        say(f"training the torchvision baseline, seed {seed}, {epochs} epochs, {threads} thread(s)")
-        with torch_threads(threads):
-            runs.append(train_baseline(args.data, epochs, seed))
-    figures["training"] = runs
-    figures["ceiling"] += [dict(c, when="after") for c in ceilings(2.0 if args.small else 5.0)]
-
-    with tempfile.TemporaryDirectory(prefix="bench-sync-") as folder:
-        figures["sync"], figures["no_change"] = sync_timings(args.data, sizes, args.backends.split(","), Path(folder))
+    if "training" in parts:
+        say("ceiling: raw forward+backward on random tensors")
+        figures["ceiling"] = ceilings(2.0 if args.small else 5.0)
+        threads = fixed.pick_threads(recipe_settings(args.threads), 10, torch.device("cpu"))
+        figures["threads"] = threads
+        runs = []
+        for seed in range(1, seeds + 1):
+            say(f"training dcloop, seed {seed}, {epochs} epochs")
+            runs.append(train_dcloop(args.data, epochs, seed, threads))
+            say(f"training the torchvision baseline, seed {seed}, {epochs} epochs, {threads} thread(s)")
+            with torch_threads(threads):
+                runs.append(train_baseline(args.data, epochs, seed))
+        figures["training"] = runs
+        figures["ceiling"] += [dict(c, when="after") for c in ceilings(2.0 if args.small else 5.0)]
+    if "sync" in parts:
+        with tempfile.TemporaryDirectory(prefix="bench-sync-") as folder:
+            figures["sync"], figures["no_change"] = sync_timings(args.data, sizes, args.backends.split(","),
+                                                                 Path(folder))
+    if "busy" in parts:
+        figures["busy"] = busy_machine(6.0 if args.small else 15.0)
+    if "precision" in parts:
+        say("float32 vs bfloat16 autocast, 1 thread")
+        figures["precision"] = precision_rates(2.0 if args.small else 4.0)
     args.json_out.write_text(json.dumps(figures, indent=2) + "\n")
     print(report(figures))
     say(f"figures written to {args.json_out}")
+
+
+PARTS = ["training", "sync", "busy", "precision"]
 
 
 def recipe_settings(threads: int = 0):
@@ -375,13 +508,26 @@ def torch_threads(n: int):
 
 
 def machine() -> dict:
-    return {"cores": fixed.usable_cores(), "torch": torch.__version__, "load_avg_start": os.getloadavg()[0]}
+    return {"cores": fixed.usable_cores(), "torch": torch.__version__, "load_avg_start": os.getloadavg()[0],
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def report(f: dict) -> str:
     lines = [f"machine: {f['machine']['cores']} cores, torch {f['machine']['torch']}, "
-             f"load average at start {f['machine']['load_avg_start']:.1f}; dcloop trained with "
-             f"{f['threads']} thread(s); {f['epochs']} epochs, batch {f['batch_size']}", ""]
+             f"load average at start {f['machine']['load_avg_start']:.1f}", ""]
+    if "training" in f:
+        lines += training_report(f)
+    if "sync" in f:
+        lines += sync_report(f)
+    if "busy" in f:
+        lines += busy_report(f["busy"])
+    if "precision" in f:
+        lines += precision_report(f["precision"], f["machine"])
+    return "\n".join(lines)
+
+
+def training_report(f: dict) -> list[str]:
+    lines = [f"dcloop trained with {f['threads']} thread(s); {f['epochs']} epochs, batch {f['batch_size']}"]
     runs = pd.DataFrame(f["training"])
     lines.append("training        seed  wall s   img/s   val   label_book")
     for r in runs.itertuples():
@@ -406,14 +552,43 @@ def report(f: dict) -> str:
     if "dcloop" in mean.index:
         lines.append(f"dcloop's training (optimizer and per-epoch validation included): "
                      f"{100 * mean.loc['dcloop', 'train_images_per_s'] / best:.0f}% of the best ceiling")
-    lines += ["", "sync without training  rows  cache   total s  model s  rest s  rest per 1k rows  API calls"]
+    return lines + [""]
+
+
+def sync_report(f: dict) -> list[str]:
+    lines = ["sync without training  rows  cache   total s  model s  rest s  rest per 1k rows  API calls"]
     for s in f["sync"]:
         lines.append(f"  {s['backend']:<20}{s['rows']:>6}  {s['cache']:<6}{s['total_s']:>8.1f}{s['model_s']:>9.1f}"
                      f"{s['rest_s']:>8.2f}{1000 * s['rest_s'] / s['rows']:>10.2f}  {call_summary(s['api_calls'])}")
     for nc in f["no_change"].values():
         lines.append(f"no-change sync, {nc['rows']} rows ({nc['backend']}): median {nc['median_s']:.2f} s "
                      f"(target < 1 s)  {call_summary(nc['api_calls'])}")
-    return "\n".join(lines)
+        lines.append(f"  as a whole process: {nc['process_s']:.2f} s, {nc['process_s'] / nc['import_pandas_s']:.2f}x "
+                     f"a process that imports pandas ({nc['import_pandas_s']:.2f} s; load average "
+                     f"{nc['load_avg']:.1f})")
+    return lines + [""]
+
+
+def busy_report(busy: list[dict]) -> list[str]:
+    lines = ["busy machine: a short training, batch 8   alone img/s  beside a busy loop  ratio  threads used, "
+             "start-up s, load average (alone; beside)"]
+    for b in busy:
+        a, c = b["alone"], b["busy"]
+        lines.append(f"  {b['setting']:<38}{a['images_per_s']:>11.1f}{c['images_per_s']:>20.1f}{b['ratio']:>7.2f}  "
+                     f"{a['threads_used']}, {a['start_s']:.1f}, {a['load_avg']:.1f}; "
+                     f"{c['threads_used']}, {c['start_s']:.1f}, {c['load_avg']:.1f}")
+    return lines
+
+
+def precision_report(runs: list[dict], machine: dict) -> list[str]:
+    best = pd.DataFrame(runs).groupby("precision")[["train_images_per_s", "predict_images_per_s"]].max()
+    ratio = best.loc["bfloat16"] / best.loc["float32"]
+    return ["", f"bfloat16 autocast vs float32, 1 thread (CPU capability {machine['cpu_capability']}): "
+            f"training at batch 8 {best.loc['float32', 'train_images_per_s']:.0f} vs "
+            f"{best.loc['bfloat16', 'train_images_per_s']:.0f} img/s ({ratio['train_images_per_s']:.2f}x), "
+            f"prediction at batch {fixed.EVAL_BATCH} {best.loc['float32', 'predict_images_per_s']:.0f} vs "
+            f"{best.loc['bfloat16', 'predict_images_per_s']:.0f} img/s ({ratio['predict_images_per_s']:.2f}x); "
+            f"load average {runs[0]['load_avg']:.1f}-{runs[-1]['load_avg']:.1f}"]
 
 
 def call_summary(calls: dict[str, int]) -> str:

@@ -40,3 +40,11 @@ def test_every_command_that_takes_dir_defaults_it_to_the_current_folder_but_thos
     needs_dir = {name for name, command in cli.commands.items()
                  if any(p.name == "directory" and p.required for p in command.params)}
     assert needs_dir == {"init", "diff", "checkout", "restore"}
+
+
+@pytest.mark.parametrize("args", [["augment", "--class", "a", "--thin", "--budget", "1"],
+                                  ["split", "--check", "--apply"]])
+def test_options_that_do_not_go_together_are_a_usage_error_before_the_project_is_read(tmp_path, args):
+    result = CliRunner().invoke(cli, [args[0], str(tmp_path), *args[1:]])  # not a project: no dcloop.toml
+    assert result.exit_code == 2 and "dcloop.toml" not in result.output
+    assert not (tmp_path / ".dcloop").exists()  # no lock taken

@@ -1,4 +1,4 @@
-"""[suspicion] crossfit (issue 4): train rows' labels judged by networks that never saw them; training dynamics."""
+"""[suspicion] crossfit: train rows' labels judged by networks that never saw them; training dynamics."""
 
 import numpy as np
 import pytest

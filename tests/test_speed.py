@@ -1,10 +1,14 @@
 """The fast path: thread choice, the quick schedule, the stat index, version hashing, parallel decoding."""
 
-import pytest
 import hashlib
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from dcloop import model as fixed
@@ -13,15 +17,62 @@ from dcloop.backends.csv import read_csv
 from dcloop.config import ModelSection
 from dcloop.images import DecodedCache, ImageStore, decode_many, decode_one
 from dcloop.status import project_status
+from dcloop.threads import ThreadGovernor
 from dcloop.sync import sync
 
 
 def test_auto_threads_pick_one_or_all_usable_cores_and_restore_the_setting():
     before = torch.get_num_threads()
-    assert fixed.pick_threads(ModelSection(), 3, torch.device("cpu")) == fixed.usable_cores()
-    picked = fixed.pick_threads(ModelSection(batch_size=2, image_size=16, threads=-1), 3, torch.device("cpu"))
-    assert picked in {1, fixed.usable_cores()}
+    for threads in (0, -1):
+        plan = fixed.plan_threads(ModelSection(batch_size=2, image_size=16, threads=threads), 3, torch.device("cpu"))
+        assert plan.threads in {1, fixed.usable_cores()}
+        assert plan.one_thread_step_s < float("inf") or fixed.usable_cores() == 1
+    assert fixed.plan_threads(ModelSection(threads=3), 3, torch.device("cpu")).one_thread_step_s == float("inf")
     assert torch.get_num_threads() == before
+
+
+def test_the_governor_drops_to_one_thread_once_a_window_of_steps_is_slower_than_one_thread_was():
+    steady = ThreadGovernor(2, one_thread_step_s=0.030, window=3)
+    assert [steady.step(s) for s in (0.02, 0.5, 0.02, 0.02, 0.02, 0.02)] == [2] * 6  # one stall is not a trend
+    assert steady.used() == "2" and steady.dropped_at is None
+    busy = ThreadGovernor(2, one_thread_step_s=0.030, window=3)
+    assert [busy.step(s) for s in (0.02, 0.02, 0.02, 0.4, 0.5, 0.6, 0.01, 0.01, 0.01)] == [2] * 5 + [1] * 4
+    assert busy.used() == "2>1" and busy.dropped_at == 6  # and it stays at one thread
+    fixed_count = ThreadGovernor(2)
+    assert {fixed_count.step(9.0) for _ in range(100)} == {2} and fixed_count.used() == "2"
+
+
+def tiny_data():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (24, 3, 16, 16), dtype=np.uint8)
+    return pixels, np.arange(24) % 3
+
+
+@pytest.mark.training
+def test_a_fixed_thread_count_and_seed_give_the_same_weights_twice():
+    pixels, labels = tiny_data()
+    for threads in sorted({1, fixed.usable_cores()}):
+        settings = ModelSection(epochs=2, batch_size=4, image_size=16, threads=threads, device="cpu")
+        first, second = (fixed.train(pixels, labels, pixels[:6], labels[:6], 3, settings) for _ in range(2))
+        assert first.threads_used == second.threads_used == str(threads)
+        for name, tensor in first.model.state_dict().items():
+            assert torch.equal(tensor, second.model.state_dict()[name]), (threads, name)
+
+
+@pytest.mark.training
+def test_a_training_that_gets_slower_than_one_thread_goes_on_with_one_and_says_so():
+    pixels, labels = tiny_data()
+    settings = ModelSection(epochs=2, batch_size=4, image_size=16, device="cpu")
+    before, said = torch.get_num_threads(), []
+    try:
+        torch.set_num_threads(2)
+        trained = fixed.fit(pixels, labels, pixels[:6], labels[:6], 3, settings, torch.device("cpu"), said.append,
+                            lambda: False, ThreadGovernor(2, one_thread_step_s=0.0, window=2))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert trained.threads == 2 and trained.threads_used == "2>1"
+    assert any("going on with 1 thread" in m for m in said)
 
 
 @pytest.mark.training
@@ -52,6 +103,7 @@ def test_a_quick_sync_is_labelled_and_kept_out_of_the_score_history(make_project
     assert full.trained, "a full training follows a quick one even when no label changed"
     rows = read_csv(root / "results.csv")
     assert list(rows["kind"]) == ["quick", "full"]
+    assert list(rows["threads"]) == ["1", "1"]
     assert rows["model_fingerprint"].nunique() == 2
     assert project_status(root, config_of(root))["last_result"]["kind"] == "full"
 
@@ -95,3 +147,23 @@ def test_parallel_decoding_keeps_the_order_and_reports_bad_files(tmp_path):
     assert np.array_equal(good[0], decode_one(paths[0], 8))
     pixels, errors = DecodedCache(tmp_path / "cache", 8).get({str(i): p for i, p in enumerate(paths)})
     assert set(errors) == {"2"} and len(pixels) == 5
+
+
+HEAVY_MODULES = ["torch", "torchvision", "sklearn", "scipy", "umap", "numba"]
+
+
+@pytest.mark.training
+def test_a_no_change_sync_as_a_process_imports_no_heavy_module(make_project, config_of):
+    """torch alone takes seconds to import: a sync that finds nothing changed must not pay for it."""
+    root = make_project(overrides={"model": {"epochs": 1, "threads": 1}})
+    assert sync(root, config_of(root)).trained
+    probe = ("import atexit, json, sys\n"
+             f"atexit.register(lambda: print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules])))\n"
+             "from dcloop.cli import cli\n"
+             "cli()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", probe, "sync", str(root)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Nothing changed since run" in done.stdout + done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

@@ -113,8 +113,9 @@ class SuspicionSection(Section):
     folds: int = Field(5, ge=2, description="folds for out-of-sample probabilities of training rows")
     low_label_prob: float = Field(0.2, ge=0, le=1, description="a label the model gives less than this "
                                   "probability, while it prefers another class, is flagged label?")
-    crossfit: int = Field(0, ge=0, description="K >= 2: also train K networks on the other folds of the train rows, "
-                          "so train rows' labels are judged out of sample (K-1 more trainings); 0 or 1: off")
+    crossfit: int = Field(2, ge=0, description="K >= 2: also train K networks on the other folds of the train rows, "
+                          "so every labeled row is judged by networks that never saw it, train and val on one "
+                          "scale (twice the training images for K = 2); 0 or 1: off, one network")
     sort: bool = Field(True, description="write the table's rows most suspicious first (labels.csv; a Google "
                                          "Sheet keeps its order and has the filter view 'most suspicious first')")
 

@@ -68,6 +68,8 @@ class Predictions:
     label_proba: np.ndarray    # what suspicion judged the label with; runs before it: proba
     dynamics: np.ndarray | None = None  # softmax averaged over epochs; runs before it: None
     crossfit: int | None = None         # the run's [suspicion] crossfit; runs before it: None (unknown)
+    knn_proba: np.ndarray | None = None  # cross-fitted runs: the neighbours' votes from the networks that
+    outlier_z: np.ndarray | None = None  # never saw each row, and its outlier score; otherwise None
 
 
 def save_predictions(state: Path, run_id: str, saved: Predictions, epochs: list[dict]) -> None:
@@ -76,8 +78,9 @@ def save_predictions(state: Path, run_id: str, saved: Predictions, epochs: list[
     arrays = {"ids": saved.ids.astype(str), "labels": saved.labels.astype(str), "splits": saved.splits.astype(str),
               "proba": saved.proba.astype(np.float32), "embeddings": saved.embeddings.astype(np.float32),
               "label_proba": saved.label_proba.astype(np.float32)}
-    if saved.dynamics is not None:
-        arrays["dynamics"] = saved.dynamics.astype(np.float32)
+    for name in ("dynamics", "knn_proba", "outlier_z"):
+        if getattr(saved, name) is not None:
+            arrays[name] = getattr(saved, name).astype(np.float32)
     if saved.crossfit is not None:  # None: a run that did not say (kept unknown, never read as 0)
         arrays["crossfit"] = np.int64(saved.crossfit)
     np.savez_compressed(buffer, **arrays)
@@ -97,7 +100,8 @@ def load_predictions(state: Path, run_id: str) -> Predictions | None:
                                proba, saved["embeddings"],
                                saved["label_proba"] if "label_proba" in saved else proba,
                                saved["dynamics"] if "dynamics" in saved else None,
-                               int(saved["crossfit"]) if "crossfit" in saved else None)
+                               int(saved["crossfit"]) if "crossfit" in saved else None,
+                               *(saved[name] if name in saved else None for name in ("knn_proba", "outlier_z")))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise state_error(path, f"{type(e).__name__}: {str(e)[:120]}") from e
 

@@ -30,15 +30,17 @@ class Scored:
     proba: np.ndarray
     embeddings: np.ndarray
     label_proba: np.ndarray
-    dynamics: np.ndarray
+    dynamics: np.ndarray | None
     patch: pd.DataFrame
+    knn_proba: np.ndarray | None = None  # cross-fitted: each row's neighbours' votes and outlier score
+    outlier_z: np.ndarray | None = None  # from the networks that never saw it
 
     def predictions(self, crossfit: int) -> Predictions:
         """What the run keeps of its scoring (runs.save_predictions); ``crossfit`` is its [suspicion] crossfit."""
         rows = self.rows
         return Predictions(rows["id"].to_numpy(str), rows["label"].to_numpy(str),
                            rows["split"].to_numpy(str), self.proba, self.embeddings,
-                           self.label_proba, self.dynamics, crossfit)
+                           self.label_proba, self.dynamics, crossfit, self.knn_proba, self.outlier_z)
 
 
 def score_rows(data: Dataset, trained, parts: SplitRows, standing: set[str], progress: Progress) -> Scored:
@@ -51,18 +53,20 @@ def score_rows(data: Dataset, trained, parts: SplitRows, standing: set[str], pro
     proba, embeddings = fixed.predict(trained.model, stack(data.images, readable["id"]))
     position = {row_id: n for n, row_id in enumerate(readable["id"])}
     in_train = [position[i] for i in train_rows["id"]]
+    from .suspicion import judged_out_of_sample
     evidence = gather_evidence(data, list(readable["id"]), proba, embeddings, standing)
-    if config.suspicion.crossfit > 1:
-        label_proba = crossfit_label_proba(config, evidence, progress)
+    dynamics = training_dynamics(trained, parts, position, proba.shape)
+    crossfit = config.suspicion.crossfit > 1
+    if crossfit:  # every labeled row judged by networks that never saw it, train and val alike: one scale
+        evidence = judged_out_of_sample(evidence, crossfit_signals_of(config, evidence, progress))
     else:
-        label_proba = pooled_label_proba(proba, embeddings, readable, classes, config)
+        evidence.proba = pooled_label_proba(proba, embeddings, readable, classes, config)
+        evidence.dynamics = dynamics
+    label_proba = evidence.proba
     proba[in_train] = label_proba[in_train]  # a train row's prediction comes from folds that never saw it
-    # Neighbours and outliers stay in the main network's space, cross-fitted or not: measured better
-    # than each network's own space (scripts/bench_label_errors.py).
-    evidence.proba = label_proba
-    evidence.dynamics = training_dynamics(trained, parts, position, proba.shape)
     patch = merge_flags(predictions_patch(evidence, proba, classes, config.suspicion.low_label_prob), data)
-    return Scored(readable, position, proba, embeddings, label_proba, evidence.dynamics, patch)
+    return Scored(readable, position, proba, embeddings, label_proba, dynamics, patch,
+                  evidence.knn_proba if crossfit else None, evidence.outlier_z if crossfit else None)
 
 
 def training_dynamics(trained, parts: SplitRows, position: dict[str, int], shape: tuple[int, int]) -> np.ndarray:
@@ -74,15 +78,14 @@ def training_dynamics(trained, parts: SplitRows, position: dict[str, int], shape
     return out
 
 
-def crossfit_label_proba(config: Config, evidence, progress: Progress) -> np.ndarray:
-    """[suspicion] crossfit = K: labeled rows' probabilities from the networks that never trained on them;
-    other rows keep the main network's."""
-    from .suspicion import crossfit_proba
+def crossfit_signals_of(config: Config, evidence, progress: Progress):
+    """[suspicion] crossfit = K: each labeled row's probabilities, neighbour votes and outlier score from
+    the networks that never trained on it (suspicion.crossfit_signals)."""
+    from .suspicion import crossfit_signals
     spaces, held_out = crossfit_spaces(config, evidence.pixels, evidence.labels, evidence.splits, progress)
-    out, labeled = evidence.proba.copy(), evidence.labels >= 0
-    out[labeled] = crossfit_proba(spaces, held_out, evidence.labels, len(config.project.classes),
-                                  config.suspicion.folds, config.model.seed)[labeled]
-    return out
+    outlier_classes = np.where(evidence.labels >= 0, evidence.labels, evidence.proba.argmax(1))
+    return crossfit_signals(spaces, held_out, evidence.labels, outlier_classes, len(config.project.classes),
+                            config.suspicion.folds, config.model.seed)
 
 
 def crossfit_spaces(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray,

@@ -42,6 +42,8 @@ def rescore(data: Dataset, backend: Backend, run_id: str, standing: set[str], no
     keep = [n for n, i in enumerate(ids) if i in data.images.sha]
     evidence = gather_evidence(data, [ids[n] for n in keep], label_proba[keep], embeddings[keep], standing)
     evidence.dynamics = None if dynamics is None else dynamics[keep]
+    if saved.knn_proba is not None:  # cross-fitted: judged as the run judged it, on one scale
+        evidence.knn_proba, evidence.outlier_z, evidence.dynamics = saved.knn_proba[keep], saved.outlier_z[keep], None
     suspicion = data.config.suspicion
     patch = merge_flags(predictions_patch(evidence, proba[keep], data.classes, suspicion.low_label_prob), data)
     write_back(backend, patch, notes, suspicion.sort)

@@ -18,6 +18,15 @@ setting under --scratch, so reruns only re-score. With few optimizer steps the K
 momentum (0.01 in torch terms) leaves the running statistics unsettled; ``--bn-momentum 0.1``
 trains with torch's default instead (the cache file name does not record it). ``--contact-sheet`` also ranks the Roman numerals as given
 (no flips) and writes the 100 most suspicious rows to SCRATCH/roman-top100.png.
+
+``--junk`` plants junk and flips instead: ``--flip-share`` of the labels flipped (half uniformly,
+half to the confused class) and ``--junk-share`` more rows of junk images under random labels
+(``JUNK_KINDS``: rendered letters and words from the fonts under /usr/share/fonts, sklearn digits,
+blanks, noise scans, scribbles, fragments and rotations of real images), ``--train-share`` of each
+in train. It trains one network and the cross-fitted pair on the planted table (cached), and scores
+a sync's suspicion (cross-fitted, the default, and one network), its parts, and cleanlab's scores
+on the same probabilities against flips, junk and both: AUROC, p@K, p@100, the AUROC within each
+split, the train rows in the top 100, and each flag's precision.
 """
 
 from __future__ import annotations
@@ -247,12 +256,24 @@ def main() -> None:
     parser.add_argument("--clean-epochs", type=int, default=12, help="epochs for the unflipped Roman run")
     parser.add_argument("--cost", type=int, default=0, metavar="N",
                         help="also time everything after training (cross-validation, assess) on N rows")
+    parser.add_argument("--junk", action="store_true",
+                        help="plant junk images and flips unevenly across splits instead of flips alone")
+    parser.add_argument("--junk-share", type=float, default=0.08, help="junk rows added, as a share of the rows")
+    parser.add_argument("--flip-share", type=float, default=0.04, help="with --junk: labels flipped")
+    parser.add_argument("--train-share", type=float, default=0.9, help="with --junk: the share of each in train")
+    parser.add_argument("--plant-seed", type=int, default=11, help="with --junk: the seed of what is planted")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
     set_bn_momentum(args.bn_momentum)
     epochs = dict(item.split("=") for item in args.epochs.split(","))
     log(f"reduced schedule: batch {args.batch_size}, lr {args.lr}, epochs {epochs} (not the 100-epoch recipe)")
+    if args.junk:
+        torch_threads(args.threads)
+        report = junk_benchmark(args)
+        if args.json:
+            print(json.dumps(report, default=float))
+        return
     report = {}
     for name in filter(None, args.datasets.split(",")):
         data = load_digits_set() if name == "digits" else load_roman_set(args.roman, args.scratch)
@@ -283,6 +304,12 @@ def main() -> None:
         contact_sheet(load_roman_set(args.roman, args.scratch), args)
     if args.cost:
         cost(args.cost, args)
+
+
+def torch_threads(threads: int) -> None:
+    """Predicting uses torch's own thread count; hold it to --threads as training does."""
+    import torch
+    torch.set_num_threads(threads)
 
 
 def cache_tag(args) -> str:
@@ -333,6 +360,208 @@ def contact_sheet(data: dict, args) -> None:
     print(f"roman as given: {len(ids)} rows, {int(flags.str.contains('label?', regex=False).sum())} label?, "
           f"{int(flags.str.contains('outlier').sum())} outlier, {int(flags.str.contains('dup-of').sum())} dup, "
           f"{int(flags.str.contains('blank').sum())} blank")
+
+
+# --- planted junk and flips, uneven across splits ----------------------------------------------
+
+JUNK_KINDS = ("letters", "digits", "blank", "noise", "scribble", "fragment", "rotation")
+FONT_DIR = Path("/usr/share/fonts")
+WORDS = ("A", "B", "K", "M", "W", "Z", "ok", "no", "hi", "?", "#", "&", "%", "ab", "cat", "Q", "8", "3")
+
+
+def ink_image(gray: np.ndarray) -> np.ndarray:
+    """float (32, 32) in [0, 1] of ink -> uint8 (3, 32, 32) dark ink on white paper."""
+    paper = np.clip(255 - 255 * gray, 0, 255).astype(np.uint8)
+    return np.repeat(paper[None], 3, 0)
+
+
+def render_text(text: str, font: Path, rng) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+    canvas = Image.new("L", (64, 64), 0)
+    face = ImageFont.truetype(str(font), int(rng.integers(26, 44)))
+    draw = ImageDraw.Draw(canvas)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=face)
+    draw.text(((64 - right - left) / 2, (64 - bottom - top) / 2), text, fill=255, font=face)
+    small = canvas.rotate(float(rng.uniform(-15, 15))).resize((32, 32))
+    return ink_image(np.asarray(small, np.float32) / 255)
+
+
+def scribble(rng) -> np.ndarray:
+    from PIL import Image, ImageDraw
+    canvas = Image.new("L", (64, 64), 0)
+    points = [tuple(rng.uniform(8, 56, 2)) for _ in range(int(rng.integers(4, 12)))]
+    ImageDraw.Draw(canvas).line(points, fill=255, width=int(rng.integers(2, 6)), joint="curve")
+    return ink_image(np.asarray(canvas.resize((32, 32)), np.float32) / 255)
+
+
+def noise_scan(rng) -> np.ndarray:
+    speckle = (rng.random((32, 32)) < rng.uniform(0.03, 0.3)) * rng.uniform(0.3, 1.0)
+    return ink_image(np.clip(speckle + rng.normal(0, 0.08, (32, 32)), 0, 1))
+
+
+def blank(rng) -> np.ndarray:
+    return ink_image(np.clip(rng.uniform(0, 0.15) + rng.normal(0, 0.01, (32, 32)), 0, 1))
+
+
+def fragment(real: np.ndarray, rng) -> np.ndarray:
+    from PIL import Image
+    side = int(rng.integers(9, 16))
+    top, left = rng.integers(0, 32 - side, 2)
+    crop = Image.fromarray(real.transpose(1, 2, 0)[top:top + side, left:left + side])
+    return np.asarray(crop.resize((32, 32))).transpose(2, 0, 1).copy()
+
+
+def rotation(real: np.ndarray, rng) -> np.ndarray:
+    from PIL import Image
+    turned = Image.fromarray(real.transpose(1, 2, 0)).rotate(float(rng.choice([90, 270])) + rng.uniform(-20, 20),
+                                                            fillcolor=(255, 255, 255))
+    return np.asarray(turned).transpose(2, 0, 1).copy()
+
+
+def digit_images(rng, count: int) -> np.ndarray:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    images = load_digits().images[rng.choice(1797, count)]
+    return np.stack([np.asarray(Image.fromarray((255 - d * 15).astype(np.uint8)).resize((32, 32))
+                                .convert("RGB")).transpose(2, 0, 1) for d in images])
+
+
+def junk_images(data: dict, count: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` images that are no class, of JUNK_KINDS in turn (digits replaced by letters where the
+    classes are digits), and the kind of each."""
+    fonts = sorted(FONT_DIR.rglob("*.ttf"))
+    kinds = np.array([JUNK_KINDS[k % len(JUNK_KINDS)] for k in range(count)])
+    if data["classes"][0] == "0":
+        kinds[kinds == "digits"] = "letters"
+    made = np.zeros((count, 3, 32, 32), np.uint8)
+    digits = digit_images(rng, count)
+    for n, kind in enumerate(kinds):
+        real = data["pixels"][rng.integers(len(data["pixels"]))]
+        if kind == "letters" and fonts:
+            made[n] = render_text(str(rng.choice(WORDS)), fonts[rng.integers(len(fonts))], rng)
+        elif kind in ("letters", "scribble"):
+            made[n] = scribble(rng)
+        else:
+            made[n] = {"digits": lambda: digits[n], "blank": lambda: blank(rng), "noise": lambda: noise_scan(rng),
+                       "fragment": lambda: fragment(real, rng), "rotation": lambda: rotation(real, rng)}[kind]()
+    return made, kinds
+
+
+def uneven_rows(splits: np.ndarray, count: int, train_share: float, rng, among=None) -> np.ndarray:
+    """``count`` row indices, ``train_share`` of them from train and the rest from val."""
+    among = np.ones(len(splits), bool) if among is None else among
+    in_train = int(round(train_share * count))
+    train = rng.choice(np.flatnonzero(among & (splits == "train")), in_train, replace=False)
+    val = rng.choice(np.flatnonzero(among & (splits == "val")), count - in_train, replace=False)
+    return np.concatenate([train, val])
+
+
+def plant(data: dict, junk: float, flips: float, train_share: float, seed: int) -> dict:
+    """The data with ``flips`` of its rows relabeled (half uniform, half to the confused class) and
+    ``junk`` more rows of junk images under random labels, ``train_share`` of each in train.
+
+    Returns pixels, labels (as given), splits, and the truth: ``flip`` and ``junk`` masks, ``kind``.
+    """
+    rng = np.random.default_rng(seed)
+    n, num_classes = len(data["labels"]), len(data["classes"])
+    labels = data["labels"].copy()
+    flipped = uneven_rows(data["splits"], int(round(flips * n)), train_share, rng)
+    pairs = flipped[: len(flipped) // 2]
+    labels[pairs] = data["confusions"][labels[pairs]]
+    rest = flipped[len(flipped) // 2:]
+    labels[rest] = (labels[rest] + rng.integers(1, num_classes, len(rest))) % num_classes
+    count = int(round(junk * n))
+    made, kinds = junk_images(data, count, rng)
+    junk_splits = np.where(np.arange(count) < round(train_share * count), "train", "val")
+    flip_mask = np.zeros(n + count, bool)
+    flip_mask[flipped] = True
+    return {"classes": data["classes"], "pixels": np.concatenate([data["pixels"], made]),
+            "labels": np.concatenate([labels, rng.integers(0, num_classes, count)]),
+            "splits": np.concatenate([data["splits"], junk_splits]), "flip": flip_mask,
+            "junk": np.concatenate([np.zeros(n, bool), np.ones(count, bool)]),
+            "kind": np.concatenate([np.where(flip_mask[:n], "flip", ""), kinds])}
+
+
+def split_metrics(score: np.ndarray, truth: np.ndarray, splits: np.ndarray) -> dict[str, float]:
+    """rank_metrics over the whole table, plus the AUROC within each split and train rows in the top 100."""
+    from sklearn.metrics import roc_auc_score
+    out = rank_metrics(score, truth)
+    for split in ("train", "val"):
+        rows = splits == split
+        out[f"auroc {split}"] = roc_auc_score(truth[rows], score[rows]) if 0 < truth[rows].sum() < rows.sum() else np.nan
+    out["train in top 100"] = float((splits[np.argsort(-score, kind="stable")[:100]] == "train").sum())
+    return out
+
+
+def planted_evidence(planted: dict, one: dict, fitted=None) -> suspicion.Evidence:
+    """What a sync's assess sees: with ``fitted`` (crossfit) every labeled row judged out of sample."""
+    n = len(planted["labels"])
+    ev = suspicion.Evidence(ids=[f"r{k}" for k in range(n)], labels=planted["labels"], splits=planted["splits"],
+                            proba=one["proba"], embeddings=one["embeddings"], pixels=planted["pixels"],
+                            sizes=[(32, 32)] * n, reviewed=np.zeros(n, bool), dynamics=one["dynamics"])
+    return ev if fitted is None else suspicion.judged_out_of_sample(ev, fitted)
+
+
+def score_planted(planted: dict, one: dict, fitted) -> tuple[dict, dict]:
+    """Per score, split_metrics against flips, junk and both; and each flag kind's precision (default run)."""
+    from cleanlab.rank import get_label_quality_scores
+    labels, splits = planted["labels"], planted["splits"]
+    default = suspicion.assess(planted_evidence(planted, one, fitted), planted["classes"])
+    judged = planted_evidence(planted, one, fitted)
+    blank = suspicion.ink_fraction(planted["pixels"]) < suspicion.BLANK_INK
+    scores = {"dcloop suspicion (crossfit 2, one scale)": default["suspicion"].astype(float).to_numpy(),
+              "dcloop suspicion, crossfit 0": suspicion.assess(planted_evidence(planted, one), planted["classes"])
+              ["suspicion"].astype(float).to_numpy(),
+              "dcloop label error alone (crossfit 2)": suspicion.label_error_score(
+                  suspicion.blend(judged.proba, judged.knn_proba), labels),
+              "dcloop not-a-class alone": suspicion.not_a_class_findings(judged, blank)[0],
+              "1 - label_prob (crossfit 2)": 1 - suspicion.self_confidence(judged.proba, labels)}
+    for method in CLEANLAB_METHODS:
+        scores[f"cleanlab {method} (crossfit 2)"] = 1 - get_label_quality_scores(labels, judged.proba, method=method)
+    scores["cleanlab self_confidence, crossfit 0"] = 1 - get_label_quality_scores(labels, one["proba"])
+    truths = {"flips": planted["flip"], "junk": planted["junk"], "both": planted["flip"] | planted["junk"]}
+    table = {name: {t: split_metrics(s, truth, splits) for t, truth in truths.items()} for name, s in scores.items()}
+    flags = {}
+    for kind in ("label?", "not-a-class?", "outlier", "blank", "dup-of"):
+        has = default["flags"].map(lambda cell: kind in cell).to_numpy()
+        flags[kind] = {"rows": int(has.sum()), **{t: float(truth[has].mean()) if has.any() else np.nan
+                                                   for t, truth in truths.items()}}
+    return table, flags
+
+
+def print_planted(setting: str, table: dict, flags: dict) -> None:
+    print(f"\n{setting}")
+    print(f"  {'score':<52}{'truth':<7}{'AUROC':>7}{'p@K':>7}{'p@100':>7}{'train':>7}{'val':>7}{'tr/100':>8}")
+    for name, per_truth in table.items():
+        for truth, m in per_truth.items():
+            print(f"  {name:<52}{truth:<7}{m['auroc']:>7.3f}{m['p@K']:>7.3f}{m['p@100']:>7.3f}"
+                  f"{m['auroc train']:>7.3f}{m['auroc val']:>7.3f}{m['train in top 100']:>8.0f}")
+    print("  flags of the default run (share that are planted flips / junk / either):")
+    for kind, f in flags.items():
+        print(f"    {kind:<14}{f['rows']:>5} rows  {f['flips']:.2f} / {f['junk']:.2f} / {f['both']:.2f}")
+
+
+def junk_benchmark(args) -> dict:
+    """Planted junk (JUNK_KINDS) and flips, 90% of each in train, on each dataset; see the module docstring."""
+    report = {}
+    epochs = dict(item.split("=") for item in args.epochs.split(","))
+    for name in filter(None, args.datasets.split(",")):
+        data = load_digits_set() if name == "digits" else load_roman_set(args.roman, args.scratch)
+        planted = plant(data, args.junk_share, args.flip_share, args.train_share, args.plant_seed)
+        now = argparse.Namespace(**{**vars(args), "epochs": int(epochs[name]), "crossfit": 2})
+        stem = args.scratch / (f"{name}-junk{round(args.junk_share * 100)}-flip{round(args.flip_share * 100)}"
+                               f"-train{round(args.train_share * 100)}-{cache_tag(now)}-plant{args.plant_seed}")
+        one = out_of_sample(planted, planted["labels"], now, Path(f"{stem}.npz"))
+        fitted = crossfit_out_of_sample(planted, planted["labels"], now, Path(f"{stem}-cf2.npz"))
+        fitted = suspicion.Crossfit(fitted["proba"], fitted["knn_proba"], fitted["outlier_z"])
+        setting = (f"{name}: {int(planted['flip'].sum())} flips and {int(planted['junk'].sum())} junk rows in "
+                   f"{len(planted['labels'])}, {round(args.train_share * 100)}% of each in train, plant seed "
+                   f"{args.plant_seed}, {now.epochs} epochs")
+        table, flags = score_planted(planted, one, fitted)
+        report[setting] = {"scores": table, "flags": flags}
+        if not args.json:
+            print_planted(setting, table, flags)
+    return report
 
 
 def cost(n: int, args) -> None:

@@ -23,7 +23,8 @@ from dcloop.project import init_project
 
 from .sheets_emulator import SheetsEmulator
 
-TINY_MODEL = {"model": {"epochs": 3, "batch_size": 16}}
+# One network per sync: cross-fitting (on by default) is tested on its own in test_crossfit.py.
+TINY_MODEL = {"model": {"epochs": 3, "batch_size": 16}, "suspicion": {"crossfit": 0}}
 
 
 @pytest.fixture(autouse=True)

@@ -60,14 +60,15 @@ def test_a_quick_sync_on_own_data_prints_the_summary_status_shows_it(roman):
     assert "unknown-label 1" in out
     top = out[out.index("The 10 rows to look at first:"):].splitlines()
     assert top[1].split() == ["id", "label", "model", "flags"] and len(top) >= 12
-    assert top[2].split()[:2] == [iv_id, "IV"] and top[2].endswith("unknown-label:IV (did you mean 'iv'?)")
+    assert top[2].split()[:2] == [iv_id, "IV"] and "unknown-label:IV (did you mean 'iv'?)" in top[2]  # a
+    # not-a-class? finding may follow: it does not need the row's label
     assert (f"Next: open {root / 'labels.csv'} (rows needing a look are at the top), fix the labels you "
             f"disagree with, then run: dcloop sync {root}") in out
     assert "dcloop:" not in out and "training" in result.stderr  # progress on stderr, results on stdout
 
     table = read(root / "labels.csv")
     assert table["id"].iloc[0] == iv_id  # left out of training: first, as promised
-    assert table["flags"].iloc[0] == "unknown-label:IV (did you mean 'iv'?)"
+    assert table["flags"].iloc[0].startswith("unknown-label:IV (did you mean 'iv'?)")
     assert table["suspicion"].iloc[0] == "" and table["prediction"].iloc[0] != ""  # not judged, still predicted
 
     status = run("status", root).stdout

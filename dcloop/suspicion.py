@@ -68,19 +68,6 @@ def normalized_margin(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (own - others.max(axis=1) + 1) / 2
 
 
-def confidence_weighted_entropy(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Entropy over p(label), as cleanlab defines it, squashed to [0, 1]: higher = worse label."""
-    p = np.clip(proba, 1e-12, 1)
-    entropy = -(p * np.log(p)).sum(1) / np.log(max(proba.shape[1], 2))
-    ratio = entropy / self_confidence(p, labels)
-    return ratio / (1 + ratio)
-
-
-def suspicion_score(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """In [0, 1], higher = more likely a wrong label: one minus the normalized margin."""
-    return np.clip(1 - normalized_margin(proba, labels), 0.0, 1.0)
-
-
 def class_thresholds(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Confident learning's per-class threshold: the mean p(k) over rows labeled k (1 if none)."""
     out = np.ones(proba.shape[1])
@@ -133,14 +120,6 @@ def knn_label_proba(index: np.ndarray, labels: np.ndarray, num_classes: int, pri
         known = column >= 0
         counts[np.flatnonzero(known), column[known]] += 1
     return counts / counts.sum(1, keepdims=True)
-
-
-def knn_disagreement(index: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The fraction of a row's labeled neighbours that carry another label (0 for unlabeled rows)."""
-    neighbour_labels = labels[index]
-    known = (neighbour_labels >= 0) & (labels[:, None] >= 0)
-    other = known & (neighbour_labels != labels[:, None])
-    return other.sum(1) / np.maximum(known.sum(1), 1)
 
 
 def class_outlier_z(embeddings: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -435,12 +414,6 @@ def judged_out_of_sample(ev: Evidence, fitted: Crossfit) -> Evidence:
     z = class_outlier_z(ev.embeddings, np.where(labeled, ev.labels, ev.proba.argmax(1)))
     z[labeled] = fitted.outlier_z[labeled]
     return replace(ev, proba=proba, knn_proba=knn, outlier_z=z, dynamics=None)
-
-
-def blended_proba(proba: np.ndarray, index: np.ndarray, labels: np.ndarray,
-                  weight: float = KNN_WEIGHT) -> np.ndarray:
-    """The classifier's probabilities averaged with the neighbours' label distribution."""
-    return blend(proba, knn_label_proba(index, labels, proba.shape[1]), weight)
 
 
 def blend(proba: np.ndarray, knn_proba: np.ndarray, weight: float = KNN_WEIGHT) -> np.ndarray:

@@ -50,6 +50,7 @@ LABEL_FLAG_MIN = 0.8
 # (planted junk and flips, 90% in train), plant seed 11; confirmed on plant seed 12.
 NOT_A_CLASS_FROM, NOT_A_CLASS_SPAN, NOT_A_CLASS_FLAG = 2.0, 4.0, 0.75
 MIN_GROUP = 20  # a split with fewer rows is compared with all rows instead of its own
+MIN_ODDNESS_ROWS = 100  # fewer images than this: ordinary variation (thin 1s among round 0s) reads as odd
 SPREAD_FLOOR = 0.1  # of the median: the smallest spread a robust z divides by
 
 
@@ -476,7 +477,7 @@ def not_a_class_findings(ev: Evidence, blank: np.ndarray) -> tuple[np.ndarray, l
     if not len(ev.ids):
         return np.zeros(0), []
     distance_z = robust_z(nearest_class_distance(ev.embeddings, ev.labels), ev.splits)
-    oddness = image_oddness(ev.pixels, ev.splits)
+    oddness = image_oddness(ev.pixels, ev.splits) if len(ev.ids) >= MIN_ODDNESS_ROWS else np.zeros(len(ev.ids))
     score = np.where(blank, 0.0, not_a_class_score(distance_z, oddness))
     texts = [("" if s < NOT_A_CLASS_FLAG else
               f"not-a-class? far from every class (z {d:.1f})" if d >= o else f"not-a-class? odd image (z {o:.1f})")

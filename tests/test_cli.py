@@ -17,8 +17,9 @@ def run(*args):
 
 def tiny(root):
     text = (root / "dcloop.toml").read_text()
-    for key, value in TINY_MODEL["model"].items():
-        text = replace_setting(text, "model", key, value)
+    for section, values in TINY_MODEL.items():
+        for key, value in values.items():
+            text = replace_setting(text, section, key, value)
     (root / "dcloop.toml").write_text(text)
 
 

@@ -243,8 +243,9 @@ def synced(tmp_path_factory):
     rows.loc[rows.index % 6 == 1, "split"] = "test"
     init_project(root, rows)
     text = (root / "dcloop.toml").read_text()
-    for key, value in {**TINY_MODEL["model"], "epochs": 2}.items():
-        text = replace_setting(text, "model", key, value)
+    for section, values in {**TINY_MODEL, "model": {**TINY_MODEL["model"], "epochs": 2}}.items():
+        for key, value in values.items():
+            text = replace_setting(text, section, key, value)
     (root / "dcloop.toml").write_text(text)
     messages = []
     sync(root, load_config(root, environ={}), progress=messages.append)

@@ -98,8 +98,8 @@ COLUMN_DOCS = {
     "label_prob": ("dcloop", "the probability the model gives the current label"),
     "suspicion": ("dcloop", "0 to 1, higher = more likely a wrong label or an image that does not belong; blank "
                             "for a row left out of training (unreadable, unknown label or split), which sorts first"),
-    "flags": ("dcloop", "short reasons, e.g. 'label? model says 7 (0.91)', 'not-a-class? far from every class "
-                        "(z 6.2)', 'unreadable: http 404', "
+    "flags": ("dcloop", "short reasons, e.g. 'label? model says 7 (0.91)', 'not-a-class? far from every class, "
+                        "an odd image (z 3.1)', 'unreadable: http 404', "
                         "'unknown-label:cat', 'blank-url', 'bad-id: ...' (every unreadable: reason is listed in "
                         "Run unattended, Crash safety)"),
 }

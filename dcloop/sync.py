@@ -33,7 +33,7 @@ from .runs import CHECKPOINT, mark_written, read_last_trained, run_file, save_pr
     write_last_trained
 from .scoring import Scored, flagged_ids, judge_reviews, score_rows, with_expert_notes
 from .training import StopRule, stop_if, train_other_seeds, training_key
-from .writeback import keep_if_busy, rescore, write_back
+from .writeback import as_written, keep_if_busy, rescore, write_back
 
 
 @dataclass
@@ -223,7 +223,7 @@ def keep_run(cycle: Cycle, run: TrainedRun, scored: Scored, started: float) -> S
     if busy:
         raise TableBusy(f"{busy} The model trained (run {run_id}) and its predictions are kept: the next "
                         f"sync writes them without training again.")
-    after = tbl.apply_patch(cycle.table, scored.patch)
+    after = as_written(cycle.table, scored.patch, backend, config.suspicion.sort)  # as the report reads it
     report_after_sync(data.root, config, backend, run_id, cycle.progress, after)
     summary = ", ".join(f"{split} accuracy {fmt(s['accuracy'])}" for split, s in run.scores.items() if s) \
         or "no val or test rows"

@@ -6,6 +6,7 @@ from typing import Callable
 
 import pandas as pd
 
+from . import table as tbl
 from .backends import Backend, accepts_order
 from .dataset import Dataset
 from .errors import TableBusy
@@ -17,10 +18,25 @@ def write_back(backend: Backend, patch: pd.DataFrame, notes: dict[str, str], sor
     """Write the patch, review notes added to flags, rows most suspicious first when ``sort``."""
     patch = patch.copy()
     patch["flags"] = [join_flags(a, notes.get(i, "")) for i, a in zip(patch["id"], patch["flags"])]
-    key = pd.to_numeric(patch.pop("sort_key"), errors="coerce").fillna(2.0)  # unusable rows first
+    order = written_order(patch)
+    patch = patch.drop(columns="sort_key")
     if sort and accepts_order(backend):
-        return backend.write(patch, order=list(patch["id"].iloc[(-key).argsort(kind="stable")]))
+        return backend.write(patch, order=order)
     return backend.write(patch)
+
+
+def written_order(patch: pd.DataFrame) -> list[str]:
+    """The patch's ids most suspicious first (unusable rows first of all), as a sorted table is written."""
+    key = pd.to_numeric(patch["sort_key"], errors="coerce").fillna(2.0)
+    return list(patch["id"].iloc[(-key).argsort(kind="stable")])
+
+
+def as_written(table: pd.DataFrame, patch: pd.DataFrame, backend: Backend, sort: bool) -> pd.DataFrame:
+    """The table with the patch applied, its rows in the order write_back put them in."""
+    after = tbl.apply_patch(table, patch)
+    if not (sort and accepts_order(backend)):
+        return after
+    return after.set_index("id", drop=False).loc[written_order(patch)].reset_index(drop=True)
 
 
 def keep_if_busy(write: Callable[[], None], busy: TableBusy | None) -> TableBusy | None:

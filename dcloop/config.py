@@ -95,7 +95,9 @@ class ModelSection(Section):
     threads: int = Field(0, ge=-1, description="CPU threads for training: N (the same N, seed and data give the "
                          "same weights), or 0 auto: the faster of 1 and all cores, timed at the start, going on "
                          "with 1 thread if steps get slower than 1 thread was (another process took the cores); "
-                         "the results row's threads column says which; -1 is the same as 0")
+                         "the results row's threads column says which; -1 is the same as 0. With 0 or 1, a "
+                         "sync's several networks (seeds, cross-fitting) train at once as processes of 1 thread "
+                         "each, one per core; 2 or more keeps them one after another in one process")
     seeds: int = Field(1, ge=1, description="trainings per sync, under seed, seed+1, ...: their spread shows the noise")
 
     def fingerprint(self) -> str:

@@ -46,6 +46,10 @@ class Dataset:
     def state(self) -> Path:
         return state_dir(self.root)
 
+    def readable(self) -> pd.DataFrame:
+        """The rows whose image was fetched and decoded, in table order: the rows a run predicts."""
+        return self.checked.table[self.checked.table["id"].isin(self.images.sha)]
+
     def split_rows(self) -> SplitRows:
         return SplitRows(*(rows_of(self.checked, self.images, split) for split in ("train", "val", "test")))
 

@@ -302,6 +302,18 @@ def predict(model: FixedModel, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(probs), np.concatenate(embeddings)
 
 
+def to_bytes(trained: Trained) -> bytes:
+    """A training as bytes, to pass from a worker process (dcloop.networks) to the sync."""
+    buffer = io.BytesIO()
+    torch.save(trained, buffer)
+    return buffer.getvalue()
+
+
+def from_bytes(data: bytes) -> Trained:
+    """``to_bytes``' training back; only for bytes this process's own workers made (it unpickles)."""
+    return torch.load(io.BytesIO(data), weights_only=False)
+
+
 def save_checkpoint(trained: Trained, path, meta: dict) -> None:
     """The best weights and what they were trained on, written atomically."""
     buffer = io.BytesIO()

@@ -29,10 +29,19 @@ class TrainedRun:
     run_id: str
     version: str        # the label version it trained on
     kind: str           # full or quick
-    trained: object     # model.Trained
+    networks: object    # training.Networks: the main network, the other seeds, the cross-fitting ones
     parts: SplitRows
     scores: dict[str, dict[str, float]]  # {"val": {...}, "test": {...}}: {} for a split without rows
-    other_seeds: list[dict]              # the val and test accuracy under seed+1, seed+2, ...
+
+    @property
+    def trained(self):
+        """The main network's model.Trained: its weights, predictions and scores are the run's."""
+        return self.networks.main
+
+    @property
+    def other_seeds(self) -> list[dict]:
+        """The val and test accuracy under seed+1, seed+2, ..."""
+        return self.networks.other_seeds
 
 
 def result_row(data: Dataset, run: TrainedRun, changed: int, seconds: float) -> dict:

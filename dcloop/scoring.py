@@ -43,22 +43,25 @@ class Scored:
                            self.label_proba, self.dynamics, crossfit, self.knn_proba, self.outlier_z)
 
 
-def score_rows(data: Dataset, trained, parts: SplitRows, standing: set[str], progress: Progress) -> Scored:
-    """Predict every readable row; training rows are scored by folds that never saw them."""
+def score_rows(data: Dataset, networks, parts: SplitRows, standing: set[str], progress: Progress) -> Scored:
+    """Predict every readable row; labeled rows are judged by networks (or folds) that never saw them.
+
+    ``networks`` is what training.train_networks trained: the main network and the cross-fitting ones.
+    """
     from . import model as fixed
 
     progress("predicting every row and scoring training rows out of sample")
     config, classes, train_rows = data.config, data.classes, parts.train
-    readable = data.checked.table[data.checked.table["id"].isin(data.images.sha)]
-    proba, embeddings = fixed.predict(trained.model, stack(data.images, readable["id"]))
+    readable = data.readable()
+    proba, embeddings = fixed.predict(networks.main.model, stack(data.images, readable["id"]))
     position = {row_id: n for n, row_id in enumerate(readable["id"])}
     in_train = [position[i] for i in train_rows["id"]]
     from .suspicion import judged_out_of_sample
     evidence = gather_evidence(data, list(readable["id"]), proba, embeddings, standing)
-    dynamics = training_dynamics(trained, parts, position, proba.shape)
-    crossfit = config.suspicion.crossfit > 1
+    dynamics = training_dynamics(networks.main, parts, position, proba.shape)
+    crossfit = bool(networks.crossfit)
     if crossfit:  # every labeled row judged by networks that never saw it, train and val alike: one scale
-        evidence = judged_out_of_sample(evidence, crossfit_signals_of(config, evidence, progress))
+        evidence = judged_out_of_sample(evidence, crossfit_signals_of(config, evidence, networks))
     else:
         evidence.proba = pooled_label_proba(proba, embeddings, readable, classes, config)
         evidence.dynamics = dynamics
@@ -78,37 +81,15 @@ def training_dynamics(trained, parts: SplitRows, position: dict[str, int], shape
     return out
 
 
-def crossfit_signals_of(config: Config, evidence, progress: Progress):
+def crossfit_signals_of(config: Config, evidence, networks):
     """[suspicion] crossfit = K: each labeled row's probabilities, neighbour votes and outlier score from
     the networks that never trained on it (suspicion.crossfit_signals)."""
-    from .suspicion import crossfit_signals
-    spaces, held_out = crossfit_spaces(config, evidence.pixels, evidence.labels, evidence.splits, progress)
-    outlier_classes = np.where(evidence.labels >= 0, evidence.labels, evidence.proba.argmax(1))
-    return crossfit_signals(spaces, held_out, evidence.labels, outlier_classes, len(config.project.classes),
-                            config.suspicion.folds, config.model.seed)
-
-
-def crossfit_spaces(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray,
-                    progress: Progress) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """[suspicion] crossfit = K: K networks, each trained on the other folds of the labeled train rows.
-
-    Returns each network's embeddings of every row and the rows it never trained on: every train
-    row is held out by one network, val and test rows by all K.
-    """
     from . import model as fixed
-    from .suspicion import crossfit_folds
-    k, num_classes = config.suspicion.crossfit, len(config.project.classes)
-    train = np.flatnonzero((splits == "train") & (labels >= 0))
-    val = np.flatnonzero((splits == "val") & (labels >= 0))
-    fold = crossfit_folds(labels[train], k, config.model.seed)
-    spaces, held_out = [], []
-    for m in range(k):
-        fit = train[fold != m]
-        progress(f"cross-fitting network {m + 1}/{k}: training on {len(fit)} of {len(train)} train rows")
-        trained = fixed.train(pixels[fit], labels[fit], pixels[val], labels[val], num_classes, config.model, progress)
-        spaces.append(fixed.predict(trained.model, pixels)[1])
-        held_out.append(~np.isin(np.arange(len(pixels)), fit))
-    return spaces, held_out
+    from .suspicion import crossfit_signals
+    spaces = [fixed.predict(trained.model, evidence.pixels)[1] for trained in networks.crossfit]
+    outlier_classes = np.where(evidence.labels >= 0, evidence.labels, evidence.proba.argmax(1))
+    return crossfit_signals(spaces, networks.held_out, evidence.labels, outlier_classes,
+                            len(config.project.classes), config.suspicion.folds, config.model.seed)
 
 
 def pooled_label_proba(proba: np.ndarray, embeddings: np.ndarray, readable: pd.DataFrame, classes: list[str],

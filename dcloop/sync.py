@@ -19,7 +19,7 @@ from . import table as tbl
 from .backends import Backend, open_backend
 from .cap import check_cap
 from .config import Config, quick_config
-from .dataset import Dataset, SplitRows, encode, load_images, stack
+from .dataset import Dataset, SplitRows, encode, load_images
 from .effect import record_run
 from .errors import DcloopError, TableBusy
 from .history import History, Recorded, utc_now
@@ -32,7 +32,7 @@ from .results import TrainedRun, changed_since, previous_flags, result_row, seed
 from .runs import CHECKPOINT, mark_written, read_last_trained, run_file, save_predictions, state_dir, write_flagged, \
     write_last_trained
 from .scoring import Scored, flagged_ids, judge_reviews, score_rows, with_expert_notes
-from .training import StopRule, stop_if, train_other_seeds, training_key
+from .training import StopRule, stop_if, train_networks, training_key
 from .writeback import as_written, keep_if_busy, rescore, write_back
 
 
@@ -134,7 +134,7 @@ def sync(root: Path, config: Config, force: bool = False, progress: Progress = q
         return catch_up(cycle)
     parts = cycle.data.split_rows()
     run = train(cycle, parts, stop, "quick" if asked.quick else "full")
-    scored = score_rows(cycle.data, run.trained, parts, cycle.standing, progress)
+    scored = score_rows(cycle.data, run.networks, parts, cycle.standing, progress)
     stop_if(stop, "after predicting")
     return keep_run(cycle, run, scored, started)
 
@@ -173,23 +173,20 @@ def catch_up(cycle: Cycle) -> SyncReport:
 
 
 def train(cycle: Cycle, parts: SplitRows, stop: StopRule, kind: str) -> TrainedRun:
-    """Materialize the version's class folders and train the fixed model (and its extra seeds) on them."""
-    from . import model as fixed
+    """Materialize the version's class folders and train the fixed model on them, with its extra seeds and
+    cross-fitting networks."""
     data, progress = cycle.data, cycle.progress
-    config, images, classes = data.config, data.images, data.classes
+    config, images = data.config, data.images
     if not len(parts.train):
         raise DcloopError(f"{cycle.backend.describe()}: no labeled, readable rows in split 'train' to train on.")
     materialize(cycle.history.folder(cycle.recorded.version),
                 [(i, s, lab, images.blob[i], u) for part in parts
                  for i, s, lab, u in zip(part["id"], part["split"], part["label"], part["url"])])
     progress(f"training {config.model.preset} on {len(parts.train)} rows, validating on {len(parts.val)}"
-             + (f"; seed 1/{config.model.seeds} (seed {config.model.seed})" if config.model.seeds > 1 else ""))
-    encoded = tuple(encode(p["label"], classes) for p in parts)
-    trained = fixed.train(stack(images, parts.train["id"]), encoded[0], stack(images, parts.val["id"]), encoded[1],
-                          len(classes), config.model, progress, stop)
-    stop_if(stop, f"during training (after epoch {len(trained.history)})")
-    other_seeds = train_other_seeds(config, images, parts, encoded, progress, stop)
-    return TrainedRun(uuid.uuid4().hex[:8], cycle.recorded.version, kind, trained, parts, {}, other_seeds)
+             + (f"; {config.model.seeds} seeds from {config.model.seed}" if config.model.seeds > 1 else "")
+             + (f"; {config.suspicion.crossfit} cross-fitting networks" if config.suspicion.crossfit > 1 else ""))
+    networks = train_networks(data, parts, progress, stop)
+    return TrainedRun(uuid.uuid4().hex[:8], cycle.recorded.version, kind, networks, parts, {})
 
 
 def keep_run(cycle: Cycle, run: TrainedRun, scored: Scored, started: float) -> SyncReport:

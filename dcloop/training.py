@@ -10,8 +10,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from .config import Config
-from .dataset import Images, SplitRows, stack
+from .dataset import Dataset, Images, SplitRows, encode, stack
 from .errors import Stopped, TimedOut
 from .metrics import fmt, split_scores
 from .progress import Progress
@@ -54,26 +56,66 @@ def training_key(version: str, config: Config, images: Images) -> str:
     return digest.hexdigest()[:16]
 
 
-def train_other_seeds(config: Config, images: Images, parts: SplitRows, encoded, progress: Progress,
-                      should_stop: Callable[[], bool]) -> list[dict]:
-    """Val and test accuracy of the fixed model under seed+1, seed+2, ...: the main run is seed 1 of N.
+@dataclass
+class Networks:
+    """What a sync trained: the main network, the other seeds' scores and the cross-fitting networks."""
 
-    Only scores are kept: predictions, suspicion and the checkpoint come from the main run, so the
-    table reads the same with one seed or five.
+    main: object                 # model.Trained
+    other_seeds: list[dict]      # val and test accuracy under seed+1, seed+2, ...
+    crossfit: list               # model.Trained of each cross-fitting network ([] when off)
+    held_out: list[np.ndarray]   # per cross-fitting network: the readable rows it never trained on
+
+
+def train_networks(data: Dataset, parts: SplitRows, progress: Progress, should_stop: StopRule) -> Networks:
+    """The main network, its extra seeds and the cross-fitting networks, trained at once where the
+    machine allows (dcloop.networks); a stop asked for during training ends the cycle here."""
+    from .networks import Job, train_all
+    config, images, classes = data.config, data.images, data.classes
+    encoded = [encode(p["label"], classes) for p in parts]
+    x_train, x_val = stack(images, parts.train["id"]), stack(images, parts.val["id"])
+    jobs = [Job("main", x_train, encoded[0], x_val, encoded[1], len(classes), config.model)]
+    jobs += [Job(f"seed {k + 1}/{config.model.seeds} (seed {config.model.seed + k})", x_train, encoded[0], x_val, encoded[1], len(classes),
+                 config.model.model_copy(update={"seed": config.model.seed + k}))
+             for k in range(1, config.model.seeds)]
+    crossfit_jobs, held_out = crossfit_plan(config, *readable_arrays(data))
+    trained = train_all(jobs + crossfit_jobs, progress, should_stop)
+    main = trained[0]
+    stop_if(should_stop, f"during training (after epoch {len(main.history)})" if main else "during training")
+    other_seeds = []
+    for job, seed_run in zip(jobs[1:], trained[1:len(jobs)]):
+        other_seeds.append({split: split_scores(seed_run.model, images, rows, classes).get("accuracy")
+                            for split, rows in (("val", parts.val), ("test", parts.test))})
+        progress(f"{job.name}: val accuracy {fmt(other_seeds[-1]['val']) or '-'}, "
+                 f"test accuracy {fmt(other_seeds[-1]['test']) or '-'}")
+    return Networks(main, other_seeds, trained[len(jobs):], held_out)
+
+
+def readable_arrays(data: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels, class codes (-1: none or set aside) and splits of the readable rows, in table order:
+    the rows scoring judges (scoring.gather_evidence), so cross-fitting masks line up with them."""
+    rows = data.readable()
+    codes = data.checked.code[rows.index].where(rows["split"] != "exclude", -1)
+    return stack(data.images, rows["id"]), codes.to_numpy(), rows["split"].to_numpy()
+
+
+def crossfit_plan(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray):
+    """[suspicion] crossfit = K: K networks, each to train on the other folds of the labeled train rows,
+    validated on the labeled val rows; and for each, the rows it never trains on ([] , [] when off).
+
+    Every train row is held out by one network, val and test rows by all K.
     """
-    from . import model as fixed
-    (train_rows, val_rows, test_rows), (y_train, y_val, _) = parts, encoded
-    classes, runs = config.project.classes, []
-    x_train, x_val = stack(images, train_rows["id"]), stack(images, val_rows["id"])
-    for k in range(1, config.model.seeds):
-        settings = config.model.model_copy(update={"seed": config.model.seed + k})
-        progress(f"seed {k + 1}/{config.model.seeds} (seed {settings.seed}): training")
-        trained = fixed.train(x_train, y_train, x_val, y_val, len(classes), settings, progress, should_stop)
-        stop_if(should_stop, f"during training under seed {settings.seed}")
-        runs.append({split: split_scores(trained.model, images, rows, classes).get("accuracy")
-                     for split, rows in (("val", val_rows), ("test", test_rows))})
-        progress(f"seed {settings.seed}: val accuracy {fmt(runs[-1]['val']) or '-'}, "
-                 f"test accuracy {fmt(runs[-1]['test']) or '-'}")
-    return runs
-
-
+    from .networks import Job
+    from .suspicion import crossfit_folds
+    k, num_classes = config.suspicion.crossfit, len(config.project.classes)
+    if k < 2:
+        return [], []
+    train = np.flatnonzero((splits == "train") & (labels >= 0))
+    val = np.flatnonzero((splits == "val") & (labels >= 0))
+    fold = crossfit_folds(labels[train], k, config.model.seed)
+    jobs, held_out = [], []
+    for m in range(k):
+        fit = train[fold != m]
+        jobs.append(Job(f"cross-fitting network {m + 1}/{k}", pixels[fit], labels[fit], pixels[val], labels[val],
+                        num_classes, config.model))
+        held_out.append(~np.isin(np.arange(len(pixels)), fit))
+    return jobs, held_out

@@ -438,6 +438,63 @@ def rate(step, images: int, seconds: float) -> float:
     return steps * images / (time.perf_counter() - started)
 
 
+# 6. Several networks at once ----------------------------------------------------------------------
+
+def roman_arrays(data: Path) -> dict[str, np.ndarray]:
+    """train/ and val/ as uint8 (N, 3, 32, 32) arrays and class codes, decoded as dcloop decodes them."""
+    from dcloop.images import decode_one
+    out, everything = {}, rows_from_folder(data)
+    classes = sorted(everything["label"].unique())
+    for split in ("train", "val"):
+        rows = everything[everything["split"] == split]
+        out[split] = np.stack([decode_one(data / url, 32) for url in rows["url"]])
+        out[f"{split}_labels"] = rows["label"].map({c: k for k, c in enumerate(classes)}).to_numpy()
+    return out
+
+
+def networks_at_once(data: Path, epochs: int) -> list[dict]:
+    """Wall seconds of K networks (K = 1, 2, 3 seeds on the whole train split, and a default sync's
+    set: the main network and 2 cross-fitting ones on half the rows each) trained one after another
+    (auto threads, as before) and at once (dcloop.networks), as ratios to one network alone."""
+    from dcloop import networks
+    from dcloop.config import Config
+    from dcloop.training import crossfit_plan
+    arrays = roman_arrays(data)
+    settings = recipe_settings(0).model_copy(update={"epochs": epochs, "device": "cpu"})
+
+    def seeds(k: int) -> list:
+        return [networks.Job(f"seed {n}", arrays["train"], arrays["train_labels"], arrays["val"], arrays["val_labels"],
+                             10, settings.model_copy(update={"seed": settings.seed + n})) for n in range(k)]
+
+    pixels = np.concatenate([arrays["train"], arrays["val"]])
+    labels = np.concatenate([arrays["train_labels"], arrays["val_labels"]])
+    splits = np.array(["train"] * len(arrays["train"]) + ["val"] * len(arrays["val"]))
+    config = Config(model=settings)
+    config.project.classes = [str(k) for k in range(10)]
+    crossfit_jobs, _ = crossfit_plan(config, pixels, labels, splits)
+    sets = [("1 network", seeds(1)), ("2 networks (seeds)", seeds(2)), ("3 networks (seeds)", seeds(3)),
+            ("a default sync's: main + 2 cross-fitting", seeds(1) + crossfit_jobs)]
+    out = []
+    for name, jobs in sets:
+        row = {"networks": name, "k": len(jobs), "load_avg": os.getloadavg()[0]}
+        for how, threshold in (("one_after_another", 10 ** 15), ("at_once", networks.MIN_WORK_IN_PROCESSES)):
+            if len(jobs) == 1 and how == "at_once":
+                continue
+            say(f"networks: {name}, {how.replace('_', ' ')}, {epochs} epochs")
+            networks.MIN_WORK_IN_PROCESSES = threshold
+            started = time.perf_counter()
+            trained = networks.train_all(jobs, lambda m: None, lambda: False)
+            row[f"{how}_s"] = time.perf_counter() - started
+            row[f"{how}_threads"] = ",".join(t.threads_used for t in trained)
+        networks.MIN_WORK_IN_PROCESSES = threshold
+        out.append(row)
+    one = out[0]["one_after_another_s"]
+    for row in out:
+        row["one_after_another_x"] = row["one_after_another_s"] / one
+        row["at_once_x"] = row.get("at_once_s", one) / one
+    return out
+
+
 # The run and its table ---------------------------------------------------------------------------
 
 def main() -> None:
@@ -483,12 +540,14 @@ def main() -> None:
     if "precision" in parts:
         say("float32 vs bfloat16 autocast, 1 thread")
         figures["precision"] = precision_rates(2.0 if args.small else 4.0)
+    if "networks" in parts:
+        figures["networks"] = networks_at_once(args.data, epochs)
     args.json_out.write_text(json.dumps(figures, indent=2) + "\n")
     print(report(figures))
     say(f"figures written to {args.json_out}")
 
 
-PARTS = ["training", "sync", "busy", "precision"]
+PARTS = ["training", "sync", "busy", "precision", "networks"]
 
 
 def recipe_settings(threads: int = 0):
@@ -523,6 +582,8 @@ def report(f: dict) -> str:
         lines += busy_report(f["busy"])
     if "precision" in f:
         lines += precision_report(f["precision"], f["machine"])
+    if "networks" in f:
+        lines += networks_report(f["networks"], f["epochs"])
     return "\n".join(lines)
 
 
@@ -589,6 +650,17 @@ def precision_report(runs: list[dict], machine: dict) -> list[str]:
             f"prediction at batch {fixed.EVAL_BATCH} {best.loc['float32', 'predict_images_per_s']:.0f} vs "
             f"{best.loc['bfloat16', 'predict_images_per_s']:.0f} img/s ({ratio['predict_images_per_s']:.2f}x); "
             f"load average {runs[0]['load_avg']:.1f}-{runs[-1]['load_avg']:.1f}"]
+
+
+def networks_report(rows: list[dict], epochs: int) -> list[str]:
+    lines = ["", f"several networks, {epochs} epochs each: wall s (x one network alone)   one after another   "
+             "at once (threads per network)   load average"]
+    for r in rows:
+        at_once = (f"{r['at_once_s']:>7.1f} ({r['at_once_x']:.2f}x) [{r['at_once_threads']}]"
+                   if "at_once_s" in r else f"{'-':>7}")
+        lines.append(f"  {r['networks']:<42}{r['one_after_another_s']:>7.1f} ({r['one_after_another_x']:.2f}x)   "
+                     f"{at_once}   {r['load_avg']:.1f}")
+    return lines
 
 
 def call_summary(calls: dict[str, int]) -> str:

@@ -155,11 +155,14 @@ def crossfit_out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> 
     """As ``dcloop sync`` with [suspicion] crossfit = K: K networks' embeddings and held-out rows; cached."""
     if not cache.exists():
         from dcloop.config import Config, SuspicionSection
-        from dcloop.scoring import crossfit_spaces
+        from dcloop import model as fixed
+        from dcloop.networks import train_all
+        from dcloop.training import crossfit_plan
         config = Config(model=model_settings(args), suspicion=SuspicionSection(crossfit=args.crossfit))
         config.project.classes = data["classes"]
         started = time.perf_counter()
-        spaces, held_out = crossfit_spaces(config, data["pixels"], noisy, data["splits"], log)
+        jobs, held_out = crossfit_plan(config, data["pixels"], noisy, data["splits"])
+        spaces = [fixed.predict(trained.model, data["pixels"])[1] for trained in train_all(jobs, log, lambda: False)]
         np.savez(cache, spaces=np.stack(spaces), held_out=np.stack(held_out),
                  train_s=np.array(time.perf_counter() - started))
     with np.load(cache) as saved:

@@ -63,7 +63,7 @@ def build_model(keras, classes: int):
 
 def import_keras(threads: int):
     """tf_keras, with TensorFlow's thread pools set before its first op (they cannot change after)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors only
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tf.keras is Keras 2 too, not Keras 3
     import tensorflow as tf
     import tf_keras as keras

@@ -2,6 +2,7 @@
 
     python scripts/bench_keras.py ../shared/data/roman-numerals --keras-python .venv-keras/bin/python
         [--epochs 100] [--seeds 3] [--dcloop-variants default,recipe] [--json-out bench-keras.json]
+    python scripts/bench_keras.py --from-json bench-keras.json    # the table of an earlier (or interrupted) run
 
 For each seed (123, 124, ...), in turn:
 
@@ -192,8 +193,10 @@ def keras_version(python: Path) -> str:
     done = subprocess.run([str(python), "-c", "import tf_keras, tensorflow; print(tensorflow.__version__)"],
                           capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if done.returncode != 0:
-        raise SystemExit(f"bench_keras: {python} cannot import tensorflow and tf_keras; install them with "
-                         f"`{python} -m pip install -e '.[keras-baseline]'` (see docs/benchmarks/performance.md)")
+        raise SystemExit(f"bench_keras: {python} cannot import tensorflow and tf_keras. Make a virtualenv for them "
+                         f"(python -m venv .venv-keras && .venv-keras/bin/pip install 'tensorflow>=2.16' "
+                         f"'tf-keras>=2.16') and pass --keras-python .venv-keras/bin/python; see "
+                         f"docs/benchmarks/performance.md, \"Keras baseline\".")
     return done.stdout.strip()
 
 
@@ -211,7 +214,7 @@ def settings_env(pairs: list[str]) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="folder with train/, val/, label_book/")
+    parser.add_argument("data", type=Path, nargs="?", help="folder with train/, val/, label_book/")
     parser.add_argument("--keras-python", type=Path, default=ROOT / ".venv-keras" / "bin" / "python",
                         help="the Python of the virtualenv with tensorflow and tf-keras (default: .venv-keras/bin/python)")
     parser.add_argument("--epochs", type=int, default=100)
@@ -222,28 +225,39 @@ def main() -> None:
                         help="limit both tools to N threads (smoke runs on a busy machine; default 0: each its own)")
     parser.add_argument("--dcloop-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="a dcloop setting for every dcloop run, e.g. model.device=cpu (repeatable)")
-    parser.add_argument("--json-out", type=Path, default=Path("bench-keras.json"))
+    parser.add_argument("--json-out", type=Path, default=Path("bench-keras.json"),
+                        help="every figure, rewritten after each run (default bench-keras.json)")
+    parser.add_argument("--from-json", type=Path, help="print the table of an earlier --json-out and stop")
     args = parser.parse_args()
+    if args.from_json:
+        print(report(json.loads(args.from_json.read_text())))
+        return
+    if args.data is None:
+        parser.error("give the data folder (train/, val/, label_book/), or --from-json FILE")
     variants = args.dcloop_variants.split(",")
     if unknown := set(variants) - set(VARIANTS):
         parser.error(f"--dcloop-variants: unknown {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
     data, settings = args.data.resolve(), settings_env(args.dcloop_set)
     machine = {"cores": len(os.sched_getaffinity(0)), "load_avg_start": os.getloadavg()[0],
                "tf_version": keras_version(args.keras_python)}
-    runs = []
+    figures = {"machine": machine, "epochs": args.epochs, "seeds": args.seeds, "threads": args.threads,
+               "dcloop_settings": settings, "runs": []}
     for seed in range(FIRST_SEED, FIRST_SEED + args.seeds):
         say(f"seed {seed}: the keras script, {args.epochs} epochs")
-        runs.append(run_keras(args.keras_python, data, args.epochs, seed, args.threads))
+        record(figures, run_keras(args.keras_python, data, args.epochs, seed, args.threads), args.json_out)
         for variant in variants:
             say(f"seed {seed}: dcloop init + sync ({variant}), {args.epochs} epochs")
-            runs.append(run_dcloop(variant, data, args.epochs, seed, args.threads, settings))
-    machine["load_avg_end"] = os.getloadavg()[0]
-    figures = {"machine": machine, "epochs": args.epochs, "seeds": args.seeds, "threads": args.threads,
-               "dcloop_settings": settings, "runs": runs, "summary": summarize(runs), "ratios": ratios(runs)}
-    args.json_out.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+            record(figures, run_dcloop(variant, data, args.epochs, seed, args.threads, settings), args.json_out)
     print(report(figures))
     say(f"figures written to {args.json_out}")
 
+
+def record(figures: dict, run: dict, path: Path) -> None:
+    """Add a run and rewrite the JSON file, so an interrupted benchmark keeps what it measured."""
+    figures["runs"].append(run)
+    figures["machine"]["load_avg_end"] = os.getloadavg()[0]
+    figures.update(summary=summarize(figures["runs"]), ratios=ratios(figures["runs"]))
+    path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
 
 if __name__ == "__main__":
     main()

@@ -106,3 +106,15 @@ def test_a_dcloop_run_is_init_and_sync_as_processes_scored_on_label_book(tmp_pat
     assert 0 <= found["val_accuracy"] <= 1 and 0 <= found["label_book_accuracy"] <= 1
     assert found["detail"]["epochs"] == "1" and found["detail"]["threads"] == "1"
     json.dumps(found)  # goes into --json-out as it is
+
+
+def test_each_run_is_saved_as_it_ends_and_the_saved_file_prints_the_same_table(tmp_path):
+    path = tmp_path / "bench-keras.json"
+    figures = {"epochs": 100, "seeds": 2, "threads": 0, "dcloop_settings": {}, "runs": [],
+               "machine": {"cores": 2, "load_avg_start": 0.2, "tf_version": "2.21.0"}}
+    for r in RUNS[:4]:  # interrupted during seed 124
+        bk.record(figures, r, path)
+        assert len(json.loads(path.read_text())["runs"]) == len(figures["runs"])
+    saved = json.loads(path.read_text())
+    assert bk.report(saved) == bk.report(figures)
+    assert "keras wall / dcloop default sync wall: 1.30x (per seed 1.33)" in bk.report(saved)

@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -91,8 +92,11 @@ def dcloop_env(seed: int, threads: int, settings: dict[str, str]) -> dict[str, s
     return env | settings
 
 
-def run_dcloop(variant: str, data: Path, epochs: int, seed: int, threads: int, settings: dict[str, str]) -> dict:
-    """`dcloop init` and `dcloop sync --json` in a fresh project; the wall time is both processes'."""
+def run_dcloop(variant: str, data: Path, epochs: int, seed: int, threads: int, settings: dict[str, str],
+               keep: Path | None = None) -> dict:
+    """`dcloop init` and `dcloop sync --json` in a fresh project; the wall time is both processes'.
+    ``keep``: a folder to copy the synced labels.csv into (as <variant>-seed<N>-labels.csv), to score
+    its ranking afterwards (scripts/score_against_review.py)."""
     dcloop = [sys.executable, "-c", "from dcloop.cli import cli; cli()"]
     env = dcloop_env(seed, threads, settings)
     load = os.getloadavg()[0]
@@ -101,6 +105,9 @@ def run_dcloop(variant: str, data: Path, epochs: int, seed: int, threads: int, s
         init_s, _ = timed(dcloop + ["init", str(root), "--from-folder", str(data)], env)
         sync_s, stdout = timed(dcloop + ["sync", str(root), "--json", "--epochs", str(epochs)]
                                + VARIANTS[variant], env)
+        if keep:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / "labels.csv", keep / f"{variant}-seed{seed}-labels.csv")
     return {"tool": variant, "seed": seed, "wall_s": init_s + sync_s, "init_s": init_s, "sync_s": sync_s,
             "load_avg": load, **dcloop_scores(last_json(stdout))}
 
@@ -227,6 +234,8 @@ def main() -> None:
                         help="a dcloop setting for every dcloop run, e.g. model.device=cpu (repeatable)")
     parser.add_argument("--json-out", type=Path, default=Path("bench-keras.json"),
                         help="every figure, rewritten after each run (default bench-keras.json)")
+    parser.add_argument("--keep-labels", type=Path, metavar="DIR",
+                        help="copy each dcloop run's labels.csv here, to score its ranking afterwards")
     parser.add_argument("--from-json", type=Path, help="print the table of an earlier --json-out and stop")
     args = parser.parse_args()
     if args.from_json:
@@ -247,7 +256,8 @@ def main() -> None:
         record(figures, run_keras(args.keras_python, data, args.epochs, seed, args.threads), args.json_out)
         for variant in variants:
             say(f"seed {seed}: dcloop init + sync ({variant}), {args.epochs} epochs")
-            record(figures, run_dcloop(variant, data, args.epochs, seed, args.threads, settings), args.json_out)
+            record(figures, run_dcloop(variant, data, args.epochs, seed, args.threads, settings, args.keep_labels),
+                   args.json_out)
     print(report(figures))
     say(f"figures written to {args.json_out}")
 

@@ -19,6 +19,8 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from .progress import Progress
 # on the same cores) would cost more than it saves.
 MIN_WORK_IN_PROCESSES = 10_000
 POLL_S = 0.5  # how often the parent forwards progress and looks for a stop request
+ORPHAN_CHECK_S = 1.0  # how often a worker looks whether the sync that started it is still there
 
 
 @dataclass
@@ -155,20 +158,28 @@ _worker: dict = {}
 
 
 def start_worker(messages, stop, parent: int) -> None:
-    """A worker leaves signals to the parent, which asks it to stop through ``stop``."""
+    """A worker leaves signals to the parent, which asks it to stop through ``stop``, and ends
+    itself once the parent is gone (killed, say): it would otherwise wait on the pool forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _worker.update(messages=messages, stop=stop, parent=parent)
+    threading.Thread(target=exit_when_orphaned, args=(parent,), daemon=True).start()
     messages.put((None, os.getpid()))
+
+
+def exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_S)
+    os._exit(1)
 
 
 def train_in_worker(job: Job) -> bytes | None:
     """Train one job here (one thread); its ``model.Trained`` as bytes, None if stopped before it began."""
     from . import model as fixed
-    messages, stop, parent = _worker["messages"], _worker["stop"], _worker["parent"]
+    messages, stop = _worker["messages"], _worker["stop"]
 
     def should_stop() -> bool:
-        return stop.is_set() or os.getppid() != parent  # an orphan stops too
+        return stop.is_set()
 
     if should_stop():
         return None

@@ -1,6 +1,10 @@
 """A sync's networks trained at once (dcloop.networks): where each trains, and the same weights as one by one."""
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +86,50 @@ def test_a_worker_that_dies_is_an_error_not_a_wait(monkeypatch):
     dying.labels = DiesWhenUnpickled()
     with pytest.raises(DcloopError, match="a training process ended without a result"):
         train_all([dying, job("other")], lambda m: None, lambda: False)
+
+
+KILLED_SYNC = """
+import sys
+import numpy as np
+from dcloop import networks
+from dcloop.config import ModelSection
+networks.MIN_WORK_IN_PROCESSES = 0
+pixels = np.zeros((16, 3, 16, 16), np.uint8)
+settings = ModelSection(epochs=10 ** 6, batch_size=8, image_size=16, device="cpu")
+jobs = [networks.Job(str(n), pixels, np.arange(16) % 2, pixels, np.arange(16) % 2, 2, settings) for n in range(2)]
+networks.train_all(jobs, lambda message: print(message, flush=True), lambda: False)
+"""
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.training
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_workers_end_when_the_sync_that_started_them_is_killed():
+    sync = subprocess.Popen([sys.executable, "-c", KILLED_SYNC], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    try:
+        for line in sync.stdout:  # a worker trains: its first epoch was said
+            if ": epoch 1/" in line:
+                break
+        workers = children_of(sync.pid)
+        assert workers
+    finally:
+        sync.kill()
+        sync.wait()
+    deadline = time.monotonic() + 30
+    while workers and time.monotonic() < deadline:
+        workers = {pid for pid in workers if Path(f"/proc/{pid}").exists()
+                   and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()}
+        time.sleep(0.2)
+    assert not workers, "training processes outlived the sync that started them"

@@ -6,6 +6,7 @@ Rows are always matched by ``id``, never by position, because people sort and fi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -649,14 +650,18 @@ def append_rows(current: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 LEFT_OUT_KINDS = ("bad-id", "blank-url", "unknown-label", "unknown-split", "unreadable")
 
 
+FLAG_KIND_END = re.compile(r"[:\s(]")
+
+
 def flag_kind(flag: str) -> str:
     """'unreadable: http 404' -> 'unreadable', 'unknown-label:cat' -> 'unknown-label', 'label? ...' -> 'label?'."""
-    return re.split(r"[:\s(]", flag.strip(), maxsplit=1)[0]
+    return FLAG_KIND_END.split(flag.strip(), maxsplit=1)[0]
 
 
-def kinds_in(cell) -> set[str]:
+@functools.lru_cache(maxsize=2**16)  # a sync's summary reads every row's cell twice (counts, then the top rows)
+def kinds_in(cell) -> frozenset[str]:
     """The kinds of the flags in one flags cell: 'label? model says 7 (0.91); outlier' -> {'label?', 'outlier'}."""
-    return {flag_kind(f) for f in str(cell).split(";") if f.strip()}
+    return frozenset(flag_kind(f) for f in str(cell).split(";") if f.strip())
 
 
 def flag_counts(flags: pd.Series) -> dict[str, int]:

@@ -197,3 +197,8 @@ def test_a_local_image_changed_in_place_is_read_again(tmp_path):
     again = ImageStore(tmp_path, tmp_path / "cache").fetch(["a.png", str(image)])
     assert first["a.png"].sha == first[str(image)].sha != again["a.png"].sha == again[str(image)].sha
     assert again["a.png"].path.read_bytes() == b"other bytes, longer"
+
+
+def test_a_no_change_record_gives_an_empty_diff_with_diffs_columns():
+    empty = pd.DataFrame({"id": [], "url": [], "label": [], "split": []}, dtype=object)
+    assert list(tbl.no_changes().columns) == list(tbl.diff(empty, empty).columns) and tbl.no_changes().empty

@@ -241,7 +241,8 @@ class ImageStore:
 
     def _fetch_remote(self, urls: list[str]) -> dict[str, Fetched]:
         index = read_url_index(self.url_index_path, self.clock(), self.progress)
-        missing = [u for u in urls if u not in index or not self.blob_path(index[u]["sha"]).exists()]
+        stored = self.stored() if urls else set()  # one listing per prefix folder, not one stat per url
+        missing = [u for u in urls if u not in index or index[u]["sha"] not in stored]
         due = [u for u in urls if u not in missing and self.is_due(index[u])]
         results = {}
         if missing or due:

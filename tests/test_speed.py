@@ -152,7 +152,7 @@ def test_parallel_decoding_keeps_the_order_and_reports_bad_files(tmp_path):
     assert set(errors) == {"2"} and len(pixels) == 5
 
 
-HEAVY_MODULES = ["torch", "torchvision", "sklearn", "scipy", "umap", "numba"]
+HEAVY_MODULES = ["torch", "torchvision", "sklearn", "scipy", "umap", "numba", "requests", "PIL"]
 
 
 @pytest.mark.training

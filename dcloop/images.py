@@ -243,7 +243,8 @@ class ImageStore:
         index = read_url_index(self.url_index_path, self.clock(), self.progress)
         stored = self.stored() if urls else set()  # one listing per prefix folder, not one stat per url
         missing = [u for u in urls if u not in index or index[u]["sha"] not in stored]
-        due = [u for u in urls if u not in missing and self.is_due(index[u])]
+        absent = set(missing)
+        due = [u for u in urls if u not in absent and self.is_due(index[u])]
         results = {}
         if missing or due:
             if missing:

@@ -70,7 +70,7 @@ def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Pr
     """
     cache = state_dir(root) / "cache"
     table = checked.table
-    urls = dict(zip(table["id"], table["url"]))
+    urls = dict(zip(table["id"].tolist(), table["url"].tolist()))
     store = ImageStore.of_project(root, config, progress, refetch)
     fetched = store.fetch([u for i, u in urls.items() if u])
     sha, blob = {}, {}

@@ -85,7 +85,7 @@ class History:
                 self.write_snapshot(version, table, self.grandparent_rows(table))
                 progress(f"{self.folder(version)}: the snapshot of label version {version} was missing; "
                          f"recorded it again from the table, which holds exactly that version")
-            return Recorded(version, parent, False, tbl.diff(table.iloc[0:0], table.iloc[0:0]))
+            return Recorded(version, parent, False, tbl.no_changes())
         if parent and not self.has_snapshot(parent):
             progress(f"{self.folder(parent)}: the snapshot of label version {parent} is missing; recording "
                      f"version {version} without a parent, every row counted as changed")

@@ -11,36 +11,31 @@ is an Access; whatever goes wrong with one url becomes that url's error, never a
 from __future__ import annotations
 
 import io
-import ipaddress
 import os
-import random
 import shutil
-import socket
 import stat
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlparse
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
 
 import numpy as np
-import requests
-from PIL import Image
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .config import STATE_DIR
 from .errors import UnsafePath
 from .fsutil import atomic_write_bytes, inside, is_safe_name, private_folder, sha256_bytes
 from .history import read_cache_json, write_json
 
+if TYPE_CHECKING:  # Pillow is imported where an image is read: a no-change sync reads none
+    from PIL import Image
+
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 HTTP_TIMEOUT_S = 15
 HTTP_ATTEMPTS = 3
 HTTP_WORKERS = 8
 HOST_FAILURE_LIMIT = 3  # failed attempts on one host before its other urls are skipped this cycle
-MAX_REDIRECTS = 5
 REVALIDATE_DAYS = 7.0
 
 OUTSIDE_ROOTS = "local path outside the allowed folders"
@@ -88,14 +83,6 @@ class Unreadable(ValueError):
     """A url's final answer: the text becomes the row's flag, and another attempt would not help."""
 
 
-class TooLarge(Unreadable):
-    """A body over the size limit."""
-
-
-class TooSlow(Unreadable):
-    """An answer still arriving at the deadline."""
-
-
 def is_http(url: str) -> bool:
     return url[:8].lower().startswith(("http://", "https://"))
 
@@ -110,6 +97,19 @@ def local_path(url: str, root: Path) -> Path:
     else:
         path = Path(os.path.expanduser(url) if url.startswith("~") else url)
     return path if path.is_absolute() else root / path
+
+
+def plain_path(url: str, root_prefix: str) -> str | None:
+    """``str(local_path(url, root))`` without building a Path, for a url that is a plain path (most are);
+    None for any other (file:, ~, or text a Path would normalize: //, /./, ./ or a trailing /).
+
+    ``root_prefix`` is the project folder with a trailing separator. A no-change sync of 10,000
+    rows stats every file: a Path per row cost more than the stat.
+    """
+    if (url[:5].lower() == "file:" or url.startswith(("~", "./")) or url == "." or "//" in url or "/./" in url
+            or url.endswith(("/", "/."))):
+        return None
+    return url if url.startswith("/") else root_prefix + url
 
 
 def allowed_path(url: str, root: Path, roots: tuple[Path, ...] | None) -> Path:
@@ -128,7 +128,7 @@ def over_limit(max_bytes: int) -> str:
     return f"{max_bytes / 2**20:g} MiB"
 
 
-def stat_regular(path: Path, max_bytes: int) -> os.stat_result:
+def stat_regular(path: str | Path, max_bytes: int) -> os.stat_result:
     """The stat of a regular file within the size limit; Unreadable for anything else."""
     try:
         st = os.stat(path)
@@ -141,7 +141,7 @@ def stat_regular(path: Path, max_bytes: int) -> os.stat_result:
     return st
 
 
-def read_regular(path: Path, max_bytes: int) -> bytes:
+def read_regular(path: str | Path, max_bytes: int) -> bytes:
     """A regular file's bytes, at most ``max_bytes``: /proc files report size 0 and may be endless.
 
     Opened non-blocking and checked again on the open file, so a FIFO put in its place after
@@ -179,7 +179,8 @@ class ImageStore:
         self.timeout_s, self.attempts, self.max_bytes = timeout_s, attempts, max_bytes
         self.access, self.revalidate_s, self.refetch, self.clock = access, revalidate_days * 86400, refetch, clock
         self.blobs = Path(cache) / "blobs"
-        self.blobs_prefix = str(self.blobs) + os.sep
+        self.root_prefix = "" if str(self.root) == "." else os.path.join(str(self.root), "")  # as Path joins
+        self.prefix_folders: dict[str, Path] = {}
         self.stat_index_path = Path(cache) / "local-files.json"
         self.url_index_path = Path(cache) / "urls.json"
         self.cache = Path(cache)
@@ -211,7 +212,7 @@ class ImageStore:
         fresh, out = {}, {}
         for url in urls:
             try:
-                path = self.allowed_path(url)
+                path = self.local_file(url)
                 st = stat_regular(path, self.max_bytes)
                 key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
                 sha = index.get(key)
@@ -233,18 +234,26 @@ class ImageStore:
     def allowed_path(self, url: str) -> Path:
         return allowed_path(url, self.root, self.access.roots)
 
+    def local_file(self, url: str) -> str:
+        """The file a local url names, as text: allowed_path's, with no Path for a plain path anyone may read."""
+        plain = plain_path(url, self.root_prefix) if self.access.roots is None else None
+        return str(self.allowed_path(url)) if plain is None else plain
+
     def _fetch_remote(self, urls: list[str]) -> dict[str, Fetched]:
         index = read_url_index(self.url_index_path, self.clock(), self.progress)
-        missing = [u for u in urls if u not in index or not self.blob_path(index[u]["sha"]).exists()]
-        due = [u for u in urls if u not in missing and self.is_due(index[u])]
+        stored = self.stored() if urls else set()  # one listing per prefix folder, not one stat per url
+        missing = [u for u in urls if u not in index or index[u]["sha"] not in stored]
+        absent = set(missing)
+        due = [u for u in urls if u not in absent and self.is_due(index[u])]
         results = {}
         if missing or due:
             if missing:
                 self.progress(f"fetching {len(missing)} image(s) over http")
-            failures = HostFailures()
-            with ThreadPoolExecutor(HTTP_WORKERS) as pool, http_session(self.access.private_hosts) as session:
+            from . import image_http as web  # requests only when an image is fetched
+            failures = web.HostFailures()
+            with ThreadPoolExecutor(HTTP_WORKERS) as pool, web.http_session(self.access.private_hosts) as session:
                 results = dict(zip(missing + due, pool.map(
-                    lambda u: self._download(session, u, failures, index.get(u) if u in due else None),
+                    lambda u: web.download(self, session, u, failures, index.get(u) if u in due else None),
                     missing + due)))
             changed = sum(not isinstance(results[u], str) and results[u]["sha"] != index[u]["sha"] for u in due)
             kept = sum(isinstance(results[u], str) for u in due)
@@ -270,47 +279,6 @@ class ImageStore:
         """Whether a cached http image should be asked for again."""
         return self.refetch or (self.revalidate_s > 0 and self.clock() - entry["fetched"] >= self.revalidate_s)
 
-    def _download(self, session: requests.Session, url: str, failures: HostFailures, cached: dict | None = None):
-        """The url's index entry on success, else the last error as a string; retries with backoff.
-
-        With ``cached`` (its index entry), a conditional GET: a 304 keeps the cached bytes.
-        A 4xx answer and an Unreadable one (too large, too slow, a private address) are final.
-        Once HOST_FAILURE_LIMIT urls of a host could not be reached this cycle, its other urls
-        are not tried: a host that is down costs a few timeouts, not a few per url.
-        """
-        error = ""
-        for attempt in range(self.attempts):
-            if attempt:
-                time.sleep(min(4.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
-            if failures.given_up(url):
-                return error or f"skipped: {host_of(url)} could not be reached for {failures.limit} urls"
-            try:
-                answer = read_limited(session, url, self.timeout_s, self.max_bytes, conditional_headers(cached))
-                if answer.data is None:
-                    if not cached:
-                        return "http 304 for an image not cached"
-                    return {**cached, "etag": answer.etag or cached["etag"],
-                            "modified": answer.modified or cached["modified"], "fetched": self.clock()}
-                return {"sha": self.store(answer.data), "etag": answer.etag, "modified": answer.modified,
-                        "fetched": self.clock()}
-            except TooSlow as e:
-                failures.add(url)
-                return str(e)
-            except Unreadable as e:
-                return str(e)
-            except requests.HTTPError as e:
-                error = f"http {e.response.status_code}"
-                if e.response.status_code < 500 and e.response.status_code != 429:
-                    return error
-            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as e:
-                return f"invalid url ({type(e).__name__})"
-            except (requests.ConnectionError, requests.Timeout) as e:
-                error = f"fetch failed: {type(e).__name__}: {e}"[:200]
-                failures.add(url)
-            except (requests.RequestException, ValueError, OSError) as e:
-                error = f"fetch failed: {type(e).__name__}: {e}"[:200]
-        return error
-
     def store(self, data: bytes) -> str:
         """Cache bytes under their hash, readable by the owner only: they may come from anywhere."""
         sha = sha256_bytes(data)
@@ -322,7 +290,10 @@ class ImageStore:
         return sha
 
     def blob_path(self, sha: str) -> Path:
-        return Path(f"{self.blobs_prefix}{sha[:2]}{os.sep}{sha}")
+        folder = self.prefix_folders.get(sha[:2])
+        if folder is None:
+            folder = self.prefix_folders[sha[:2]] = self.blobs / sha[:2]
+        return folder / sha  # a child of a known Path: half the cost of parsing the whole path
 
     def stored(self) -> set[str]:
         """The hashes of every cached blob: one directory listing per prefix, not one stat per row."""
@@ -346,246 +317,6 @@ def read_url_index(path: Path, now: float, progress=None) -> dict[str, dict]:
 def cached_urls(cache: Path) -> dict[str, str]:
     """{url: content hash} of every http image in the cache, without any network."""
     return {url: entry["sha"] for url, entry in read_url_index(Path(cache) / "urls.json", 0.0).items()}
-
-
-def conditional_headers(cached: dict | None) -> dict[str, str]:
-    if not cached:
-        return {}
-    headers = {"If-None-Match": cached.get("etag", ""), "If-Modified-Since": cached.get("modified", "")}
-    return {k: v for k, v in headers.items() if v}
-
-
-def host_of(url: str) -> str:
-    try:
-        return urlparse(url).netloc
-    except ValueError:  # e.g. http://[::1
-        return url
-
-
-class HostFailures:
-    """Urls per host that could not be reached this fetch (timeouts, refused or reset connections).
-
-    Shared by the download threads. An HTTP error status does not count: the host is up.
-    """
-
-    def __init__(self, limit: int = HOST_FAILURE_LIMIT):
-        self.limit, self.urls, self.lock = limit, {}, threading.Lock()
-
-    def add(self, url: str) -> None:
-        with self.lock:
-            self.urls.setdefault(host_of(url), set()).add(url)
-
-    def given_up(self, url: str) -> bool:
-        with self.lock:
-            return len(self.urls.get(host_of(url), ())) >= self.limit
-
-
-def is_private(address: str) -> bool:
-    """Whether an IP address is not a public unicast one: loopback, private, link-local (cloud
-    metadata at 169.254.169.254), unspecified, multicast, reserved or shared, in IPv4 or IPv6,
-    including IPv4 addresses carried inside IPv6 (::ffff:a.b.c.d, 6to4, NAT64)."""
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if ip.version == 6:
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return is_private(str(embedded))
-    return (not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-            or ip.is_reserved or ip.is_unspecified)
-
-
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def public_address(host: str, port: int) -> str:
-    """The address to connect to for ``host``: its first, once every address it resolves to is public.
-
-    Resolving here and connecting to that very address pins it: a name that resolves again to
-    another address (DNS rebinding) cannot change where the connection goes.
-    """
-    try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        return host  # urllib3 reports the failed lookup; the peer is still checked once connected
-    addresses = [info[4][0] for info in found]
-    if not addresses or any(is_private(a) for a in addresses):
-        raise Unreadable(PRIVATE_HOST)
-    return addresses[0]
-
-
-class Watchdog:
-    """Cuts the connections of one request at its deadline, wherever it waits: headers or body.
-
-    A socket timeout bounds each wait for data, not the whole answer: a server sending a byte
-    every few seconds would otherwise hold a fetch for days. The connections a request uses
-    register themselves with the watchdog of their thread.
-    """
-
-    active = threading.local()
-
-    def __init__(self, seconds: float):
-        self.sockets, self.expired, self.lock = [], False, threading.Lock()
-        self.timer = threading.Timer(seconds, self.expire)
-        self.timer.daemon = True
-
-    def __enter__(self) -> Watchdog:
-        Watchdog.active.current = self
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.timer.cancel()
-        Watchdog.active.current = None
-
-    def expire(self) -> None:
-        with self.lock:
-            self.expired, sockets = True, list(self.sockets)
-        for sock in sockets:
-            cut(sock)
-
-    def watch(self, sock) -> None:
-        with self.lock:
-            self.sockets.append(sock)
-            expired = self.expired
-        if expired:
-            cut(sock)
-
-    @classmethod
-    def watch_current(cls, sock) -> None:
-        current = getattr(cls.active, "current", None)
-        if current is not None and sock is not None:
-            current.watch(sock)
-
-
-def cut(sock) -> None:
-    """Shut a socket down, waking a read blocked on it in another thread (the base method: TLS too)."""
-    try:
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-def guarded(connection: type, private_hosts: bool) -> type:
-    """A urllib3 connection class that connects only to public addresses (unless ``private_hosts``)
-    and that the request's Watchdog can cut."""
-
-    class Guarded(connection):
-        def _new_conn(self):
-            host = self._dns_host
-            if not private_hosts:
-                self._dns_host = public_address(host, self.port)
-            try:
-                sock = super()._new_conn()
-            finally:
-                self._dns_host = host
-            if not private_hosts and is_private(sock.getpeername()[0]):
-                sock.close()
-                raise Unreadable(PRIVATE_HOST)
-            return sock
-
-        def request(self, *args, **kwargs):
-            if self.sock is None:
-                self.connect()
-            Watchdog.watch_current(self.sock)
-            return super().request(*args, **kwargs)
-
-    return Guarded
-
-
-class GuardedAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter with guarded connections: every hop, every connection is checked."""
-
-    def __init__(self, private_hosts: bool):
-        self.private_hosts = private_hosts
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        self.pools = {
-            "http": type("GuardedHTTPPool", (HTTPConnectionPool,),
-                         {"ConnectionCls": guarded(HTTPConnection, self.private_hosts)}),
-            "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,),
-                          {"ConnectionCls": guarded(HTTPSConnection, self.private_hosts)})}
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self.pools
-
-    def proxy_manager_for(self, proxy, **kwargs):
-        """Through an http(s) proxy (only where private hosts are allowed) the watchdog still applies."""
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if not proxy.lower().startswith("socks"):
-            manager.pool_classes_by_scheme = self.pools
-        return manager
-
-
-def http_session(private_hosts: bool = True) -> requests.Session:
-    """A session whose connections are guarded. Refusing private hosts also ignores proxy
-    settings from the environment: a proxy would connect on our behalf, unchecked."""
-    session = requests.Session()
-    adapter = GuardedAdapter(private_hosts)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.trust_env = private_hosts
-    return session
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An image's bytes and validators; ``data`` is None when the server said 304 Not Modified."""
-
-    data: bytes | None
-    etag: str = ""
-    modified: str = ""
-
-
-def read_limited(session: requests.Session, url: str, timeout_s: float = HTTP_TIMEOUT_S,
-                 max_bytes: int = MAX_IMAGE_BYTES, headers: dict | None = None) -> Answer:
-    """The body of a GET, refused past ``max_bytes`` (a server may send an endless body).
-
-    ``timeout_s`` bounds the connection and each wait for data; the whole answer, redirects
-    included, must arrive within four times that (a Watchdog cuts it there), so a server
-    that trickles bytes cannot hold a fetch forever. Only a session from http_session()
-    registers its connections with the watchdog.
-    """
-    limit = 4 * timeout_s
-    with Watchdog(limit) as watchdog:
-        try:
-            answer = read_answer(session, url, timeout_s, max_bytes, headers or {})
-        except Unreadable:
-            raise
-        except Exception as e:
-            if watchdog.expired:
-                raise TooSlow(f"body still arriving after {limit:g}s") from e
-            raise
-        if watchdog.expired:  # a cut answer without a length looks complete
-            raise TooSlow(f"body still arriving after {limit:g}s")
-    return answer
-
-
-def read_answer(session: requests.Session, url: str, timeout_s: float, max_bytes: int, headers: dict) -> Answer:
-    with follow(session, url, timeout_s, headers) as response:
-        if response.status_code == 304:
-            return Answer(None, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
-        response.raise_for_status()
-        chunks, size = [], 0
-        for chunk in response.iter_content(64 * 1024):
-            size += len(chunk)
-            if size > max_bytes:
-                raise TooLarge(f"body over {over_limit(max_bytes)}")
-            chunks.append(chunk)
-        return Answer(b"".join(chunks), response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
-
-
-def follow(session: requests.Session, url: str, timeout_s: float, headers: dict) -> requests.Response:
-    """GET ``url``, following redirects one hop at a time, so the session's checks see every hop."""
-    for _ in range(MAX_REDIRECTS + 1):
-        response = session.get(url, stream=True, timeout=timeout_s, headers=headers, allow_redirects=False)
-        if not response.is_redirect:
-            return response
-        response.close()
-        url = urljoin(url, response.headers["location"])
-        if not is_http(url):
-            raise Unreadable("redirected to a url that is not http(s)")
-    raise Unreadable(f"more than {MAX_REDIRECTS} redirects")
 
 
 def rgb_pixels(image: Image.Image) -> np.ndarray:
@@ -617,6 +348,7 @@ def decode_one(path: Path, size: int) -> np.ndarray:
     """
     import torch
     import torch.nn.functional as F
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
@@ -717,6 +449,8 @@ def thumbnail_file(state: Path, sha: str, blob: Path, size: int = THUMB_PX) -> P
     path = Path(state) / "thumbs" / sha[:2] / f"{sha}.png"
     if path.exists():
         return path
+    from PIL import Image
+
     try:
         with Image.open(blob) as image:
             image.thumbnail((size, size))
@@ -777,6 +511,8 @@ def try_link(source: Path, target: Path) -> bool:
 
 def image_sizes(blobs: dict[str, Path], cache: Path) -> dict[str, tuple[int, int]]:
     """{sha: (width, height)} of the original images, read from their headers and cached by content."""
+    from PIL import Image
+
     path = Path(cache) / "sizes.json"
     known = read_cache_json(path, {})
     todo = [sha for sha in blobs if sha not in known]

@@ -181,7 +181,8 @@ def judge_reviews(data: Dataset) -> tuple[set[str], dict[str, str], bool]:
     """(ids with a standing review, {id: note} for stale reviews and bad cells, whether the record changed)."""
     from . import review
     marks, bad = review.reviewed_marks(data.checked.table)
-    current = {i: [lab, data.images.sha.get(i, "")] for i, lab in zip(data.checked.table["id"], data.checked.label)}
+    current = {i: [lab, data.images.sha.get(i, "")]
+               for i, lab in zip(data.checked.table["id"].tolist(), data.checked.label.tolist())}
     path = data.state / "reviews.json"
     recorded = read_json(path, {})
     kept, standing, stale = review.update_reviews(recorded, marks, current)

@@ -19,6 +19,7 @@
    busy loop), for all cores fixed (the old default) and for [model] threads = 0 (auto, the default).
 
     python scripts/bench.py DATA --parts busy,sync --rows 10000 --backends csv   # only some parts
+    python scripts/bench.py DATA --parts sync --rows 10000 --backends csv --urls local   # images by path
 
 Ratios mean something within one run only; the machine's other load moves all the figures.
 The images are read by path; nothing is copied into the repository.
@@ -201,8 +202,12 @@ def image_server(folder: Path):
         server.server_close()
 
 
-def synthetic_rows(source: pd.DataFrame, n: int, farm: Path, base_url: str) -> pd.DataFrame:
-    """n rows, each its own url (a link to a real image), 200 train and 100 val, the rest test."""
+def synthetic_rows(source: pd.DataFrame, n: int, farm: Path, base_url: str, urls: str = "http") -> pd.DataFrame:
+    """n rows, each its own url (a link to a real image), 200 train and 100 val, the rest test.
+
+    ``urls``: "http" serves the links from ``base_url``; "local" names them by path, as a table of
+    files on one's own disk does (a no-change sync then stats every one).
+    """
     rows = []
     for i in range(n):
         real = source.iloc[i % len(source)]
@@ -210,8 +215,25 @@ def synthetic_rows(source: pd.DataFrame, n: int, farm: Path, base_url: str) -> p
         if not link.exists():
             os.symlink(real["url"], link)
         split = "train" if i < 200 else "val" if i < 300 else "test"
-        rows.append({"url": f"{base_url}/{link.name}", "label": real["label"], "split": split})
+        url = f"{base_url}/{link.name}" if urls == "http" else str(link)
+        rows.append({"url": url, "label": real["label"], "split": split})
     return pd.DataFrame(rows)
+
+
+SYNC_SETTINGS = {"model": {"epochs": 1}}  # written into dcloop.toml: `dcloop sync` in a process reads the same
+
+
+def write_settings(root: Path, settings: dict) -> None:
+    """Set [section] key = value lines of a project's dcloop.toml (the keys init wrote)."""
+    from dcloop.config import toml_value
+    lines, current = (root / "dcloop.toml").read_text().splitlines(), None
+    for n, line in enumerate(lines):
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current in settings and line.split("=")[0].strip() in settings[current]:
+            key = line.split("=")[0].strip()
+            lines[n] = f"{key} = {toml_value(settings[current][key])}"
+    (root / "dcloop.toml").write_text("\n".join(lines) + "\n")
 
 
 class NoCalls:
@@ -278,7 +300,8 @@ def open_gsheet(root: Path, rows: pd.DataFrame, work: Path):
 BACKENDS = {"csv": open_csv, "gsheet": open_gsheet}
 
 
-def sync_timings(data: Path, sizes: list[int], backends: list[str], work: Path) -> tuple[list[dict], dict]:
+def sync_timings(data: Path, sizes: list[int], backends: list[str], work: Path,
+                 urls: str = "http") -> tuple[list[dict], dict]:
     source = rows_from_folder(data)
     farm = work / "images"
     farm.mkdir()
@@ -286,15 +309,16 @@ def sync_timings(data: Path, sizes: list[int], backends: list[str], work: Path) 
     with image_server(farm) as base_url:
         for backend_name in backends:
             for n in sizes:
-                rows = synthetic_rows(source, n, farm, base_url)
+                rows = synthetic_rows(source, n, farm, base_url, urls)
                 root = work / f"{backend_name}-{n}"
                 calls = BACKENDS[backend_name](root, rows, work)
-                config = load_config(root, {"model": {"epochs": 1}}, environ={})
+                write_settings(root, SYNC_SETTINGS)
+                config = load_config(root, environ={})
                 for case in ("cold", "warm"):
                     say(f"sync {backend_name} {n} rows, {case} cache")
                     out.append(timed_sync(root, config, n, case, backend_name, calls))
                 if n == max(sizes):
-                    no_change[backend_name] = no_change_sync(root, config, n, backend_name, calls)
+                    no_change[backend_name] = {**no_change_sync(root, config, n, backend_name, calls), "urls": urls}
     return out, no_change
 
 
@@ -321,7 +345,7 @@ def no_change_sync(root, config, n, backend_name, calls, repeats: int = 3) -> di
         times.append(time.perf_counter() - started)
         assert not report.trained, report.message
     return {"backend": backend_name, "rows": n, "median_s": float(np.median(times)), "runs_s": times,
-            "api_calls": calls.counts(), **no_change_process(root, repeats)}
+            "api_calls": calls.counts(), **no_change_process(root, 5)}
 
 
 def no_change_process(root: Path, repeats: int) -> dict:
@@ -340,6 +364,7 @@ def no_change_process(root: Path, repeats: int) -> dict:
             times[name].append(time.perf_counter() - started)
             assert done.returncode == 0 and (name == "pandas" or "Nothing changed" in done.stdout), done.stderr
     return {"process_s": float(np.median(times["process"])), "import_pandas_s": float(np.median(times["pandas"])),
+            "process_runs_s": times["process"], "import_pandas_runs_s": times["pandas"],
             "load_avg": os.getloadavg()[0]}
 
 
@@ -506,6 +531,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, help="seeds per training path (default 2; 1 with --small)")
     parser.add_argument("--rows", help="table sizes, comma-separated (default 1000,3000,10000)")
     parser.add_argument("--backends", default="csv,gsheet", help=f"comma-separated, of: {', '.join(BACKENDS)}")
+    parser.add_argument("--urls", choices=["http", "local"], default="http",
+                        help="the synthetic tables' image urls: served from 127.0.0.1, or local paths")
     parser.add_argument("--threads", type=int, default=0,
                         help="dcloop's [model] threads (0: auto, timed at the start; N pinned); the baseline uses the count it starts with")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
@@ -534,7 +561,7 @@ def main() -> None:
     if "sync" in parts:
         with tempfile.TemporaryDirectory(prefix="bench-sync-") as folder:
             figures["sync"], figures["no_change"] = sync_timings(args.data, sizes, args.backends.split(","),
-                                                                 Path(folder))
+                                                                 Path(folder), args.urls)
     if "busy" in parts:
         figures["busy"] = busy_machine(6.0 if args.small else 15.0)
     if "precision" in parts:
@@ -622,11 +649,11 @@ def sync_report(f: dict) -> list[str]:
         lines.append(f"  {s['backend']:<20}{s['rows']:>6}  {s['cache']:<6}{s['total_s']:>8.1f}{s['model_s']:>9.1f}"
                      f"{s['rest_s']:>8.2f}{1000 * s['rest_s'] / s['rows']:>10.2f}  {call_summary(s['api_calls'])}")
     for nc in f["no_change"].values():
-        lines.append(f"no-change sync, {nc['rows']} rows ({nc['backend']}): median {nc['median_s']:.2f} s "
-                     f"(target < 1 s)  {call_summary(nc['api_calls'])}")
-        lines.append(f"  as a whole process: {nc['process_s']:.2f} s, {nc['process_s'] / nc['import_pandas_s']:.2f}x "
-                     f"a process that imports pandas ({nc['import_pandas_s']:.2f} s; load average "
-                     f"{nc['load_avg']:.1f})")
+        lines.append(f"no-change sync, {nc['rows']} rows ({nc['backend']}, {nc.get('urls', 'http')} urls): in process "
+                     f"median {nc['median_s']:.2f} s  {call_summary(nc['api_calls'])}")
+        lines.append(f"  as a whole process (`dcloop sync`, target < 1 s): median {nc['process_s']:.2f} s of "
+                     f"{len(nc.get('process_runs_s', [])) or 'some'} runs, {nc['process_s'] / nc['import_pandas_s']:.2f}x "
+                     f"a process that imports pandas ({nc['import_pandas_s']:.2f} s; load average {nc['load_avg']:.1f})")
     return lines + [""]
 
 

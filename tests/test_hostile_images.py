@@ -23,12 +23,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dcloop import images
+from dcloop import image_http
 from dcloop import table as tbl
 from dcloop.backends.csv import read_csv
 from dcloop.config import Config, load_config
+from dcloop.image_http import is_private
 from dcloop.images import (NOT_REGULAR, OUTSIDE_ROOTS, PRIVATE_HOST, Access, ImageStore, access_of, decode_one,
-                           image_sizes, is_private, read_regular)
+                           image_sizes, read_regular)
 from dcloop.project import init_project
 from dcloop.backends import open_backend
 from dcloop.cli import cli
@@ -229,7 +230,7 @@ def test_a_private_host_is_refused_before_any_request(tmp_path, hostile_host):
 def test_every_redirect_hop_is_checked(tmp_path, hostile_host, monkeypatch):
     base, www, server = hostile_host
     # The test host stands in for a public one; the redirect points at the cloud metadata address.
-    monkeypatch.setattr(images, "is_private", lambda address: address != "127.0.0.1")
+    monkeypatch.setattr(image_http, "is_private", lambda address: address != "127.0.0.1")
     (www / "img.png").write_bytes(png_bytes())
     metadata = f"{base}/to?http://169.254.169.254/latest/meta-data/"
     urls = [metadata, f"{base}/to?file:///etc/passwd", f"{base}/redirect/5", f"{base}/redirect/6"]

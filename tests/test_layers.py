@@ -11,7 +11,7 @@ LAYERS = {
     "backends": 1, "backends.csv": 1, "backends.gsheet": 1, "backends.memory": 1, "backends.sheet_grid": 1,
     "backends.sheet_http": 1, "backends.sheet_layout": 1, "backends.xlsx": 1, "backends.rewrite": 1,
     "model": 2, "threads": 2, "networks": 2, "suspicion": 2,
-    "images": 3, "history": 3, "effect": 3, "agreement": 3, "review": 3, "lock": 3, "runs": 3,
+    "images": 3, "image_http": 3, "history": 3, "effect": 3, "agreement": 3, "review": 3, "lock": 3, "runs": 3,
     "pull": 3, "dataset": 3, "metrics": 3, "training": 3, "scoring": 3, "writeback": 3, "results": 3,
     "status": 4, "versions": 4, "splits": 4, "reeval": 4, "cap": 4, "augment": 4, "report": 4, "project": 4,
     "quickstart": 4, "doctor": 4, "review_page": 4,

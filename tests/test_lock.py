@@ -81,3 +81,14 @@ def test_taking_the_lock_removes_what_killed_writers_left(tmp_path):
     with project_lock(root, Config(), "dcloop sync"):
         assert not any(p.exists() for p in leftovers)
     assert mine.exists()
+
+
+def test_the_temp_file_sweep_finds_what_rglob_finds_and_follows_no_symlinked_folder(tmp_path):
+    from dcloop.fsutil import temp_files_below
+    for name in [".a.tmp", "..tmp", ".tmp", "a.tmp", ".b.tmp.x", "sub/.c.json.123.tmp", ".h/.d.tmp"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "sub")
+    found = sorted(temp_files_below(str(tmp_path)))
+    assert found == sorted(tmp_path.rglob(".*.tmp"))
+    assert [p.name for p in found] == ["..tmp", ".a.tmp", ".d.tmp", ".c.json.123.tmp"]

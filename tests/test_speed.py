@@ -5,17 +5,20 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dcloop import model as fixed
 from dcloop import table as tbl
 from dcloop.backends.csv import read_csv
 from dcloop.config import ModelSection
-from dcloop.images import DecodedCache, ImageStore, decode_many, decode_one
+from dcloop.images import DecodedCache, ImageStore, decode_many, decode_one, local_path, plain_path
 from dcloop.status import project_status
 from dcloop.threads import ThreadGovernor
 from dcloop.sync import sync
@@ -149,7 +152,7 @@ def test_parallel_decoding_keeps_the_order_and_reports_bad_files(tmp_path):
     assert set(errors) == {"2"} and len(pixels) == 5
 
 
-HEAVY_MODULES = ["torch", "torchvision", "sklearn", "scipy", "umap", "numba"]
+HEAVY_MODULES = ["torch", "torchvision", "sklearn", "scipy", "umap", "numba", "requests", "PIL"]
 
 
 @pytest.mark.training
@@ -167,3 +170,35 @@ def test_a_no_change_sync_as_a_process_imports_no_heavy_module(make_project, con
     assert done.returncode == 0, done.stderr
     assert "Nothing changed since run" in done.stdout + done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(url=st.text(st.sampled_from("ab./~:\\ ?#%\x00é"), min_size=1, max_size=12).map(lambda t: t.replace(":", "file:")),
+       root=st.sampled_from([".", "proj", "proj/sub", "/", "/srv/proj"]))
+def test_a_plain_path_is_the_text_of_the_path_local_path_builds(url, root):
+    """The stat index is keyed by the path's text: the fast path must give the very same text."""
+    plain = plain_path(url, "" if root == "." else os.path.join(root, ""))
+    assert plain is None or plain == str(local_path(url, Path(root)))
+
+
+def test_the_usual_urls_take_the_plain_path():
+    assert plain_path("images/a.png", "proj/") == "proj/images/a.png"
+    assert plain_path("/srv/images/a b.png", "proj/") == "/srv/images/a b.png"
+    assert [plain_path(u, "proj/") for u in ("file:///a.png", "~/a.png", "./a.png", "a//b.png", "a/")] == [None] * 5
+
+
+def test_a_local_image_changed_in_place_is_read_again(tmp_path):
+    """Same path, new bytes: the size or mtime in the stat index differs, so the new content is hashed."""
+    image = tmp_path / "a.png"
+    image.write_bytes(b"first bytes")
+    store = ImageStore(tmp_path, tmp_path / "cache")
+    first = store.fetch(["a.png", str(image)])
+    image.write_bytes(b"other bytes, longer")
+    again = ImageStore(tmp_path, tmp_path / "cache").fetch(["a.png", str(image)])
+    assert first["a.png"].sha == first[str(image)].sha != again["a.png"].sha == again[str(image)].sha
+    assert again["a.png"].path.read_bytes() == b"other bytes, longer"
+
+
+def test_a_no_change_record_gives_an_empty_diff_with_diffs_columns():
+    empty = pd.DataFrame({"id": [], "url": [], "label": [], "split": []}, dtype=object)
+    assert list(tbl.no_changes().columns) == list(tbl.diff(empty, empty).columns) and tbl.no_changes().empty

@@ -237,8 +237,8 @@ def watch_options(function):
               help="Train a tenth of the epochs for fast feedback; the result row is marked kind=quick.")
 @click.option("--fast", is_flag=True,
               help=f"Train on the fast schedule ({fast_schedule_text()}; these replace [model] batch_size, "
-                   "learning_rate and epochs) for iterating between full trainings: the recipe's accuracy "
-                   "in a third of its time; the result row is marked kind=fast.")
+                   "learning_rate and epochs) for iterating between full trainings: near the recipe's accuracy "
+                   "in under a third of its time; the result row is marked kind=fast.")
 @click.option("--seeds", type=click.IntRange(min=1),
               help="Train under N seeds (seed, seed+1, ...) and record the mean and spread of the scores.")
 @click.option("--crossfit", type=click.IntRange(min=0), metavar="K",

@@ -1,7 +1,7 @@
 """The recipe against the fast schedule (`dcloop sync --fast`) on the Roman numerals, over seeds.
 
     python scripts/bench_fast.py ../shared/data/roman-numerals [--seeds 123,124,125]
-        [--schedules full,fast] [--json-out runs.jsonl]
+        [--schedules full,fast] [--classes i,ii,...] [--json-out runs.jsonl]
     python scripts/bench_fast.py --summary runs.jsonl [--epochs-of fast=30]
 
 Each training is the fixed model's own (``model.train`` on the decoded train and val arrays, no
@@ -31,9 +31,9 @@ from dcloop.config import Config, scheduled
 from dcloop.images import decode_one
 
 
-def decoded(data: Path, size: int) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
-    """{split: (pixels, labels, classes)} for train, val and label_book, classes from train's folders."""
-    classes = sorted(p.name for p in (data / "train").iterdir() if p.is_dir())
+def decoded(data: Path, size: int, classes: list[str] | None = None) -> dict[str, tuple]:
+    """{split: (pixels, labels, classes)} for train, val and label_book; classes default to train's folders, sorted."""
+    classes = classes or sorted(p.name for p in (data / "train").iterdir() if p.is_dir())
     out = {}
     for split in ("train", "val", "label_book"):
         pixels, labels = [], []
@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="123,124,125")
     parser.add_argument("--schedules", default="full,fast", help="full, quick, fast (comma-separated)")
     parser.add_argument("--json-out", type=Path, help="append one JSON line per run here")
+    parser.add_argument("--classes", help="class order (comma-separated; it sets the head's units and the "
+                        "rows' order, so the same order repeats a run bit for bit); default: sorted folders")
     parser.add_argument("--summary", type=Path, help="only summarise the runs of this JSON-lines file")
     parser.add_argument("--epochs-of", action="append", default=[], metavar="SCHEDULE=E",
                         help="read SCHEDULE's runs at their first E epochs")
@@ -123,7 +125,7 @@ def main() -> None:
         if args.data is None:
             parser.error("give the data folder, or --summary FILE")
         config = Config.model_validate({"model": {"threads": 1, "device": "cpu"}})
-        arrays = decoded(args.data, config.model.image_size)
+        arrays = decoded(args.data, config.model.image_size, args.classes.split(",") if args.classes else None)
         runs = []
         for seed in (int(s) for s in args.seeds.split(",")):
             for name in args.schedules.split(","):

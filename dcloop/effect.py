@@ -1,6 +1,6 @@
 """What a batch of edits did: a run against the previous comparable run, and the noise across seeds.
 
-Comparable means the same kind (full, quick) and model fingerprint. Each training records its
+Comparable means the same kind (full, quick, fast) and model fingerprint. Each training records its
 result row in ``runs/<run_id>/result.json`` and itself as the latest of its kind in
 ``comparable.json``, so the comparison needs no read of the results table (a Sheets call).
 """

@@ -56,12 +56,15 @@ def top_lines(top: list[dict], marked: set[str], width: int = 72) -> list[str]:
 
 
 def score_lines(report) -> list[str]:
-    """'Score: val 0.647 (was 0.683, -0.036; within the ±0.041 noise of 813 rows), test ...' and the quick note."""
+    """'Score: val 0.647 (was 0.683, -0.036; within the ±0.041 noise of 813 rows), test ...' and a schedule's note."""
     parts = [f"{split} {describe_score(found)}" for split, found in scores_json(report.result).items()]
     lines = [f"Score: {', '.join(parts)}."] if parts else []
-    if report.quick:
+    if report.schedule == "quick":
         lines.append("A quick run (a tenth of the epochs): its score is for a first look; "
                      "without --quick the full training scores the labels.")
+    elif report.schedule == "fast":
+        lines.append("A fast run (a third of the recipe's time): compared only with fast runs; "
+                     "without --fast the full training scores the labels.")
     return lines
 
 
@@ -112,7 +115,8 @@ def format_status(info: dict) -> str:
              f"rows           {info['rows']} ({flagged}; {info['flagged']} left out of training)",
              f"edited         {info['edited_since_training']} row(s) since the last trained version "
              f"{info['trained_version'] or '(never trained)'}"]
-    for title, last in (("last score  ", info.get("last_result")), ("last quick  ", info.get("last_quick_result"))):
+    for title, last in (("last score  ", info.get("last_result")), ("last quick  ", info.get("last_quick_result")),
+                        ("last fast   ", info.get("last_fast_result"))):
         if last:
             lines.append(f"{title}   val {last['val_accuracy'] or '-'}  test {last['test_accuracy'] or '-'}  "
                          f"(run {last['run_id']}, {last['time_utc']})")

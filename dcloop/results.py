@@ -28,7 +28,7 @@ class TrainedRun:
 
     run_id: str
     version: str        # the label version it trained on
-    kind: str           # full or quick
+    kind: str           # full, quick or fast (config.SCHEDULES)
     networks: object    # training.Networks: the main network, the other seeds, the cross-fitting ones
     parts: SplitRows
     scores: dict[str, dict[str, float]]  # {"val": {...}, "test": {...}}: {} for a split without rows

@@ -25,8 +25,9 @@ def project_status(root: Path, config: Config) -> dict:
     trained = read_last_trained(state_dir(root)).get("version", "")
     everything = backend.read_results()
     kinds = everything["kind"] if "kind" in everything else pd.Series("full", index=everything.index)
-    # a quick run's score is for a first look, shown apart; re-evaluations score old models on today's split
-    results, quick = everything[~kinds.isin(["quick", "reeval"])], everything[kinds == "quick"]
+    # quick and fast runs' scores are shown apart from the recipe's; re-evaluations score old models on today's split
+    results = everything[~kinds.isin(["quick", "fast", "reeval"])]
+    quick, fast = everything[kinds == "quick"], everything[kinds == "fast"]
     per_class = {}
     for label in config.project.classes + sorted(set(checked.label) - set(config.project.classes) - {""}):
         mine = checked.label == label
@@ -40,6 +41,7 @@ def project_status(root: Path, config: Config) -> dict:
         "splits": tbl.SPLITS, "per_class": per_class,
         "last_result": results.iloc[-1].to_dict() if len(results) else None,
         "last_quick_result": quick.iloc[-1].to_dict() if len(quick) else None,
+        "last_fast_result": fast.iloc[-1].to_dict() if len(fast) else None,
         "expert": expert_status(root, config, checked, results),
         "lock": lock_status(root, config),
     }

@@ -18,7 +18,7 @@ import pandas as pd
 from . import table as tbl
 from .backends import Backend, open_backend
 from .cap import check_cap
-from .config import Config, quick_config
+from .config import Config, schedule_of, scheduled
 from .dataset import Dataset, SplitRows, encode, load_images
 from .effect import record_run
 from .errors import DcloopError, TableBusy
@@ -46,14 +46,14 @@ class SyncReport:
     result: dict[str, str] = field(default_factory=dict)
     flagged: dict[str, list[str]] = field(default_factory=dict)
     rows_written: int = 0
-    quick: bool = False
+    schedule: str = "full"  # the training's kind: full, quick or fast
     findings: Findings | None = None
 
     def to_json(self) -> dict:
         return {"version": self.version, "new_version": self.new_version, "trained": self.trained,
                 "labels_changed": self.labels_changed, "message": self.message, "result": self.result,
                 "flagged": {k: "; ".join(v) for k, v in self.flagged.items()},
-                "rows_written": self.rows_written, "quick": self.quick,
+                "rows_written": self.rows_written, "quick": self.schedule == "quick", "schedule": self.schedule,
                 **(self.findings or Findings()).to_json()}
 
 
@@ -88,7 +88,7 @@ class Asked:
     """What the person asked of this cycle beyond the settings."""
 
     force: bool = False            # retrain even when nothing changed
-    quick: bool = False            # the quick schedule
+    schedule: str = "full"         # full, quick or fast (config.SCHEDULES)
     refetch: bool = False          # revalidate every cached http image
     accept_row_drop: bool = False  # a table that lost many rows is what the person wants
 
@@ -116,24 +116,25 @@ class Cycle:
 
 def sync(root: Path, config: Config, force: bool = False, progress: Progress = quiet,
          backend: Backend | None = None, should_stop: Callable[[], bool] = lambda: False,
-         quick: bool = False, refetch: bool = False, accept_row_drop: bool = False) -> SyncReport:
+         quick: bool = False, refetch: bool = False, accept_row_drop: bool = False,
+         fast: bool = False) -> SyncReport:
     """Run one cycle on the project at ``root``; retrain only when something changed (or ``force``).
 
     ``refetch`` revalidates every cached http image; one changed at its url retrains.
 
-    ``quick`` trains on the quick schedule; its result row says kind "quick" and has its own
-    model fingerprint, so it is never compared with full trainings.
+    ``quick`` and ``fast`` train on the quick or the fast schedule (config.py); the result row says
+    kind "quick" or "fast" and has its own model fingerprint, so it is never compared with full trainings.
     """
     started = time.perf_counter()
-    asked = Asked(force, quick, refetch, accept_row_drop)
+    asked = Asked(force, schedule_of(quick, fast), refetch, accept_row_drop)
     stop = StopRule(should_stop, config.sync.max_minutes, time.monotonic())
-    config = quick_config(config) if asked.quick else config
+    config = scheduled(config, asked.schedule)
     root = Path(root)
     cycle = pulled(root, config, backend or open_backend(config, root), progress, stop, asked)
     if cycle.unchanged() and not asked.force:
         return catch_up(cycle)
     parts = cycle.data.split_rows()
-    run = train(cycle, parts, stop, "quick" if asked.quick else "full")
+    run = train(cycle, parts, stop, asked.schedule)
     scored = score_rows(cycle.data, run.networks, parts, cycle.standing, progress)
     stop_if(stop, "after predicting")
     return keep_run(cycle, run, scored, started)
@@ -227,4 +228,4 @@ def keep_run(cycle: Cycle, run: TrainedRun, scored: Scored, started: float) -> S
     message = (f"Run {run_id}: {summary} (label version {run.version}, "
                f"{cycle.changed} row(s) changed since the last training, {time.perf_counter() - started:.0f}s)")
     return SyncReport(run.version, cycle.recorded.new, cycle.changed, True, message,
-                      result, data.checked.flags, written, run.kind == "quick", Findings.of(after))
+                      result, data.checked.flags, written, run.kind, Findings.of(after))

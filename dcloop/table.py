@@ -18,13 +18,14 @@ import pandas as pd
 from .errors import RowDropError, SchemaError
 from .fsutil import SAFE_NAME_CHARS, is_safe_name
 
-# The results table: one row per training (kinds "full" and "quick") or re-evaluation ("reeval"), in this
+# The results table: one row per training (kinds "full", "quick" and "fast") or re-evaluation ("reeval"), in this
 # order; every backend holds it beside the label table. The documentation's reference page is made from these.
 RESULT_COLUMN_DOCS = {
     "run_id": "the run's id; its checkpoint and predictions are under .dcloop/runs/<run_id>/",
     "time_utc": "when the row was written (UTC)",
     "label_version": "the label version trained on (for a re-evaluation: scored on)",
-    "kind": "full (the recipe), quick (sync --quick, a tenth of the epochs) or reeval (dcloop reeval)",
+    "kind": "full (the recipe), quick (sync --quick, a tenth of the epochs), fast (sync --fast, the fast "
+            "schedule: a third of the recipe's time) or reeval (dcloop reeval)",
     "rows_train": "labeled, readable, unflagged train rows trained on",
     "rows_val": "val rows scored",
     "rows_test": "test rows scored",

@@ -71,7 +71,7 @@ class TableProbe:
 def watch(root: Path, config: Config, stop: threading.Event, on_cycle: Callable[[Cycle], None],
           interval: float = 5.0, settle: float = 10.0, force: bool = False, progress=quiet,
           backend: Backend | None = None, clock: Callable[[], float] = time.monotonic,
-          quick: bool = False, refetch: bool = False) -> int:
+          quick: bool = False, refetch: bool = False, fast: bool = False) -> int:
     """Sync now, then whenever the table's labels or splits changed and then stayed put for
     ``settle`` seconds, until ``stop`` is set. Returns the number of cycles run.
 
@@ -94,7 +94,7 @@ def watch(root: Path, config: Config, stop: threading.Event, on_cycle: Callable[
         if due:
             cycles += 1
             cycle = run_cycle(root, config, backend, cycles, force and cycles == 1, progress, stop, quick,
-                              refetch and cycles == 1)
+                              refetch and cycles == 1, fast)
             if cycle is None:
                 break
             if cycle.ok:
@@ -118,12 +118,13 @@ def read_version(probe: TableProbe, progress) -> str | None:
         return None
 
 
-def run_cycle(root, config, backend, number, force, progress, stop, quick=False, refetch=False) -> Cycle | None:
+def run_cycle(root, config, backend, number, force, progress, stop, quick=False, refetch=False,
+              fast=False) -> Cycle | None:
     """One sync; a failure becomes a failed Cycle; None when it was stopped at a safe point."""
     started = utc_now()
     try:
         report = sync(root, config, force=force, progress=progress, backend=backend, should_stop=stop.is_set,
-                      quick=quick, refetch=refetch)
+                      quick=quick, refetch=refetch, fast=fast)
         return Cycle(number, started, report)
     except TimedOut as e:  # past [sync] max_minutes: this cycle failed, the watch goes on
         return Cycle(number, started, error=str(e))

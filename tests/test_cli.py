@@ -102,3 +102,10 @@ def test_help_and_version():
     assert run("--version").output.startswith("dcloop, version ")
     for command in ("init", "sync", "quickstart", "status"):
         assert "Example" in run(command, "-h").output
+
+
+def test_quick_and_fast_together_are_a_usage_error(tmp_path):
+    result = run("sync", tmp_path, "--quick", "--fast")
+    assert result.exit_code == 2 and "Error: --quick and --fast are two schedules: pick one." in result.output
+    result = run("sync", tmp_path, "--fast", "--epochs", "3")
+    assert result.exit_code == 2 and "Error: --fast sets its own epochs: drop --epochs" in result.output

@@ -4,7 +4,8 @@ import pytest
 from click.testing import CliRunner
 
 from dcloop.cli import cli
-from dcloop.config import load_config
+from dcloop.config import (FAST_SCHEDULE, SCHEDULES, Config, fast_config, fast_schedule_text, load_config, quick_config,
+                           schedule_of, scheduled)
 from dcloop.errors import ConfigError
 
 
@@ -43,8 +44,42 @@ def test_every_command_that_takes_dir_defaults_it_to_the_current_folder_but_thos
 
 
 @pytest.mark.parametrize("args", [["augment", "--class", "a", "--thin", "--budget", "1"],
-                                  ["split", "--check", "--apply"]])
+                                  ["split", "--check", "--apply"], ["sync", "--quick", "--fast"],
+                                  ["sync", "--fast", "--epochs", "3"]])
 def test_options_that_do_not_go_together_are_a_usage_error_before_the_project_is_read(tmp_path, args):
     result = CliRunner().invoke(cli, [args[0], str(tmp_path), *args[1:]])  # not a project: no dcloop.toml
     assert result.exit_code == 2 and "dcloop.toml" not in result.output
     assert not (tmp_path / ".dcloop").exists()  # no lock taken
+
+
+def test_the_fast_schedule_replaces_batch_learning_rate_and_epochs_and_keeps_the_rest():
+    mine = Config.model_validate({"model": {"epochs": 7, "batch_size": 4, "learning_rate": 0.5, "image_size": 16,
+                                            "seed": 9, "threads": 1, "seeds": 3, "preset": "resnet18"}})
+    fast = fast_config(mine).model
+    assert {k: getattr(fast, k) for k in FAST_SCHEDULE} == FAST_SCHEDULE
+    assert (fast.image_size, fast.seed, fast.threads, fast.seeds, fast.preset) == (16, 9, 1, 3, "resnet18")
+    assert mine.model.epochs == 7, "the config passed in is left as it was"
+
+
+def test_each_schedule_has_its_own_fingerprint():
+    recipe = Config()
+    prints = {s: scheduled(recipe, s).model.fingerprint() for s in SCHEDULES}
+    assert len(set(prints.values())) == 3
+    assert prints["full"] == recipe.model.fingerprint()
+    assert scheduled(recipe, "quick") == quick_config(recipe) and scheduled(recipe, "fast") == fast_config(recipe)
+
+
+@pytest.mark.parametrize("quick, fast, schedule", [(False, False, "full"), (True, False, "quick"),
+                                                   (False, True, "fast")])
+def test_schedule_of_the_flags(quick, fast, schedule):
+    assert schedule_of(quick, fast) == schedule
+
+
+def test_quick_and_fast_together_are_refused():
+    with pytest.raises(ConfigError, match="--quick and --fast are two schedules: pick one"):
+        schedule_of(quick=True, fast=True)
+
+
+def test_the_sync_help_states_the_fast_schedule_it_runs():
+    result = CliRunner().invoke(cli, ["sync", "-h"])
+    assert fast_schedule_text() in " ".join(result.output.split())

@@ -1,4 +1,4 @@
-"""The fast path: thread choice, the quick schedule, the stat index, version hashing, parallel decoding."""
+"""The fast path: thread choice, the quick and fast schedules, the stat index, version hashing, parallel decoding."""
 
 import hashlib
 import json
@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from dcloop import model as fixed
 from dcloop import table as tbl
 from dcloop.backends.csv import read_csv
-from dcloop.config import ModelSection
+from dcloop.config import FAST_SCHEDULE, ModelSection, fast_config
 from dcloop.images import DecodedCache, ImageStore, decode_many, decode_one, local_path, plain_path
+from dcloop.render import format_status, score_lines
 from dcloop.status import project_status
 from dcloop.threads import ThreadGovernor
 from dcloop.sync import sync
@@ -109,6 +110,27 @@ def test_a_quick_sync_is_labelled_and_kept_out_of_the_score_history(make_project
     assert list(rows["threads"]) == ["1", "1"]
     assert rows["model_fingerprint"].nunique() == 2
     assert project_status(root, config_of(root))["last_result"]["kind"] == "full"
+
+
+@pytest.mark.training
+def test_a_fast_sync_is_labelled_with_its_own_fingerprint_and_compared_only_with_fast_runs(
+        make_project, config_of, monkeypatch):
+    monkeypatch.setitem(FAST_SCHEDULE, "epochs", 2)  # the schedule's batch and learning rate, fewer epochs
+    root = make_project(overrides={"model": {"epochs": 3, "threads": 1}})
+    full = sync(root, config_of(root))
+    fast = sync(root, config_of(root), fast=True)
+    assert fast.trained, "a fast training follows a full one even when no label changed"
+    assert fast.schedule == "fast" and fast.to_json()["schedule"] == "fast" and not fast.to_json()["quick"]
+    assert (fast.result["kind"], fast.result["epochs"]) == ("fast", "2")
+    assert fast.result["model_fingerprint"] == fast_config(config_of(root)).model.fingerprint()
+    assert fast.result["model_fingerprint"] != full.result["model_fingerprint"]
+    assert fast.result["compared_run"] == "", "never compared with the full run"
+    assert any(line.startswith("A fast run (a third of the recipe's time)") for line in score_lines(fast))
+    info = project_status(root, config_of(root))
+    assert info["last_result"]["run_id"] == full.result["run_id"]
+    assert info["last_fast_result"]["run_id"] == fast.result["run_id"]
+    assert "last fast      val " in format_status(info)
+    assert not sync(root, config_of(root), fast=True).trained, "nothing changed since the fast run"
 
 
 def test_the_stat_index_restores_a_blob_deleted_from_the_cache(tmp_path):

@@ -73,10 +73,10 @@ def train_networks(data: Dataset, parts: SplitRows, progress: Progress, should_s
     config, images, classes = data.config, data.images, data.classes
     encoded = [encode(p["label"], classes) for p in parts]
     x_train, x_val = stack(images, parts.train["id"]), stack(images, parts.val["id"])
-    jobs = [Job("main", x_train, encoded[0], x_val, encoded[1], len(classes), config.model)]
-    jobs += [Job(f"seed {k + 1}/{config.model.seeds} (seed {config.model.seed + k})", x_train, encoded[0], x_val, encoded[1], len(classes),
-                 config.model.model_copy(update={"seed": config.model.seed + k}))
-             for k in range(1, config.model.seeds)]
+    model = config.model
+    seeds = [("main", model)] + [(f"seed {k + 1}/{model.seeds} (seed {model.seed + k})",
+                                  model.model_copy(update={"seed": model.seed + k})) for k in range(1, model.seeds)]
+    jobs = [Job(name, x_train, encoded[0], x_val, encoded[1], len(classes), settings) for name, settings in seeds]
     crossfit_jobs, held_out = crossfit_plan(config, *readable_arrays(data))
     trained = train_all(jobs + crossfit_jobs, progress, should_stop)
     main = trained[0]

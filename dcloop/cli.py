@@ -290,8 +290,11 @@ def check_watch_options(watch: bool) -> None:
 
 
 def check_schedule_options(quick: bool, fast: bool, epochs: int | None) -> None:
-    if quick and fast:
-        raise click.UsageError("--quick and --fast are two schedules: pick one.")
+    from .config import schedule_of
+    try:
+        schedule_of(quick, fast)
+    except DcloopError as e:  # the library's own rule, as a usage error
+        raise click.UsageError(str(e)) from e
     if fast and epochs is not None:
         raise click.UsageError("--fast sets its own epochs: drop --epochs, or drop --fast to train the recipe "
                                "with your epochs.")

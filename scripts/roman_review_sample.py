@@ -32,11 +32,20 @@ Decision rule (apply it to the picture alone; the given label only says which cl
   numeral and remove); the decision given is the more likely reading.
 * Duplicates are not a problem by themselves; those noticed are named in ``reason``.
 
+The tuning sample behind ``scripts/roman_tuning_sample.csv`` (``--purpose tuning``) is drawn the same
+way from the population MINUS every path in ``scripts/roman_review_sample.csv`` (2,560 files: 1,837
+train + 723 val), so the two samples are disjoint: N = 300 (215 train + 85 val), SEED_TUNING = 29
+(k = 0 train, 1 val). The inclusion probabilities are then about 300/2,560 = 11.7% per split (of the
+files left after the reporting sample). It is for tuning (weights, thresholds, choosing variants); the
+reporting sample stays for reporting. Same decision rule as below.
+
 The images are never copied into the repository: the CSV holds relative paths only, and the contact
 sheets this script makes go to a folder under /tmp.
 
     PYTHONPATH=. python scripts/roman_review_sample.py --data /work/shared/data/roman-numerals \\
         --sample-out /tmp/rr/sample.csv --sheets /tmp/rr
+    PYTHONPATH=. python scripts/roman_review_sample.py --data /work/shared/data/roman-numerals \\
+        --purpose tuning --sample-out /tmp/tune/sample.csv --sheets /tmp/tune-sheets
 """
 from __future__ import annotations
 
@@ -48,6 +57,10 @@ import pandas as pd
 
 SEED = 17
 N = 320
+SEED_TUNING = 29
+N_TUNING = 300
+HERE = Path(__file__).resolve().parent
+REPORTING_CSV = HERE / "roman_review_sample.csv"
 SPLITS = ("train", "val")
 SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -60,8 +73,10 @@ def population(data: Path) -> dict[str, list[str]]:
     return out
 
 
-def draw(data: Path, n: int = N, seed: int = SEED) -> pd.DataFrame:
-    pop = population(data)
+def draw(data: Path, n: int = N, seed: int = SEED, exclude: set[str] | frozenset[str] = frozenset()
+         ) -> pd.DataFrame:
+    """Draw n rows stratified by split; paths in ``exclude`` are left out of the population first."""
+    pop = {split: [p for p in paths if p not in exclude] for split, paths in population(data).items()}
     total = sum(len(v) for v in pop.values())
     rows = []
     for k, split in enumerate(SPLITS):
@@ -73,8 +88,14 @@ def draw(data: Path, n: int = N, seed: int = SEED) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def draw_tuning(data: Path, reporting: Path = REPORTING_CSV) -> pd.DataFrame:
+    """The tuning sample: N_TUNING rows with SEED_TUNING, disjoint from the reporting sample."""
+    exclude = set(pd.read_csv(reporting)["path"])
+    return draw(data, N_TUNING, SEED_TUNING, exclude)
+
+
 def contact_sheets(data: Path, sample: pd.DataFrame, out: Path, per_sheet: int = 40, cols: int = 8,
-                   cell: int = 112) -> list[Path]:
+                   cell: int = 112, prefix: str = "sheet") -> list[Path]:
     from PIL import Image, ImageDraw
     out.mkdir(parents=True, exist_ok=True)
     made = []
@@ -94,7 +115,7 @@ def contact_sheets(data: Path, sample: pd.DataFrame, out: Path, per_sheet: int =
             sheet.paste(im, (x + 4, y + 4))
             draw_.rectangle([x + 3, y + 3, x + 4 + im.size[0], y + 4 + im.size[1]], outline="red")
             draw_.text((x + 4, y + cell - 2), f"{number} {row['label']}", fill="blue")
-        path = out / f"sheet_{start:03d}.png"
+        path = out / f"{prefix}_{start:03d}.png"
         sheet.save(path)
         made.append(path)
     return made
@@ -105,12 +126,18 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--sample-out", type=Path, help="write the drawn sample (path,split,label) here")
     ap.add_argument("--sheets", type=Path, help="write contact sheets (PNG) into this folder (not the repo)")
+    ap.add_argument("--purpose", choices=("reporting", "tuning"), default="reporting",
+                    help="reporting (default): the 320-row sample, seed 17; tuning: 300 rows, seed 29, "
+                         "disjoint from scripts/roman_review_sample.csv")
+    ap.add_argument("--per-sheet", type=int, default=40)
+    ap.add_argument("--cols", type=int, default=8)
+    ap.add_argument("--cell", type=int, default=112, help="cell size in px (image is cell - 8)")
     args = ap.parse_args()
-    sample = draw(args.data)
+    sample = draw_tuning(args.data) if args.purpose == "tuning" else draw(args.data)
     if args.sample_out:
         sample.to_csv(args.sample_out, index_label="sample")
     if args.sheets:
-        for p in contact_sheets(args.data, sample, args.sheets):
+        for p in contact_sheets(args.data, sample, args.sheets, args.per_sheet, args.cols, args.cell):
             print(p)
     print(sample["split"].value_counts().to_dict())
 

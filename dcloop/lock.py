@@ -14,10 +14,14 @@ import socket
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import STATE_DIR, Config
 from .errors import LockedError, LockOverrun, StateError
 from .fsutil import disk_error, remove_temp_files
+from .names import STATE_DIR
+
+if TYPE_CHECKING:  # the lock can be taken before pydantic is imported
+    from .config import Config
 
 LOCK_FILE = "lock"
 

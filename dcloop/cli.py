@@ -23,8 +23,9 @@ from . import __version__
 from .errors import DcloopError
 from .names import fast_schedule_text
 
-# Only click and the standard library at import: each command imports what it needs, dcloop.render's
-# functions included, so a process pays for pandas and pydantic only when its command uses them.
+# Only click and the standard library at import: a cron run whose sync finds nothing can have changed
+# answers before pandas, pydantic or torch are imported (DcloopGroup.main, dcloop.unchanged). Each
+# command imports what it needs, dcloop.render's functions included.
 
 
 EXIT_CODES_HELP = ("Exit codes: 0 success (also when nothing changed), 1 error, 2 usage error, 3 project locked, "
@@ -32,6 +33,14 @@ EXIT_CODES_HELP = ("Exit codes: 0 success (also when nothing changed), 1 error, 
 
 class DcloopGroup(click.Group):
     """Turns a DcloopError anywhere below into 'Error: ...' and its exit code, in one place."""
+
+    def main(self, args=None, *more, **options):
+        if args is None:  # a process of its own (the dcloop command, cron); CliRunner passes its args
+            from .unchanged import replay
+            status = replay(sys.argv[1:])  # not None: nothing can have changed since the last no-change sync
+            if status is not None:
+                sys.exit(status)
+        return super().main(args, *more, **options)
 
     def invoke(self, ctx):
         from .fsutil import disk_error
@@ -266,19 +275,35 @@ def sync(directory, force, refetch, epochs, device, quick, fast, seeds, crossfit
     from .config import load_config
     from .lock import project_lock
     from .sync import sync as run_sync
+    from .unchanged import Recorder
 
     check_watch_options(watch)
     check_schedule_options(quick, fast, epochs)
+    recorder = Recorder.begin(directory, as_json) if plain_sync() else None  # before dcloop.toml is read
     config = load_config(directory, {"model": {"epochs": epochs, "device": device, "seeds": seeds},
                                      "suspicion": {"crossfit": crossfit}})
     if watch and accept_row_drop:
         raise click.UsageError("--accept-row-drop is for one sync: run it without --watch, then start the watch.")
     if watch:
         return watch_project(directory, config, force, interval, settle, as_json, quick, refetch, fast)
-    with project_lock(directory, config, "dcloop sync"):
-        report = run_sync(directory, config, force=force, progress=say, quick=quick, refetch=refetch,
-                          accept_row_drop=accept_row_drop, fast=fast)
-    print_sync_report(report, as_json, directory, config)
+    with project_lock(directory, config, "dcloop sync"):  # removes the last no-change sync's stamp
+        if recorder:
+            recorder.look(config)
+        report = run_sync(directory, config, force=force, progress=recorder.heard(say) if recorder else say,
+                          quick=quick, refetch=refetch, accept_row_drop=accept_row_drop, fast=fast)
+        lines = sync_report_lines(report, as_json, directory, config)
+        if recorder:  # nothing changed, owed or written: the next plain sync may print these lines again
+            recorder.finish(config, report, lines)
+    echo_lines(lines)
+
+
+def plain_sync() -> bool:
+    """Whether this is ``dcloop sync [DIR] [--json]`` with no other option: the only sync a stamp answers."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return all(ctx.get_parameter_source(name) == ParameterSource.DEFAULT
+               for name in ctx.params if name not in ("directory", "as_json"))
 
 
 def check_watch_options(watch: bool) -> None:
@@ -340,14 +365,18 @@ def watch_project(directory: Path, config, force: bool, interval: float, settle:
 def print_sync_report(report, as_json: bool, directory: Path, config, marked: set[str] = frozenset(),
                       mark_note: str = "") -> None:
     """What a sync found, for every project and the demo alike: JSON, or the summary's lines."""
+    echo_lines(sync_report_lines(report, as_json, directory, config, marked, mark_note))
+
+
+def sync_report_lines(report, as_json: bool, directory: Path, config, marked: set[str] = frozenset(),
+                      mark_note: str = "") -> list[str]:
+    """The lines print_sync_report prints."""
     from .render import next_step, scores_json, sync_summary
 
     if as_json:
-        click.echo(json.dumps({**report.to_json(), "scores": scores_json(report.result),
-                               "next": next_step(directory, config)}))
-        return
-    for line in sync_summary(report, directory, config, marked, mark_note):
-        click.echo(line)
+        return [json.dumps({**report.to_json(), "scores": scores_json(report.result),
+                            "next": next_step(directory, config)})]
+    return sync_summary(report, directory, config, marked, mark_note)
 
 
 @cli.command()

@@ -1,6 +1,7 @@
 """Names and constants the command line needs before anything heavy is imported.
 
-Standard library only, so the command line can start without pandas or pydantic. dcloop.config
+Standard library only: a cron run of ``dcloop sync`` that finds nothing changed reads these before
+it decides whether to import pandas, pydantic or torch at all (dcloop.unchanged). dcloop.config
 re-exports them; other modules import them from there.
 """
 
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 CONFIG_FILE = "dcloop.toml"
 STATE_DIR = ".dcloop"
+# STATE_DIR/UNCHANGED: what the last sync that found nothing changed printed, and the digest of what it
+# read (dcloop.unchanged); every command that takes the project's lock removes it first.
+UNCHANGED = "unchanged.json"
 
 # The fast schedule, for iterating between full trainings: the same model, 4x the batch with 4x the
 # learning rate (linear scaling) and 40 epochs. Measured on the Roman numerals at 1 thread

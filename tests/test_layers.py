@@ -15,7 +15,7 @@ LAYERS = {
     "pull": 3, "dataset": 3, "metrics": 3, "training": 3, "scoring": 3, "writeback": 3, "results": 3,
     "status": 4, "versions": 4, "splits": 4, "reeval": 4, "cap": 4, "augment": 4, "report": 4, "project": 4,
     "quickstart": 4, "doctor": 4, "review_page": 4,
-    "sync": 5, "watch": 5,
+    "sync": 5, "watch": 5, "unchanged": 5,
     "cli": 6, "render": 6,
     "reference": 7,
 }

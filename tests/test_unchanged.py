@@ -194,6 +194,28 @@ def test_a_label_edited_between_two_syncs_is_trained_on(synced):
 
 
 @trained
+def test_an_excel_table_is_answered_too_and_an_edit_in_it_is_not(tmp_path):
+    import openpyxl
+
+    from tests.test_xlsx_backend import xlsx_project
+    root = xlsx_project(tmp_path)
+    assert dcloop(root).stdout.startswith("Run ")
+    full = dcloop(root)
+    if read_stamp(stamp_path(root)) is None:  # the first no-change sync may fill a cache: the second writes it
+        full = dcloop(root)
+    quick = dcloop(root)
+    assert full.stdout.startswith("Nothing changed") and quick.quick and quick.stdout == full.stdout
+    assert quick.heavy == []
+    workbook = openpyxl.load_workbook(root / "labels.xlsx")
+    sheet = workbook["labels"]
+    header = [cell.value for cell in sheet[1]]
+    sheet.cell(row=2, column=header.index("note") + 1, value="looked at it")
+    workbook.save(root / "labels.xlsx")
+    again = dcloop(root)
+    assert again.code == 0 and not again.quick and again.stdout.startswith("Nothing changed"), again.stderr
+
+
+@trained
 def test_a_held_lock_is_reported_as_before(synced):
     """The quick check takes the lock as a sync does: while a watch or a training holds it, exit 3."""
     root, _ = synced

@@ -20,11 +20,12 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import fast_schedule_text
 from .errors import DcloopError
-from .render import (augmented_line, cap_line, change_lines, checkout_line, describe_check, describe_plan,
-                     format_status, log_lines, next_step, reeval_lines, restore_question, restored_line, scores_json,
-                     split_moves_lines, sync_summary, table_name)
+from .names import fast_schedule_text
+
+# Only click and the standard library at import: a cron run whose sync finds nothing can have changed
+# answers before pandas, pydantic or torch are imported (DcloopGroup.main, dcloop.unchanged). Each
+# command imports what it needs, dcloop.render's functions included.
 
 
 EXIT_CODES_HELP = ("Exit codes: 0 success (also when nothing changed), 1 error, 2 usage error, 3 project locked, "
@@ -32,6 +33,14 @@ EXIT_CODES_HELP = ("Exit codes: 0 success (also when nothing changed), 1 error, 
 
 class DcloopGroup(click.Group):
     """Turns a DcloopError anywhere below into 'Error: ...' and its exit code, in one place."""
+
+    def main(self, args=None, *more, **options):
+        if args is None:  # a process of its own (the dcloop command, cron); CliRunner passes its args
+            from .unchanged import replay
+            status = replay(sys.argv[1:])  # not None: nothing can have changed since the last no-change sync
+            if status is not None:
+                sys.exit(status)
+        return super().main(args, *more, **options)
 
     def invoke(self, ctx):
         from .fsutil import disk_error
@@ -135,6 +144,7 @@ def init(directory, folder, csv_file, classes, xlsx, sheet, credentials):
     """
     from .config import new_config
     from .project import init_project, rows_from_csv, rows_from_folder
+    from .render import table_name
 
     if bool(folder) == bool(csv_file):
         raise click.UsageError("give exactly one of --from-folder PATH or --from-csv FILE.")
@@ -265,19 +275,35 @@ def sync(directory, force, refetch, epochs, device, quick, fast, seeds, crossfit
     from .config import load_config
     from .lock import project_lock
     from .sync import sync as run_sync
+    from .unchanged import Recorder
 
     check_watch_options(watch)
     check_schedule_options(quick, fast, epochs)
+    recorder = Recorder.begin(directory, as_json) if plain_sync() else None  # before dcloop.toml is read
     config = load_config(directory, {"model": {"epochs": epochs, "device": device, "seeds": seeds},
                                      "suspicion": {"crossfit": crossfit}})
     if watch and accept_row_drop:
         raise click.UsageError("--accept-row-drop is for one sync: run it without --watch, then start the watch.")
     if watch:
         return watch_project(directory, config, force, interval, settle, as_json, quick, refetch, fast)
-    with project_lock(directory, config, "dcloop sync"):
-        report = run_sync(directory, config, force=force, progress=say, quick=quick, refetch=refetch,
-                          accept_row_drop=accept_row_drop, fast=fast)
-    print_sync_report(report, as_json, directory, config)
+    with project_lock(directory, config, "dcloop sync"):  # removes the last no-change sync's stamp
+        if recorder:
+            recorder.look(config)
+        report = run_sync(directory, config, force=force, progress=recorder.heard(say) if recorder else say,
+                          quick=quick, refetch=refetch, accept_row_drop=accept_row_drop, fast=fast)
+        lines = sync_report_lines(report, as_json, directory, config)
+        if recorder:  # nothing changed, owed or written: the next plain sync may print these lines again
+            recorder.finish(config, report, lines)
+    echo_lines(lines)
+
+
+def plain_sync() -> bool:
+    """Whether this is ``dcloop sync [DIR] [--json]`` with no other option: the only sync a stamp answers."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return all(ctx.get_parameter_source(name) == ParameterSource.DEFAULT
+               for name in ctx.params if name not in ("directory", "as_json"))
 
 
 def check_watch_options(watch: bool) -> None:
@@ -307,6 +333,7 @@ def watch_project(directory: Path, config, force: bool, interval: float, settle:
     import threading
 
     from .lock import project_lock
+    from .render import table_name
     from .watch import watch
 
     stop = threading.Event()
@@ -338,12 +365,18 @@ def watch_project(directory: Path, config, force: bool, interval: float, settle:
 def print_sync_report(report, as_json: bool, directory: Path, config, marked: set[str] = frozenset(),
                       mark_note: str = "") -> None:
     """What a sync found, for every project and the demo alike: JSON, or the summary's lines."""
+    echo_lines(sync_report_lines(report, as_json, directory, config, marked, mark_note))
+
+
+def sync_report_lines(report, as_json: bool, directory: Path, config, marked: set[str] = frozenset(),
+                      mark_note: str = "") -> list[str]:
+    """The lines print_sync_report prints."""
+    from .render import next_step, scores_json, sync_summary
+
     if as_json:
-        click.echo(json.dumps({**report.to_json(), "scores": scores_json(report.result),
-                               "next": next_step(directory, config)}))
-        return
-    for line in sync_summary(report, directory, config, marked, mark_note):
-        click.echo(line)
+        return [json.dumps({**report.to_json(), "scores": scores_json(report.result),
+                            "next": next_step(directory, config)})]
+    return sync_summary(report, directory, config, marked, mark_note)
 
 
 @cli.command()
@@ -357,6 +390,7 @@ def status(directory, config, as_json):
     Example:
         dcloop status demo
     """
+    from .render import format_status
     from .status import project_status
 
     info = project_status(directory, config)
@@ -421,6 +455,7 @@ def log_command(directory, config, as_json):
     Example:
         dcloop log demo
     """
+    from .render import log_lines
     from .versions import log
 
     entries = log(directory, config)
@@ -439,6 +474,7 @@ def diff(directory, a, b, as_json):
     Example:
         dcloop diff demo 3fa2c1 9b07d4
     """
+    from .render import change_lines
     from .versions import diff_versions
 
     a, b, changes = diff_versions(directory, a, b)
@@ -463,6 +499,7 @@ def checkout(directory, config, version, dest, as_json):
     Example:
         dcloop checkout demo 3fa2c1 --to /tmp/demo-3fa2c1
     """
+    from .render import checkout_line
     from .versions import checkout as run_checkout
 
     done = run_checkout(directory, config, version, dest, say)
@@ -486,6 +523,7 @@ def restore(directory, config, version, yes, as_json):
         dcloop restore demo 3fa2c1 --yes
     """
     from .lock import project_lock
+    from .render import change_lines, restore_question, restored_line
     from .versions import plan_restore, restore as run_restore
 
     plan = plan_restore(directory, config, version)
@@ -541,6 +579,7 @@ def split(directory, config, check, rebalance, val, seed, include_test, test_sha
         dcloop split demo --rebalance --val 0.2 --seed 1 --apply
     """
     from . import splits
+    from .render import describe_check, describe_plan, split_moves_lines
 
     if check:
         found = splits.check_splits(directory, config, seed, progress=say)
@@ -581,6 +620,7 @@ def reeval(directory, config, runs, as_json):
         dcloop reeval demo --runs "last 3"
     """
     from .reeval import reeval as run_reeval
+    from .render import reeval_lines
 
     rows = run_reeval(directory, config, runs, progress=say)
     echo_json(rows) if as_json else echo_lines(reeval_lines(rows))
@@ -602,6 +642,7 @@ def cap_command(directory, config, target, as_json):
         dcloop cap demo --target 8000 --json
     """
     from .cap import cap_findings
+    from .render import cap_line
 
     findings = cap_findings(directory, config, target, progress=say)
     echo_json(findings.to_json()) if as_json else click.echo(cap_line(findings))
@@ -631,6 +672,7 @@ def augment_command(directory, config, class_name, thin, budget, seed, as_json):
         dcloop augment demo --class 7 --budget 50
     """
     from .augment import augment
+    from .render import augmented_line
 
     done = augment(directory, config, budget, class_name, thin, seed, progress=say)
     for message in done.messages:

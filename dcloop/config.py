@@ -16,10 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .names import CONFIG_FILE, FAST_SCHEDULE, STATE_DIR, fast_schedule_text  # noqa: F401 - re-exported
 from .table import RowDrop, class_name_problem, shown
-
-CONFIG_FILE = "dcloop.toml"
-STATE_DIR = ".dcloop"
 
 
 class Section(BaseModel):
@@ -178,14 +176,7 @@ def quick_config(config: Config) -> Config:
     return config.model_copy(update={"model": config.model.model_copy(update={"epochs": epochs})})
 
 
-# The fast schedule, for iterating between full trainings: the same model, 4x the batch with 4x the
-# learning rate (linear scaling) and 40 epochs. Measured on the Roman numerals at 1 thread
-# (docs/benchmarks/performance.md, "Fast schedule"; scripts/bench_fast.py): a batch-32 epoch cost
-# 7.0-8.1 s of CPU against 10.8 s at batch 8, so 40 epochs took 0.28 of the recipe's time; over 3
-# seeds val 0.714 +- 0.018 against the recipe's 0.681 and label_book 0.609 +- 0.040 against 0.654
-# (one recipe seed; 52 images, +-0.13 noise). The same runs' first 30 epochs scored less (val 0.697,
-# label_book 0.570); 50 (seed 123 only) 0.742 and 0.596 in 0.32 of the time.
-FAST_SCHEDULE = {"batch_size": 32, "learning_rate": 4e-4, "epochs": 40}
+# FAST_SCHEDULE (dcloop.names): the fast schedule's batch size, learning rate and epochs, as measured there.
 SCHEDULES = ("full", "quick", "fast")  # a results row's kind for a training; only the same kind compares
 
 
@@ -193,12 +184,6 @@ def fast_config(config: Config) -> Config:
     """The same project on the fast schedule: its batch size, learning rate and epochs replace the
     [model] ones (they were measured against the recipe's), hence its own model fingerprint."""
     return config.model_copy(update={"model": config.model.model_copy(update=FAST_SCHEDULE)})
-
-
-def fast_schedule_text() -> str:
-    """'batch 32, Adam lr 4e-4, 40 epochs': the fast schedule, for help and messages."""
-    lr = f"{FAST_SCHEDULE['learning_rate']:.0e}".replace("e-0", "e-")
-    return f"batch {FAST_SCHEDULE['batch_size']}, Adam lr {lr}, {FAST_SCHEDULE['epochs']} epochs"
 
 
 def schedule_of(quick: bool = False, fast: bool = False) -> str:

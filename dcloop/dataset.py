@@ -6,7 +6,7 @@ row sets that training, scoring and the peer commands read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import table as tbl
 from .config import Config
-from .images import DecodedCache, ImageStore
+from .images import DecodedCache, ImageStore, Seen
 from .progress import Progress
 from .runs import state_dir
 
@@ -27,6 +27,7 @@ class Images:
     sha: dict[str, str]            # row id -> content hash (readable rows only)
     blob: dict[str, Path]          # row id -> cached file
     pixels: dict[str, np.ndarray]  # content hash -> uint8 (3, H, W)
+    seen: Seen = field(default_factory=Seen)  # what the fetch looked at (dcloop.unchanged)
 
 
 @dataclass
@@ -86,7 +87,7 @@ def load_images(root: Path, config: Config, checked: tbl.Validated, progress: Pr
         {sha[i]: blob[i] for i in sha}, progress)
     for row_id in [i for i in sha if sha[i] in errors]:
         checked.flag(row_id, f"unreadable: {errors[sha.pop(row_id)]}")
-    return Images(sha, blob, pixels)
+    return Images(sha, blob, pixels, store.seen)
 
 
 def counted_rows(checked: tbl.Validated, images: Images) -> pd.DataFrame:

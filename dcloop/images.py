@@ -16,7 +16,7 @@ import shutil
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
@@ -55,6 +55,33 @@ class Fetched:
     @property
     def ok(self) -> bool:
         return not self.error
+
+
+@dataclass
+class Seen:
+    """What a fetch found, for dcloop.unchanged to tell later whether anything can have changed.
+
+    ``local``: each local file's path as stat'ed, and what the stat said: "size|mtime_ns" (see
+    ``observed``), or "!" and why it was unreadable. ``due_at``: when the first cached http image falls
+    due for revalidation (inf: never by age). ``complete``: False when a url could not even be turned
+    into a path to look at, or an http image had to be fetched.
+    """
+
+    local: dict[str, str] = field(default_factory=dict)
+    due_at: float = float("inf")
+    complete: bool = True
+
+
+def observed(path: str, max_bytes: int = MAX_IMAGE_BYTES) -> str:
+    """What a look at a local file says, as Seen.local records it: "size|mtime_ns" of a regular file
+    within the limit, "!" and the reason for a file a sync flags unreadable by its stat alone, "!?" else."""
+    try:
+        st = stat_regular(path, max_bytes)
+    except Unreadable as e:
+        return f"!{e}"
+    except (OSError, ValueError):
+        return "!?"
+    return f"{st.st_size}|{st.st_mtime_ns}"
 
 
 @dataclass(frozen=True)
@@ -185,6 +212,7 @@ class ImageStore:
         self.url_index_path = Path(cache) / "urls.json"
         self.cache = Path(cache)
         self.progress = progress or (lambda msg: None)
+        self.seen = Seen()
 
     @classmethod
     def of_project(cls, root: Path, config, progress=None, refetch: bool = False) -> ImageStore:
@@ -210,26 +238,37 @@ class ImageStore:
         index = read_cache_json(self.stat_index_path, {}, self.progress)
         stored = self.stored() if urls else set()
         fresh, out = {}, {}
+        seen = self.seen.local
         for url in urls:
+            path = None
             try:
                 path = self.local_file(url)
                 st = stat_regular(path, self.max_bytes)
-                key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+                seen[path] = f"{st.st_size}|{st.st_mtime_ns}"
+                key = f"{path}|{seen[path]}"
                 sha = index.get(key)
                 if sha is None or sha not in stored:
                     sha = self.store(read_regular(path, self.max_bytes))
                     stored.add(sha)
             except Unreadable as e:
                 out[url] = Fetched(error=str(e))
+                self.saw_unreadable(path, str(e))
                 continue
             except (OSError, ValueError) as e:  # a NUL byte, a folder, EIO from /proc/self/mem
                 out[url] = Fetched(error=f"cannot read file ({getattr(e, 'strerror', None) or e})")
+                self.saw_unreadable(path, "?")
                 continue
             fresh[key] = sha
             out[url] = Fetched(sha, self.blob_path(sha))
         if fresh != index:
             write_json(self.stat_index_path, fresh)
         return out
+
+    def saw_unreadable(self, path: str | None, why: str) -> None:
+        if path is None:  # refused before there was a path to look at
+            self.seen.complete = False
+        else:
+            self.seen.local[path] = f"!{why}"
 
     def allowed_path(self, url: str) -> Path:
         return allowed_path(url, self.root, self.access.roots)
@@ -245,6 +284,10 @@ class ImageStore:
         missing = [u for u in urls if u not in index or index[u]["sha"] not in stored]
         absent = set(missing)
         due = [u for u in urls if u not in absent and self.is_due(index[u])]
+        if missing or due:
+            self.seen.complete = False
+        elif urls and self.revalidate_s > 0:
+            self.seen.due_at = min(self.seen.due_at, min(index[u]["fetched"] for u in urls) + self.revalidate_s)
         results = {}
         if missing or due:
             if missing:

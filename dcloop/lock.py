@@ -14,10 +14,14 @@ import socket
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import STATE_DIR, Config
 from .errors import LockedError, LockOverrun, StateError
 from .fsutil import disk_error, remove_temp_files
+from .names import STATE_DIR, UNCHANGED
+
+if TYPE_CHECKING:  # the lock is taken before anything heavy is imported (dcloop.unchanged)
+    from .config import Config
 
 LOCK_FILE = "lock"
 
@@ -80,14 +84,29 @@ class ProjectLock:
 
 @contextmanager
 def project_lock(root: Path, config: Config, command: str):
-    """Hold the project's lock for the block, after clearing what a killed holder left half-written."""
+    """Hold the project's lock for the block, after clearing what a killed holder left half-written
+    and the no-change stamp (STATE_DIR/UNCHANGED)."""
     root = Path(root)
     with ProjectLock(root / STATE_DIR, command, config.sync.max_minutes) as lock:
         remove_temp_files(root / STATE_DIR)
+        forget_unchanged(root / STATE_DIR)
         if config.table.backend in ("csv", "xlsx"):
             for name in (config.table.path, config.table.results):
                 remove_temp_files((root / name).parent, [Path(name).name])
         yield lock
+
+
+def forget_unchanged(state: Path) -> None:
+    """Remove the no-change stamp (dcloop.unchanged) before a command that may write.
+
+    Belt and braces: the stamp holds the digest of everything the sync read, so any write makes it
+    stale anyway. A stamp that cannot be removed (a folder in its place) is left to that digest:
+    it never replays unless it reads as a stamp whose digest matches.
+    """
+    try:
+        (Path(state) / UNCHANGED).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def holder_info(command: str) -> dict:

@@ -23,7 +23,7 @@ from .dataset import Dataset, SplitRows, encode, load_images
 from .effect import record_run
 from .errors import DcloopError, TableBusy
 from .history import History, Recorded, utc_now
-from .images import materialize
+from .images import Seen, materialize
 from .metrics import class_rows, fmt, scores
 from .progress import Progress, quiet
 from .pull import pull
@@ -48,6 +48,7 @@ class SyncReport:
     rows_written: int = 0
     schedule: str = "full"  # the training's kind: full, quick or fast
     findings: Findings | None = None
+    seen: Seen | None = None  # a no-change sync that owed nothing: what its fetch looked at (dcloop.unchanged)
 
     def to_json(self) -> dict:
         return {"version": self.version, "new_version": self.new_version, "trained": self.trained,
@@ -162,7 +163,8 @@ def pulled(root: Path, config: Config, backend: Backend, progress: Progress, sto
 def catch_up(cycle: Cycle) -> SyncReport:
     """Nothing to train: write what is owed (changed reviews, predictions a held file refused) and say so."""
     last, data = cycle.last, cycle.data
-    if cycle.reviews_changed or last.get("unwritten"):
+    owed = cycle.reviews_changed or last.get("unwritten")
+    if owed:
         rescore(data, cycle.backend, last["run_id"], cycle.standing, cycle.notes)
     if last.get("unwritten"):
         cycle.progress(f"wrote run {last['run_id']}'s predictions, which the last sync could not write")
@@ -170,7 +172,8 @@ def catch_up(cycle: Cycle) -> SyncReport:
     message = (f"Nothing changed since run {last.get('run_id')} (label version {cycle.recorded.version}, "
                f"model {data.config.model.fingerprint()}): not retraining. Use --force to retrain.")
     return SyncReport(cycle.recorded.version, cycle.recorded.new, cycle.changed, False, message,
-                      flagged=data.checked.flags, findings=Findings.of(cycle.table))
+                      flagged=data.checked.flags, findings=Findings.of(cycle.table),
+                      seen=None if owed or cycle.recorded.new else data.images.seen)
 
 
 def train(cycle: Cycle, parts: SplitRows, stop: StopRule, kind: str) -> TrainedRun:

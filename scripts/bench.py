@@ -14,12 +14,15 @@
    server on 127.0.0.1) and warm (cache filled), and a no-change sync at the largest size, for
    the CSV table and for a Google Sheet on the local Sheets API emulator (with its API calls).
    The no-change sync also as a whole process (`dcloop sync` in a subprocess: interpreter, imports,
-   the sync), against `python -c 'import pandas'` timed in the same run.
+   the sync), in full (no stamp) and answered by the quick check (dcloop.unchanged), against
+   `python -c 'import pandas'` timed in the same run.
 4. A busy machine: images/s of a short training alone and beside one CPU-bound process (a Python
    busy loop), for all cores fixed (the old default) and for [model] threads = 0 (auto, the default).
 
     python scripts/bench.py DATA --parts busy,sync --rows 10000 --backends csv   # only some parts
     python scripts/bench.py DATA --parts sync --rows 10000 --backends csv --urls local   # images by path
+    python scripts/bench.py DATA --parts nochange --rows 10000 --backends csv --urls local --before ../dcloop-old
+                                                    # the no-change sync alone, against older code in turn
 
 Ratios mean something within one run only; the machine's other load moves all the figures.
 The images are read by path; nothing is copied into the repository.
@@ -301,7 +304,7 @@ BACKENDS = {"csv": open_csv, "gsheet": open_gsheet}
 
 
 def sync_timings(data: Path, sizes: list[int], backends: list[str], work: Path,
-                 urls: str = "http") -> tuple[list[dict], dict]:
+                 urls: str = "http", before: Path | None = None) -> tuple[list[dict], dict]:
     source = rows_from_folder(data)
     farm = work / "images"
     farm.mkdir()
@@ -318,8 +321,34 @@ def sync_timings(data: Path, sizes: list[int], backends: list[str], work: Path,
                     say(f"sync {backend_name} {n} rows, {case} cache")
                     out.append(timed_sync(root, config, n, case, backend_name, calls))
                 if n == max(sizes):
-                    no_change[backend_name] = {**no_change_sync(root, config, n, backend_name, calls), "urls": urls}
+                    no_change[backend_name] = {**no_change_sync(root, config, n, backend_name, calls, before=before),
+                                               "urls": urls}
     return out, no_change
+
+
+NO_CHANGE_SETTINGS = {"model": {"epochs": 1}, "suspicion": {"crossfit": 0}}  # --parts nochange: one short training
+
+
+def no_change_timings(data: Path, n: int, backends: list[str], work: Path, urls: str = "http",
+                      before: Path | None = None) -> dict:
+    """--parts nochange: only the no-change sync at ``n`` rows, on a project trained once (1 epoch, one
+    network), without part 3's forced syncs."""
+    source = rows_from_folder(data)
+    farm = work / "images"
+    farm.mkdir()
+    no_change = {}
+    with image_server(farm) as base_url:
+        for backend_name in backends:
+            rows = synthetic_rows(source, n, farm, base_url, urls)
+            root = work / f"{backend_name}-{n}"
+            calls = BACKENDS[backend_name](root, rows, work)
+            write_settings(root, NO_CHANGE_SETTINGS)
+            config = load_config(root, environ={})
+            say(f"sync {backend_name} {n} rows: the one training")
+            assert dsync.sync(root, config).trained
+            no_change[backend_name] = {**no_change_sync(root, config, n, backend_name, calls, before=before),
+                                       "urls": urls}
+    return no_change
 
 
 def timed_sync(root, config, n, case, backend_name, calls) -> dict:
@@ -335,7 +364,7 @@ def timed_sync(root, config, n, case, backend_name, calls) -> dict:
             "api_calls": calls.counts()}
 
 
-def no_change_sync(root, config, n, backend_name, calls, repeats: int = 3) -> dict:
+def no_change_sync(root, config, n, backend_name, calls, repeats: int = 3, before: Path | None = None) -> dict:
     """A sync that finds nothing changed, each time in a fresh backend (a new process or cron run)."""
     times = []
     for _ in range(repeats):
@@ -345,27 +374,55 @@ def no_change_sync(root, config, n, backend_name, calls, repeats: int = 3) -> di
         times.append(time.perf_counter() - started)
         assert not report.trained, report.message
     return {"backend": backend_name, "rows": n, "median_s": float(np.median(times)), "runs_s": times,
-            "api_calls": calls.counts(), **no_change_process(root, 5)}
+            "api_calls": calls.counts(), **no_change_process(root, 5, backend_name != "gsheet", before)}
 
 
-def no_change_process(root: Path, repeats: int) -> dict:
+def no_change_process(root: Path, repeats: int, quick: bool = True, before: Path | None = None) -> dict:
     """`dcloop sync ROOT` as a whole process (a cron run), against a process that only imports pandas.
 
-    The two alternate, so both see the same load; the ratio is what compares across runs.
+    Two no-change syncs per round: "full", with no stamp (the sync as it ran before the quick check,
+    and as the first run after any change runs), which writes .dcloop/unchanged.json; then "quick",
+    which finds nothing can have changed and replays it (dcloop.unchanged). The command is the one
+    the dcloop console script runs. The three alternate, so all see the same load; the ratios are
+    what compares across runs. A Google Sheet always syncs in full: there "quick" is a full sync too.
+
+    ``before``: a checkout of dcloop's code before the quick check (its repository folder); its
+    `dcloop sync` on the same project is timed in turn too ("before").
     """
+    from dcloop.unchanged import NOTE, stamp_path
+
     sync_cmd = [sys.executable, "-c", "from dcloop.cli import cli; cli()", "sync", str(root)]
     pandas_cmd = [sys.executable, "-c", "import pandas"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    times: dict[str, list[float]] = {"process": [], "pandas": []}
+    commands = [("full", sync_cmd, env), ("quick", sync_cmd, env), ("pandas", pandas_cmd, env)]
+    if before is not None:
+        here = Path(__file__).resolve().parent.parent
+        path = [str(before)] + [p for p in sys.path if p and Path(p).resolve() != here]
+        commands.insert(0, ("before", sync_cmd, {**env, "PYTHONPATH": os.pathsep.join(path)}))
+    times: dict[str, list[float]] = {name: [] for name, _, _ in commands}
+    same_as_before = True
     for _ in range(repeats):
-        for name, command in (("pandas", pandas_cmd), ("process", sync_cmd)):
+        stamp_path(root).unlink(missing_ok=True)
+        out = {}
+        for name, command, environ in commands:
             started = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            done = subprocess.run(command, capture_output=True, text=True, env=environ)
             times[name].append(time.perf_counter() - started)
+            out[name] = done
             assert done.returncode == 0 and (name == "pandas" or "Nothing changed" in done.stdout), done.stderr
-    return {"process_s": float(np.median(times["process"])), "import_pandas_s": float(np.median(times["pandas"])),
-            "process_runs_s": times["process"], "import_pandas_runs_s": times["pandas"],
-            "load_avg": os.getloadavg()[0]}
+        assert NOTE not in out["full"].stderr and (NOTE in out["quick"].stderr) == quick, out["quick"].stderr
+        assert out["quick"].stdout == out["full"].stdout
+        same_as_before = same_as_before and ("before" not in out or out["before"].stdout == out["full"].stdout)
+    figures = {"process_s": float(np.median(times["quick"])), "process_best_s": min(times["quick"]),
+               "full_process_s": float(np.median(times["full"])), "full_process_best_s": min(times["full"]),
+               "import_pandas_s": float(np.median(times["pandas"])), "import_pandas_best_s": min(times["pandas"]),
+               "process_runs_s": times["quick"], "full_process_runs_s": times["full"],
+               "import_pandas_runs_s": times["pandas"], "load_avg": os.getloadavg()[0]}
+    if before is not None:
+        figures.update(before_process_s=float(np.median(times["before"])), before_process_best_s=min(times["before"]),
+                       before_process_runs_s=times["before"], before_code=str(before),
+                       same_output_as_before=same_as_before)
+    return figures
 
 
 # 4. A busy machine -------------------------------------------------------------------------------
@@ -536,6 +593,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="dcloop's [model] threads (0: auto, timed at the start; N pinned); the baseline uses the count it starts with")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
+    parser.add_argument("--before", type=Path,
+                        help="with the sync or nochange part: a checkout of dcloop before the quick check, whose "
+                             "no-change `dcloop sync` is timed in turn with this one's")
     parser.add_argument("--json-out", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
     epochs = args.epochs or (2 if args.small else 10)
@@ -561,7 +621,11 @@ def main() -> None:
     if "sync" in parts:
         with tempfile.TemporaryDirectory(prefix="bench-sync-") as folder:
             figures["sync"], figures["no_change"] = sync_timings(args.data, sizes, args.backends.split(","),
-                                                                 Path(folder), args.urls)
+                                                                 Path(folder), args.urls, args.before)
+    if "nochange" in parts:
+        with tempfile.TemporaryDirectory(prefix="bench-nochange-") as folder:
+            figures["no_change"] = no_change_timings(args.data, max(sizes), args.backends.split(","), Path(folder),
+                                                     args.urls, args.before)
     if "busy" in parts:
         figures["busy"] = busy_machine(6.0 if args.small else 15.0)
     if "precision" in parts:
@@ -574,7 +638,7 @@ def main() -> None:
     say(f"figures written to {args.json_out}")
 
 
-PARTS = ["training", "sync", "busy", "precision", "networks"]
+PARTS = ["training", "sync", "busy", "precision", "networks"]  # and "nochange": part 3's no-change sync alone
 
 
 def recipe_settings(threads: int = 0):
@@ -603,7 +667,7 @@ def report(f: dict) -> str:
              f"load average at start {f['machine']['load_avg_start']:.1f}", ""]
     if "training" in f:
         lines += training_report(f)
-    if "sync" in f:
+    if "sync" in f or "no_change" in f:
         lines += sync_report(f)
     if "busy" in f:
         lines += busy_report(f["busy"])
@@ -644,16 +708,30 @@ def training_report(f: dict) -> list[str]:
 
 
 def sync_report(f: dict) -> list[str]:
-    lines = ["sync without training  rows  cache   total s  model s  rest s  rest per 1k rows  API calls"]
-    for s in f["sync"]:
+    lines = ["sync without training  rows  cache   total s  model s  rest s  rest per 1k rows  API calls"] \
+        if "sync" in f else []
+    for s in f.get("sync", []):
         lines.append(f"  {s['backend']:<20}{s['rows']:>6}  {s['cache']:<6}{s['total_s']:>8.1f}{s['model_s']:>9.1f}"
                      f"{s['rest_s']:>8.2f}{1000 * s['rest_s'] / s['rows']:>10.2f}  {call_summary(s['api_calls'])}")
     for nc in f["no_change"].values():
         lines.append(f"no-change sync, {nc['rows']} rows ({nc['backend']}, {nc.get('urls', 'http')} urls): in process "
                      f"median {nc['median_s']:.2f} s  {call_summary(nc['api_calls'])}")
-        lines.append(f"  as a whole process (`dcloop sync`, target < 1 s): median {nc['process_s']:.2f} s of "
-                     f"{len(nc.get('process_runs_s', [])) or 'some'} runs, {nc['process_s'] / nc['import_pandas_s']:.2f}x "
-                     f"a process that imports pandas ({nc['import_pandas_s']:.2f} s; load average {nc['load_avg']:.1f})")
+        runs = len(nc.get("process_runs_s", [])) or "some"
+        if "full_process_s" in nc:  # since the quick check: both kinds of process, best and median of each
+            lines.append(f"  as a whole process (`dcloop sync`, target < 1 s), best / median of {runs} rounds: "
+                         f"quick check {nc['process_best_s']:.2f} / {nc['process_s']:.2f} s, full sync "
+                         f"{nc['full_process_best_s']:.2f} / {nc['full_process_s']:.2f} s "
+                         f"({nc['full_process_best_s'] / nc['process_best_s']:.1f}x the quick check's best); "
+                         f"`import pandas` {nc['import_pandas_best_s']:.2f} / {nc['import_pandas_s']:.2f} s "
+                         f"(load average {nc['load_avg']:.1f})")
+            if "before_process_s" in nc:
+                lines.append(f"  the code before the quick check ({nc['before_code']}): {nc['before_process_best_s']:.2f} / "
+                             f"{nc['before_process_s']:.2f} s, {nc['before_process_best_s'] / nc['process_best_s']:.1f}x "
+                             f"the quick check's best; same output: {nc['same_output_as_before']}")
+        else:
+            lines.append(f"  as a whole process (`dcloop sync`, target < 1 s): median {nc['process_s']:.2f} s of "
+                         f"{runs} runs, {nc['process_s'] / nc['import_pandas_s']:.2f}x a process that imports "
+                         f"pandas ({nc['import_pandas_s']:.2f} s; load average {nc['load_avg']:.1f})")
     return lines + [""]
 
 

@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dcloop"
 
 # Higher imports lower, never the other way round.
 LAYERS = {
-    "errors": 0, "fsutil": 0, "table": 0, "config": 0, "progress": 0,
+    "errors": 0, "fsutil": 0, "table": 0, "config": 0, "progress": 0, "names": 0,
     "backends": 1, "backends.csv": 1, "backends.gsheet": 1, "backends.memory": 1, "backends.sheet_grid": 1,
     "backends.sheet_http": 1, "backends.sheet_layout": 1, "backends.xlsx": 1, "backends.rewrite": 1,
     "model": 2, "threads": 2, "networks": 2, "suspicion": 2,
@@ -15,7 +15,7 @@ LAYERS = {
     "pull": 3, "dataset": 3, "metrics": 3, "training": 3, "scoring": 3, "writeback": 3, "results": 3,
     "status": 4, "versions": 4, "splits": 4, "reeval": 4, "cap": 4, "augment": 4, "report": 4, "project": 4,
     "quickstart": 4, "doctor": 4, "review_page": 4,
-    "sync": 5, "watch": 5,
+    "sync": 5, "watch": 5, "unchanged": 5,
     "cli": 6, "render": 6,
     "reference": 7,
 }

@@ -30,7 +30,9 @@ def commands() -> str:
     out = [f"Every command takes `-h`/`--help`. {EXIT_CODES_HELP}", ""]
     for name in sorted(cli.commands):
         command = cli.commands[name]
-        context = click.Context(command, info_name=f"dcloop {name}")
+        # The group's settings (-h as well as --help): click keeps the help option a command first
+        # gets, so a context without them would take -h away from the command for the whole process.
+        context = click.Context(command, info_name=f"dcloop {name}", **cli.context_settings)
         out += [f"## `dcloop {name}`", "", "```", command.get_usage(context).removeprefix("Usage: "), "```", "",
                 help_markdown(command.help or ""), ""]
         rows = [option_row(p) for p in command.params if isinstance(p, click.Option)]

@@ -252,8 +252,8 @@ def watch_options(function):
 @click.option("--seeds", type=click.IntRange(min=1),
               help="Train under N seeds (seed, seed+1, ...) and record the mean and spread of the scores.")
 @click.option("--crossfit", type=click.IntRange(min=0), metavar="K",
-              help="Override [suspicion] crossfit: K networks judge the train rows' labels out of sample "
-                   "(K-1 more trainings); 0 off.")
+              help="Override [suspicion] crossfit: networks trained on K folds of the train rows judge their "
+                   "labels out of sample (K x crossfit_repeats short networks); 0 off.")
 @click.option("--accept-row-drop", is_flag=True,
               help="Accept a table that lacks many rows of the last version (rows deleted on purpose).")
 @json_option

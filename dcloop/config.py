@@ -113,9 +113,15 @@ class SuspicionSection(Section):
     folds: int = Field(5, ge=2, description="folds for out-of-sample probabilities of training rows")
     low_label_prob: float = Field(0.2, ge=0, le=1, description="a label the model gives less than this "
                                   "probability, while it prefers another class, is flagged label?")
-    crossfit: int = Field(2, ge=0, description="K >= 2: also train K networks on the other folds of the train rows, "
+    crossfit: int = Field(2, ge=0, description="K >= 2: also train networks on the other folds of the train rows, "
                           "so every labeled row is judged by networks that never saw it, train and val on one "
-                          "scale (twice the training images for K = 2); 0 or 1: off, one network")
+                          "scale; 0 or 1: off, one network")
+    crossfit_repeats: int = Field(4, ge=1, description="with crossfit = K: split the train rows into K folds this "
+                                  "many times, each with its own seed (K x repeats networks); each train row is "
+                                  "judged by this many networks and their mean")
+    crossfit_epoch_share: float = Field(0.2, gt=0, le=1, description="each cross-fitting network trains this "
+                                        "share of [model] epochs (at least 1): several short networks judge "
+                                        "labels better than one long one (docs: explanation/suspicion)")
     sort: bool = Field(True, description="write the table's rows most suspicious first (labels.csv; a Google "
                                          "Sheet keeps its order and has the filter view 'most suspicious first')")
 

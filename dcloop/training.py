@@ -49,7 +49,9 @@ def stop_if(should_stop: StopRule, where: str) -> None:
 def training_key(version: str, config: Config, images: Images) -> str:
     """Same labels, splits, image contents and model recipe -> same key -> no need to retrain."""
     seeds = f"|seeds={config.model.seeds}" if config.model.seeds > 1 else ""  # one seed keeps the old keys
-    crossfit = f"|crossfit {config.suspicion.crossfit}" if config.suspicion.crossfit > 1 else ""
+    fit = config.suspicion
+    crossfit = (f"|crossfit {fit.crossfit}x{fit.crossfit_repeats}@{crossfit_epochs(config)}" if fit.crossfit > 1
+                else "")
     digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}{seeds}{crossfit}".encode())
     for row_id in sorted(images.sha):
         digest.update(f"{row_id}:{images.sha[row_id]};".encode())
@@ -99,23 +101,33 @@ def readable_arrays(data: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def crossfit_plan(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray):
-    """[suspicion] crossfit = K: K networks, each to train on the other folds of the labeled train rows,
-    validated on the labeled val rows; and for each, the rows it never trains on ([] , [] when off).
+    """[suspicion] crossfit = K: for each of crossfit_repeats splits of the labeled train rows into K
+    folds, K networks, each to train on the other folds (for crossfit_epochs), validated on the labeled
+    val rows; and for each network, the rows it never trains on ([], [] when off).
 
-    Every train row is held out by one network, val and test rows by all K.
+    Every train row is held out by one network per repeat, val and test rows by all of them. Repeat r
+    draws its folds and its networks' weights with seed + r, so repeat 0 is the single split of old.
     """
     from .networks import Job
     from .suspicion import crossfit_folds
-    k, num_classes = config.suspicion.crossfit, len(config.project.classes)
+    k, repeats, num_classes = config.suspicion.crossfit, config.suspicion.crossfit_repeats, len(config.project.classes)
     if k < 2:
         return [], []
     train = np.flatnonzero((splits == "train") & (labels >= 0))
     val = np.flatnonzero((splits == "val") & (labels >= 0))
-    fold = crossfit_folds(labels[train], k, config.model.seed)
     jobs, held_out = [], []
-    for m in range(k):
-        fit = train[fold != m]
-        jobs.append(Job(f"cross-fitting network {m + 1}/{k}", pixels[fit], labels[fit], pixels[val], labels[val],
-                        num_classes, config.model))
-        held_out.append(~np.isin(np.arange(len(pixels)), fit))
+    for r in range(repeats):
+        seed = config.model.seed + r
+        settings = config.model.model_copy(update={"seed": seed, "epochs": crossfit_epochs(config)})
+        fold = crossfit_folds(labels[train], k, seed)
+        for m in range(k):
+            fit = train[fold != m]
+            jobs.append(Job(f"cross-fitting network {r * k + m + 1}/{k * repeats}", pixels[fit], labels[fit],
+                            pixels[val], labels[val], num_classes, settings))
+            held_out.append(~np.isin(np.arange(len(pixels)), fit))
     return jobs, held_out
+
+
+def crossfit_epochs(config: Config) -> int:
+    """The epochs of each cross-fitting network: [suspicion] crossfit_epoch_share of [model] epochs, at least 1."""
+    return max(1, round(config.model.epochs * config.suspicion.crossfit_epoch_share))

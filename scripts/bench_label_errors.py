@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from dcloop import suspicion
-from dcloop.config import ModelSection
+from dcloop.config import ModelSection, SuspicionSection
 from dcloop.images import decode_one
 from dcloop.project import rows_from_folder
 
@@ -154,11 +154,12 @@ def out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> dict:
 def crossfit_out_of_sample(data: dict, noisy: np.ndarray, args, cache: Path) -> dict:
     """As ``dcloop sync`` with [suspicion] crossfit = K: K networks' embeddings and held-out rows; cached."""
     if not cache.exists():
-        from dcloop.config import Config, SuspicionSection
+        from dcloop.config import Config
         from dcloop import model as fixed
         from dcloop.networks import train_all
         from dcloop.training import crossfit_plan
-        config = Config(model=model_settings(args), suspicion=SuspicionSection(crossfit=args.crossfit))
+        config = Config(model=model_settings(args), suspicion=SuspicionSection(
+            crossfit=args.crossfit, crossfit_repeats=args.crossfit_repeats, crossfit_epoch_share=args.crossfit_epoch_share))
         config.project.classes = data["classes"]
         started = time.perf_counter()
         jobs, held_out = crossfit_plan(config, data["pixels"], noisy, data["splits"])
@@ -249,6 +250,10 @@ def main() -> None:
     parser.add_argument("--flip-seed", type=int, default=7, help="seed of the planted label flips")
     parser.add_argument("--crossfit", type=int, default=2, metavar="K",
                         help="also score with K cross-fitted networks, as [suspicion] crossfit = K (0: skip)")
+    parser.add_argument("--crossfit-repeats", type=int, default=SuspicionSection().crossfit_repeats,
+                        help="as [suspicion] crossfit_repeats (default: dcloop's)")
+    parser.add_argument("--crossfit-epoch-share", type=float, default=SuspicionSection().crossfit_epoch_share,
+                        help="as [suspicion] crossfit_epoch_share (default: dcloop's)")
     parser.add_argument("--crossfit-only", action="store_true", help="skip the one-network runs")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for training (1: kind to a shared machine)")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -288,7 +293,7 @@ def main() -> None:
             runs = {} if args.crossfit_only else {"one network": out_of_sample(data, noisy, now,
                                                                                Path(f"{stem}.npz"))}
             if args.crossfit > 1:
-                fitted = crossfit_out_of_sample(data, noisy, now, Path(f"{stem}-cf{args.crossfit}.npz"))
+                fitted = crossfit_out_of_sample(data, noisy, now, Path(f"{stem}-{crossfit_tag(args)}.npz"))
                 if runs:  # as dcloop sync: neighbours in the main network's space
                     fitted = {**fitted, "knn_proba": None, "own_knn_proba": fitted["knn_proba"],
                               "embeddings": runs["one network"]["embeddings"],
@@ -320,6 +325,13 @@ def cache_tag(args) -> str:
     return f"e{args.epochs}-b{args.batch_size}-lr{args.lr:g}-bn{args.bn_momentum:g}-s{args.seed}"
 
 
+def crossfit_tag(args) -> str:
+    """The cross-fitting settings in a cache name (one split at the model's epochs: the old name)."""
+    if args.crossfit_repeats == 1 and args.crossfit_epoch_share == 1:
+        return f"cf{args.crossfit}"
+    return f"cf{args.crossfit}x{args.crossfit_repeats}-share{args.crossfit_epoch_share:g}"
+
+
 def contact_sheet(data: dict, args) -> None:
     """Rank the Roman numerals as given with dcloop's full suspicion; draw the top 100 with their flags."""
     from PIL import Image, ImageDraw
@@ -327,7 +339,7 @@ def contact_sheet(data: dict, args) -> None:
     stem = args.scratch / f"roman-clean-{cache_tag(now)}"
     saved = out_of_sample(data, data["labels"], now, Path(f"{stem}.npz"))
     if args.crossfit > 1:
-        fitted = crossfit_out_of_sample(data, data["labels"], now, Path(f"{stem}-cf{args.crossfit}.npz"))
+        fitted = crossfit_out_of_sample(data, data["labels"], now, Path(f"{stem}-{crossfit_tag(args)}.npz"))
         saved = {**saved, "proba": fitted["proba"]}
     ids = [Path(p).stem[:8] for p in data["paths"]]
     sizes = []

@@ -120,8 +120,9 @@ class SuspicionSection(Section):
                                   "many times, each with its own seed (K x repeats networks); each train row is "
                                   "judged by this many networks and their mean")
     crossfit_epoch_share: float = Field(0.2, gt=0, le=1, description="each cross-fitting network trains this "
-                                        "share of [model] epochs (at least 1): several short networks judge "
-                                        "labels better than one long one (docs: explanation/suspicion)")
+                                        "share of [model] epochs, but at least 600 steps (fewer repeats then, "
+                                        "never a costlier set): several short networks judge labels better than "
+                                        "one long one (docs: explanation/suspicion)")
     sort: bool = Field(True, description="write the table's rows most suspicious first (labels.csv; a Google "
                                          "Sheet keeps its order and has the filter view 'most suspicious first')")
 

@@ -50,8 +50,7 @@ def training_key(version: str, config: Config, images: Images) -> str:
     """Same labels, splits, image contents and model recipe -> same key -> no need to retrain."""
     seeds = f"|seeds={config.model.seeds}" if config.model.seeds > 1 else ""  # one seed keeps the old keys
     fit = config.suspicion
-    crossfit = (f"|crossfit {fit.crossfit}x{fit.crossfit_repeats}@{crossfit_epochs(config)}" if fit.crossfit > 1
-                else "")
+    crossfit = f"|crossfit {fit.crossfit}x{fit.crossfit_repeats}@{fit.crossfit_epoch_share:g}" if fit.crossfit > 1 else ""
     digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}{seeds}{crossfit}".encode())
     for row_id in sorted(images.sha):
         digest.update(f"{row_id}:{images.sha[row_id]};".encode())
@@ -101,24 +100,25 @@ def readable_arrays(data: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def crossfit_plan(config: Config, pixels: np.ndarray, labels: np.ndarray, splits: np.ndarray):
-    """[suspicion] crossfit = K: for each of crossfit_repeats splits of the labeled train rows into K
-    folds, K networks, each to train on the other folds (for crossfit_epochs), validated on the labeled
-    val rows; and for each network, the rows it never trains on ([], [] when off).
+    """[suspicion] crossfit = K: for each of ``crossfit_shape``'s repeats a split of the labeled train rows
+    into K folds, and K networks, each to train on the other folds, validated on the labeled val rows;
+    and for each network, the rows it never trains on ([], [] when off).
 
     Every train row is held out by one network per repeat, val and test rows by all of them. Repeat r
     draws its folds and its networks' weights with seed + r, so repeat 0 is the single split of old.
     """
     from .networks import Job
     from .suspicion import crossfit_folds
-    k, repeats, num_classes = config.suspicion.crossfit, config.suspicion.crossfit_repeats, len(config.project.classes)
+    k, num_classes = config.suspicion.crossfit, len(config.project.classes)
     if k < 2:
         return [], []
     train = np.flatnonzero((splits == "train") & (labels >= 0))
     val = np.flatnonzero((splits == "val") & (labels >= 0))
+    repeats, epochs = crossfit_shape(config, len(train))
     jobs, held_out = [], []
     for r in range(repeats):
         seed = config.model.seed + r
-        settings = config.model.model_copy(update={"seed": seed, "epochs": crossfit_epochs(config)})
+        settings = config.model.model_copy(update={"seed": seed, "epochs": epochs})
         fold = crossfit_folds(labels[train], k, seed)
         for m in range(k):
             fit = train[fold != m]
@@ -128,6 +128,23 @@ def crossfit_plan(config: Config, pixels: np.ndarray, labels: np.ndarray, splits
     return jobs, held_out
 
 
-def crossfit_epochs(config: Config) -> int:
-    """The epochs of each cross-fitting network: [suspicion] crossfit_epoch_share of [model] epochs, at least 1."""
-    return max(1, round(config.model.epochs * config.suspicion.crossfit_epoch_share))
+# A cross-fitting network needs about this many optimizer steps to judge labels: on the Roman
+# numerals (batch 8) the embeddings of epoch 5 (645 steps) already ranked as well as later ones.
+MIN_CROSSFIT_STEPS = 600
+
+
+def crossfit_shape(config: Config, train_rows: int) -> tuple[int, int]:
+    """(repeats, epochs) of the cross-fitting networks for ``train_rows`` labeled train rows.
+
+    Each network trains crossfit_epoch_share of [model] epochs, but at least MIN_CROSSFIT_STEPS steps
+    (never more than [model] epochs). Where that makes the networks longer than the share, fewer
+    repeats train (at least one), so the set never costs more than crossfit_repeats networks at the
+    share would: a short schedule (the quickstart's 15 epochs at batch 32) keeps one split of
+    full-length networks instead of eight networks too short to learn.
+    """
+    fit, model = config.suspicion, config.model
+    per_epoch = max(1, -(-train_rows * (fit.crossfit - 1) // fit.crossfit) // model.batch_size)
+    at_share = round(model.epochs * fit.crossfit_epoch_share)
+    epochs = min(model.epochs, max(at_share, -(-MIN_CROSSFIT_STEPS // per_epoch), 1))
+    affordable = int(fit.crossfit_repeats * model.epochs * fit.crossfit_epoch_share / epochs + 1e-9)
+    return max(1, min(fit.crossfit_repeats, affordable)), epochs

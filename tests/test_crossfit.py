@@ -22,7 +22,8 @@ def test_crossfitting_scores_a_planted_wrong_train_label_out_of_sample(planted_e
     said = []
     report = sync(root, config, progress=said.append)
     assert report.trained  # switching cross-fitting on is a reason to train again
-    assert sum(m.startswith("cross-fitting network") for m in said) == 2 * config.suspicion.crossfit_repeats
+    # a 3-epoch schedule cannot make networks shorter than the main one: one split of 2 (crossfit_shape)
+    assert sum(m.startswith("cross-fitting network") for m in said) == 2
     table = labels(root)
     planted = table.index[table["url"] == wrong_url][0]
     assert float(table.loc[planted, "label_prob"]) < 0.5
@@ -41,6 +42,18 @@ def test_crossfitting_scores_a_planted_wrong_train_label_out_of_sample(planted_e
     assert crossfit == 2
     from dcloop import report as rep
     assert rep.load_run(state_dir(root), run).crossfit == 2
+
+
+def test_the_crossfitting_networks_are_short_where_they_can_learn_and_never_cost_more():
+    from dcloop.training import crossfit_shape
+    recipe = Config()  # 100 epochs at batch 8: 8 networks of 20 epochs (129 steps an epoch on 1,034 rows)
+    assert crossfit_shape(recipe, 2067) == (4, 20)
+    quickstart = Config(model=ModelSection(epochs=15, batch_size=32))  # 20 steps an epoch: 2 networks, full length
+    assert crossfit_shape(quickstart, 1078) == (1, 15)
+    thirty = Config(model=ModelSection(epochs=30))
+    assert crossfit_shape(thirty, 2067) == (4, 6)
+    fast = Config(model=ModelSection(epochs=40, batch_size=32))  # 19 epochs reach 600 steps: one split
+    assert crossfit_shape(fast, 2067) == (1, 19)
 
 
 def test_the_crossfit_flag_and_setting(planted_error):

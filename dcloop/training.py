@@ -6,6 +6,7 @@ The model itself (torch) lives in dcloop.model; this stage decides what it train
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -50,7 +51,8 @@ def training_key(version: str, config: Config, images: Images) -> str:
     """Same labels, splits, image contents and model recipe -> same key -> no need to retrain."""
     seeds = f"|seeds={config.model.seeds}" if config.model.seeds > 1 else ""  # one seed keeps the old keys
     fit = config.suspicion
-    crossfit = f"|crossfit {fit.crossfit}x{fit.crossfit_repeats}@{fit.crossfit_epoch_share:g}" if fit.crossfit > 1 else ""
+    crossfit = (f"|crossfit {fit.crossfit}x{fit.crossfit_repeats}@{fit.crossfit_epoch_share:g}"
+                if fit.crossfit > 1 else "")
     digest = hashlib.sha256(f"{version}|{config.model.fingerprint()}|{config.project.classes}{seeds}{crossfit}".encode())
     for row_id in sorted(images.sha):
         digest.update(f"{row_id}:{images.sha[row_id]};".encode())
@@ -143,8 +145,9 @@ def crossfit_shape(config: Config, train_rows: int) -> tuple[int, int]:
     full-length networks instead of eight networks too short to learn.
     """
     fit, model = config.suspicion, config.model
-    per_epoch = max(1, -(-train_rows * (fit.crossfit - 1) // fit.crossfit) // model.batch_size)
+    rows_each = math.ceil(train_rows * (fit.crossfit - 1) / fit.crossfit)
+    steps_per_epoch = max(1, math.ceil(rows_each / model.batch_size))
     at_share = round(model.epochs * fit.crossfit_epoch_share)
-    epochs = min(model.epochs, max(at_share, -(-MIN_CROSSFIT_STEPS // per_epoch), 1))
+    epochs = min(model.epochs, max(at_share, math.ceil(MIN_CROSSFIT_STEPS / steps_per_epoch), 1))
     affordable = int(fit.crossfit_repeats * model.epochs * fit.crossfit_epoch_share / epochs + 1e-9)
     return max(1, min(fit.crossfit_repeats, affordable)), epochs

@@ -303,6 +303,13 @@ def open_gsheet(root: Path, rows: pd.DataFrame, work: Path):
 BACKENDS = {"csv": open_csv, "gsheet": open_gsheet}
 
 
+def bench_project(backend_name: str, rows, root: Path, work: Path, settings: dict):
+    """A project of ``rows`` at ``root`` on the named backend, with ``settings``: (root, config, call counter)."""
+    calls = BACKENDS[backend_name](root, rows, work)
+    write_settings(root, settings)
+    return root, load_config(root, environ={}), calls
+
+
 def sync_timings(data: Path, sizes: list[int], backends: list[str], work: Path,
                  urls: str = "http", before: Path | None = None) -> tuple[list[dict], dict]:
     source = rows_from_folder(data)
@@ -312,11 +319,8 @@ def sync_timings(data: Path, sizes: list[int], backends: list[str], work: Path,
     with image_server(farm) as base_url:
         for backend_name in backends:
             for n in sizes:
-                rows = synthetic_rows(source, n, farm, base_url, urls)
-                root = work / f"{backend_name}-{n}"
-                calls = BACKENDS[backend_name](root, rows, work)
-                write_settings(root, SYNC_SETTINGS)
-                config = load_config(root, environ={})
+                root, config, calls = bench_project(backend_name, synthetic_rows(source, n, farm, base_url, urls),
+                                                   work / f"{backend_name}-{n}", work, SYNC_SETTINGS)
                 for case in ("cold", "warm"):
                     say(f"sync {backend_name} {n} rows, {case} cache")
                     out.append(timed_sync(root, config, n, case, backend_name, calls))
@@ -339,11 +343,8 @@ def no_change_timings(data: Path, n: int, backends: list[str], work: Path, urls:
     no_change = {}
     with image_server(farm) as base_url:
         for backend_name in backends:
-            rows = synthetic_rows(source, n, farm, base_url, urls)
-            root = work / f"{backend_name}-{n}"
-            calls = BACKENDS[backend_name](root, rows, work)
-            write_settings(root, NO_CHANGE_SETTINGS)
-            config = load_config(root, environ={})
+            root, config, calls = bench_project(backend_name, synthetic_rows(source, n, farm, base_url, urls),
+                                               work / f"{backend_name}-{n}", work, NO_CHANGE_SETTINGS)
             say(f"sync {backend_name} {n} rows: the one training")
             assert dsync.sync(root, config).trained
             no_change[backend_name] = {**no_change_sync(root, config, n, backend_name, calls, before=before),

@@ -81,6 +81,11 @@ def observed(path: str, max_bytes: int = MAX_IMAGE_BYTES) -> str:
         return f"!{e}"
     except (OSError, ValueError):
         return "!?"
+    return stat_text(st)
+
+
+def stat_text(st: os.stat_result) -> str:
+    """A readable file's "size|mtime_ns": the local-file cache's key and what Seen.local records, one format."""
     return f"{st.st_size}|{st.st_mtime_ns}"
 
 
@@ -244,7 +249,7 @@ class ImageStore:
             try:
                 path = self.local_file(url)
                 st = stat_regular(path, self.max_bytes)
-                seen[path] = f"{st.st_size}|{st.st_mtime_ns}"
+                seen[path] = stat_text(st)
                 key = f"{path}|{seen[path]}"
                 sha = index.get(key)
                 if sha is None or sha not in stored:

@@ -93,7 +93,7 @@ def stat_text(st: os.stat_result) -> str:
     and a save by rename gives another inode. Where a filesystem has no inode numbers (st_ino 0: FAT,
     some network shares) the ctime alone tells; on Windows it is the creation time, so there a file
     rewritten in place with its size and mtime kept still goes unnoticed. Whatever else changes the
-    ctime or inode (chmod, a new hard link, a copy of the folder) and a cache of the older
+    ctime or inode (chmod, a new hard link, a restore from a backup) and a cache of the older
     "size|mtime_ns" keys cost one more read of the file, never a training: its content hash, which
     the training key is made of, is the same. dcloop.unchanged's stat of an image covers all of these.
     """

@@ -61,7 +61,7 @@ class Fetched:
 class Seen:
     """What a fetch found, for dcloop.unchanged to tell later whether anything can have changed.
 
-    ``local``: each local file's path as stat'ed, and what the stat said: "size|mtime_ns" (see
+    ``local``: each local file's path as stat'ed, and what the stat said: its stat_text (see
     ``observed``), or "!" and why it was unreadable. ``due_at``: when the first cached http image falls
     due for revalidation (inf: never by age). ``complete``: False when a url could not even be turned
     into a path to look at, or an http image had to be fetched.
@@ -73,7 +73,7 @@ class Seen:
 
 
 def observed(path: str, max_bytes: int = MAX_IMAGE_BYTES) -> str:
-    """What a look at a local file says, as Seen.local records it: "size|mtime_ns" of a regular file
+    """What a look at a local file says, as Seen.local records it: the stat_text of a regular file
     within the limit, "!" and the reason for a file a sync flags unreadable by its stat alone, "!?" else."""
     try:
         st = stat_regular(path, max_bytes)
@@ -85,8 +85,19 @@ def observed(path: str, max_bytes: int = MAX_IMAGE_BYTES) -> str:
 
 
 def stat_text(st: os.stat_result) -> str:
-    """A readable file's "size|mtime_ns": the local-file cache's key and what Seen.local records, one format."""
-    return f"{st.st_size}|{st.st_mtime_ns}"
+    """A readable file's "size|mtime_ns|inode|ctime_ns": the local-file cache's key and what Seen.local
+    records, one format.
+
+    Size and mtime alone miss a file replaced by another of the same size with its mtime put back
+    (``cp -p``, a sync tool, ``os.utime``): the ctime cannot be set, so a rewrite in place changes it,
+    and a save by rename gives another inode. Where a filesystem has no inode numbers (st_ino 0: FAT,
+    some network shares) the ctime alone tells; on Windows it is the creation time, so there a file
+    rewritten in place with its size and mtime kept still goes unnoticed. Whatever else changes the
+    ctime or inode (chmod, a new hard link, a restore from a backup) and a cache of the older
+    "size|mtime_ns" keys cost one more read of the file, never a training: its content hash, which
+    the training key is made of, is the same. dcloop.unchanged's stat of an image covers all of these.
+    """
+    return f"{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_ctime_ns}"
 
 
 @dataclass(frozen=True)
@@ -239,7 +250,7 @@ class ImageStore:
         return out
 
     def _fetch_local(self, urls: list[str]) -> dict[str, Fetched]:
-        # (path, size, mtime) -> hash: an unchanged file is not read again.
+        # "path|stat_text" -> hash: an unchanged file is not read again.
         index = read_cache_json(self.stat_index_path, {}, self.progress)
         stored = self.stored() if urls else set()
         fresh, out = {}, {}

@@ -15,7 +15,9 @@ depends on:
   ctime): last_trained.json, the versions index and the head's snapshot, the last run's predictions,
   reviews.json, the image caches, the results file, the report page;
 - every local image file the table names, by stat: device, inode, mode, size, mtime and ctime (a
-  file replaced or edited in any way, even with its mtime put back, has a new ctime or inode);
+  file replaced or edited in any way, even with its mtime put back, has a new ctime or inode; the
+  fields of images.stat_text, the fetch's cache key, are among them, so a file the full sync would
+  read again never passes the quick check);
 - cached http images: the moment the first falls due for revalidation ([images] revalidate_days);
   from then on the stamp is never used.
 

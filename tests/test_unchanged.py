@@ -5,6 +5,7 @@ sends it through the full sync. Real projects, real `dcloop sync` processes."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -117,13 +118,35 @@ def touch_image(root: Path) -> None:
     os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
 
-def replace_image_keeping_its_size_and_mtime(root: Path) -> None:
-    """What `cp -p` of a same-sized file does: only the ctime (and the bytes) tell."""
-    image, other = sorted((root / "images").iterdir())[:2]
+def another_digit_of_the_same_size(root: Path) -> tuple[Path, bytes]:
+    """The largest image, and the bytes of a smaller image of another digit padded to its size (a PNG
+    ends at its IEND chunk: the padding is never read): other pixels, and a decodable file."""
+    images = sorted((root / "images").iterdir(), key=lambda p: (-p.stat().st_size, p.name))
+    image = images[0]
+    other = min((p for p in images if p.name[:2] != image.name[:2]), key=lambda p: p.stat().st_size)
+    size = image.stat().st_size
+    assert other.stat().st_size < size
+    return image, other.read_bytes().ljust(size, b"\0")
+
+
+def replace_image_keeping_its_size_and_mtime(root: Path) -> bytes:
+    """What `cp -p` of a same-sized file does, rewriting it in place: only the ctime (and the bytes) tell."""
+    image, data = another_digit_of_the_same_size(root)
     st = image.stat()
-    data = other.read_bytes()[:st.st_size].ljust(st.st_size, b"\0")
     image.write_bytes(data)
     os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return data
+
+
+def rename_image_over_keeping_its_size_and_mtime(root: Path) -> bytes:
+    """What a save by rename does, with the old mtime put on the new file: the inode and ctime tell."""
+    image, data = another_digit_of_the_same_size(root)
+    st = image.stat()
+    temporary = image.with_name(".replacement.tmp")
+    temporary.write_bytes(data)
+    os.utime(temporary, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(temporary, image)
+    return data
 
 
 def edit_settings(root: Path) -> None:
@@ -148,14 +171,56 @@ def stamp_of_other_output(root: Path) -> None:
 
 
 @trained
-@pytest.mark.parametrize("change", [edit_note, touch_image, replace_image_keeping_its_size_and_mtime, edit_settings,
-                                    corrupt_stamp, stamp_past_due, stamp_of_other_output])
+@pytest.mark.parametrize("change", [edit_note, touch_image, edit_settings, corrupt_stamp, stamp_past_due,
+                                    stamp_of_other_output])
 def test_anything_that_could_change_the_outcome_runs_the_full_sync(synced, change):
     root, full = synced
     change(root)
     again = dcloop(root)
     assert again.code == 0 and not again.quick and "pandas" in again.heavy, again.stderr
     assert again.stdout.startswith("Nothing changed since run") and "forged" not in again.stdout
+
+
+@trained
+@pytest.mark.parametrize("replace", [replace_image_keeping_its_size_and_mtime,
+                                     rename_image_over_keeping_its_size_and_mtime])
+def test_an_image_replaced_with_its_size_and_mtime_kept_is_read_again_and_trained_on(synced, replace):
+    """Not only the quick check: the full sync it falls back to must see the new pixels too (the local-files
+    cache is keyed on the inode and ctime as well as the size and mtime), and retrain on them."""
+    root, _ = synced
+    versions = (root / ".dcloop" / "versions" / "index.csv").read_text()
+    last = json.loads((root / ".dcloop" / "last_trained.json").read_text())
+    data = replace(root)
+    again = dcloop(root)
+    assert again.code == 0 and not again.quick and "pandas" in again.heavy, again.stderr
+    assert again.stdout.startswith("Run "), again.stdout  # the same labels, other pixels: a new training
+    assert (root / ".dcloop" / "versions" / "index.csv").read_text() == versions  # no new label version
+    sha = hashlib.sha256(data).hexdigest()
+    assert sha in json.loads((root / ".dcloop" / "cache" / "local-files.json").read_text()).values()
+    now = json.loads((root / ".dcloop" / "last_trained.json").read_text())
+    assert now["run_id"] != last["run_id"] and now["key"] != last["key"] and now["version"] == last["version"]
+    after = dcloop(root)
+    assert after.code == 0 and after.stdout.startswith("Nothing changed since run"), after.stderr
+
+
+@trained
+def test_a_local_files_cache_of_the_older_format_is_read_once_without_retraining(synced):
+    """A cache written before the key held the inode and ctime: no key matches, so each file is read once
+    more, its hash is the same, and so is the training key: nothing changed, and the cache is rewritten."""
+    root, _ = synced
+    index_path = root / ".dcloop" / "cache" / "local-files.json"
+    index = json.loads(index_path.read_text())
+    older = {}
+    for key, sha in index.items():
+        path = key.split("|")[0]
+        st = os.stat(path)
+        older[f"{path}|{st.st_size}|{st.st_mtime_ns}"] = sha
+    index_path.write_text(json.dumps(older))
+    again = dcloop(root)
+    assert again.code == 0 and not again.quick and again.stdout.startswith("Nothing changed since run"), again.stderr
+    assert json.loads(index_path.read_text()) == index
+    assert not dcloop(root).quick  # the sync that rewrote the cache writes no stamp: the next one does
+    assert dcloop(root).quick
 
 
 @trained
@@ -292,3 +357,93 @@ def test_a_fetch_says_what_it_looked_at_and_when_an_http_image_falls_due(image_h
     due = store()
     due.fetch(urls)
     assert not due.seen.complete
+
+
+class Reads:
+    """Counts the local files an ImageStore reads (images.read_regular)."""
+
+    def __init__(self, monkeypatch):
+        import dcloop.images as images
+        self.paths: list[str] = []
+        inner = images.read_regular
+
+        def read(path, max_bytes):
+            self.paths.append(str(path))
+            return inner(path, max_bytes)
+        monkeypatch.setattr(images, "read_regular", read)
+
+
+def settle() -> None:
+    """Past the kernel's coarse clock tick, so that the next change of a file gets a later ctime."""
+    time.sleep(0.05)
+
+
+def test_a_local_file_rewritten_or_renamed_over_with_its_size_and_mtime_kept_is_read_again(tmp_path, monkeypatch):
+    from dcloop.images import ImageStore
+
+    reads = Reads(monkeypatch)
+    image = tmp_path / "b.png"
+    image.write_bytes(b"image b")
+    st = image.stat()
+    store = lambda: ImageStore(tmp_path, tmp_path / "cache")  # noqa: E731
+    first = store().fetch(["b.png"])["b.png"].sha
+    assert store().fetch(["b.png"])["b.png"].sha == first and reads.paths == [str(image)]  # unchanged: not read
+    settle()
+    image.write_bytes(b"image c")  # in place: the same inode
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert store().fetch(["b.png"])["b.png"].sha == hashlib.sha256(b"image c").hexdigest()
+    settle()
+    (tmp_path / "new").write_bytes(b"image d")  # a save by rename: another inode
+    os.utime(tmp_path / "new", ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp_path / "new", image)
+    assert store().fetch(["b.png"])["b.png"].sha == hashlib.sha256(b"image d").hexdigest()
+    assert image.stat().st_size == st.st_size and image.stat().st_mtime_ns == st.st_mtime_ns
+    assert len(reads.paths) == 3
+
+
+def test_a_local_files_cache_of_the_older_format_reads_each_file_once_more(tmp_path, monkeypatch):
+    """Keys of "path|size|mtime_ns" (before the inode and ctime were in them) match nothing: each file is
+    read once, gives the hash it had, and the cache is rewritten; nothing fails."""
+    from dcloop.images import ImageStore, stat_text
+
+    image = tmp_path / "b.png"
+    image.write_bytes(b"image b")
+    store = lambda: ImageStore(tmp_path, tmp_path / "cache")  # noqa: E731
+    sha = store().fetch(["b.png"])["b.png"].sha
+    st = image.stat()
+    index_path = tmp_path / "cache" / "local-files.json"
+    index_path.write_text(json.dumps({f"{image}|{st.st_size}|{st.st_mtime_ns}": sha}))
+    reads = Reads(monkeypatch)
+    assert store().fetch(["b.png"])["b.png"].sha == sha and reads.paths == [str(image)]
+    assert json.loads(index_path.read_text()) == {f"{image}|{stat_text(st)}": sha}
+    assert store().fetch(["b.png"])["b.png"].sha == sha and len(reads.paths) == 1
+
+
+class NoInode:
+    """A stat as some filesystems give it (FAT, some network shares, Windows before it had file ids): st_ino 0."""
+
+    def __init__(self, st):
+        self.st = st
+
+    def __getattr__(self, name):
+        return 0 if name == "st_ino" else getattr(self.st, name)
+
+
+def test_a_filesystem_without_inode_numbers_is_cached_by_size_mtime_and_ctime(tmp_path, monkeypatch):
+    import dcloop.images as images
+
+    inner = images.stat_regular
+    monkeypatch.setattr(images, "stat_regular", lambda path, max_bytes: NoInode(inner(path, max_bytes)))
+    reads = Reads(monkeypatch)
+    image = tmp_path / "b.png"
+    image.write_bytes(b"image b")
+    st = image.stat()
+    store = lambda: images.ImageStore(tmp_path, tmp_path / "cache")  # noqa: E731
+    first = store()
+    assert first.fetch(["b.png"])["b.png"].sha == hashlib.sha256(b"image b").hexdigest()
+    assert first.seen.local[str(image)] == images.observed(str(image))
+    assert store().fetch(["b.png"])["b.png"].sha == hashlib.sha256(b"image b").hexdigest() and len(reads.paths) == 1
+    settle()
+    image.write_bytes(b"image c")
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert store().fetch(["b.png"])["b.png"].sha == hashlib.sha256(b"image c").hexdigest() and len(reads.paths) == 2

@@ -583,13 +583,13 @@ def serve(root: Path, config: Config, port: int = 0, open_browser: bool = False,
           show_url: Callable[[str], None] = print) -> None:
     """Run the review page until Ctrl-C; then write what is pending, and return."""
     server = start(root, config, port, progress=progress)
-    show_url(server.url)
-    progress("review: keys: digits or a class's first letters label, Enter accepts the model's class, k keeps, "
-             "x excludes, u undoes, arrows move. Ctrl-C stops.")
-    if open_browser:
-        import webbrowser
-        webbrowser.open(server.url)
-    try:
+    try:  # from here on: a Ctrl-C right after the url is printed stops the writer thread and the socket too
+        show_url(server.url)
+        progress("review: keys: digits or a class's first letters label, Enter accepts the model's class, k keeps, "
+                 "x excludes, u undoes, arrows move. Ctrl-C stops.")
+        if open_browser:
+            import webbrowser
+            webbrowser.open(server.url)
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         progress("review: stopping; writing the decisions still pending")

@@ -400,6 +400,23 @@ def test_the_command_prints_the_url_opens_the_browser_and_stops_on_ctrl_c(projec
     assert "row(s) changed in labels.csv" in result.stderr
 
 
+@pytest.mark.training  # the module's project is trained once
+def test_a_ctrl_c_right_after_the_url_is_printed_still_stops_the_writer_and_the_socket(project, monkeypatch):
+    servers, messages = [], []
+    start = rp.start
+    monkeypatch.setattr(rp, "start", lambda *args, **options: servers.append(start(*args, **options)) or servers[0])
+
+    def show_url(url):
+        raise KeyboardInterrupt  # Ctrl-C before serve_forever: the writer thread runs already
+
+    try:
+        rp.serve(project, load_config(project, environ={}), progress=messages.append, show_url=show_url)
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C before serving started was not handled")
+    assert not servers[0].writer.thread.is_alive() and servers[0].socket.fileno() == -1
+    assert any("stopping" in m for m in messages)
+
+
 # ---- the page in a real browser ---------------------------------------------------------------
 
 def browser(profile: Path):

@@ -43,6 +43,7 @@ from .progress import Progress, quiet
 from .report import Thumbnails, image_files, latest_run_id, load_run, projection
 
 BATCH_SECONDS = 0.4  # decisions made within this long go in one write (one Sheets request, not one each)
+CLOSE_SECONDS = 60  # a Ctrl-C waits this long for the last write: a stalled one must not keep the server forever
 IMAGE_SIZES = {"large": 448, "small": 96}
 NEIGHBOURS_SHOWN = 8
 MAX_BODY_BYTES = 4 << 20  # a relabel of every row of a large project fits
@@ -336,12 +337,21 @@ class Writer:
             while self.pending or self.busy:
                 self.cond.wait(0.05)
 
-    def close(self) -> None:
-        """Write what is pending, then stop the thread."""
+    def close(self, wait: float = CLOSE_SECONDS) -> bool:
+        """Write what is pending, then stop the thread; False when the write had not ended after ``wait`` seconds."""
         with self.cond:
             self.closing = True
             self.cond.notify_all()
-        self.thread.join()
+        return joined(self.thread, wait)
+
+
+def joined(thread: threading.Thread, seconds: float) -> bool:
+    """Whether ``thread`` ended within ``seconds``. Joined in short waits: the OS may hand a second
+    Ctrl-C to another thread, and the main thread only raises it between waits, never inside a long one."""
+    deadline = time.monotonic() + seconds
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(min(0.1, max(deadline - time.monotonic(), 0)))
+    return not thread.is_alive()
 
 
 # ---- a sync started from the page -------------------------------------------------------------
@@ -433,7 +443,9 @@ class ReviewServer(ThreadingHTTPServer):
 
     def close(self) -> None:
         """Write the pending decisions, stop a sync started from the page, close the socket."""
-        self.writer.close()
+        if not self.writer.close():
+            self.progress(f"review: the write to {self.review.backend.describe()} did not end within "
+                          f"{CLOSE_SECONDS:g}s; the decisions in it may not have been written")
         self.sync.stop(self.progress)
         self.server_close()
 

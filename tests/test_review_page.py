@@ -417,6 +417,50 @@ def test_a_ctrl_c_right_after_the_url_is_printed_still_stops_the_writer_and_the_
     assert any("stopping" in m for m in messages)
 
 
+class StalledReview:
+    """A Review whose write hangs (a stalled network) until ``go`` is set, at most 5 s."""
+
+    def __init__(self):
+        self.go = threading.Event()
+        self.backend = MemoryBackend(pd.DataFrame(columns=tbl.COLUMNS))
+
+    def decide(self, targets):
+        self.go.wait(5)
+        return [rp.Decided(t["id"], True) for t in targets]
+
+
+def test_closing_the_writer_gives_up_on_a_stalled_write_after_its_wait():
+    review = StalledReview()
+    writer = rp.Writer(review, window=0)
+    writer.submit([{"id": "a"}])
+    began = time.monotonic()
+    try:
+        assert not writer.close(0.3)
+        assert time.monotonic() - began < 2
+    finally:
+        review.go.set()
+    assert writer.close(5)
+
+
+def test_a_second_ctrl_c_handed_to_another_thread_ends_the_wait_for_a_stalled_write():
+    review = StalledReview()
+    writer = rp.Writer(review, window=0)
+    writer.submit([{"id": "a"}])
+    # The OS may deliver SIGINT to any thread; Python then raises it in the main thread, but only once
+    # that thread runs again: a join without a timeout holds it until the write ends.
+    other = threading.Timer(0.2, lambda: signal.pthread_kill(threading.get_ident(), signal.SIGINT))
+    began = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            other.start()
+            writer.close(30)
+        assert time.monotonic() - began < 2
+    finally:
+        review.go.set()
+        other.join()
+    assert writer.close(5)
+
+
 # ---- the page in a real browser ---------------------------------------------------------------
 
 def browser(profile: Path):

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -593,18 +594,35 @@ def start(root: Path, config: Config, port: int = 0, backend=None, progress: Pro
 
 def serve(root: Path, config: Config, port: int = 0, open_browser: bool = False, progress: Progress = quiet,
           show_url: Callable[[str], None] = print) -> None:
-    """Run the review page until Ctrl-C; then write what is pending, and return."""
+    """Run the review page until Ctrl-C or SIGTERM; then write what is pending, and return."""
     server = start(root, config, port, progress=progress)
-    try:  # from here on: a Ctrl-C right after the url is printed stops the writer thread and the socket too
-        show_url(server.url)
-        progress("review: keys: digits or a class's first letters label, Enter accepts the model's class, k keeps, "
-                 "x excludes, u undoes, arrows move. Ctrl-C stops.")
-        if open_browser:
-            import webbrowser
-            webbrowser.open(server.url)
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        progress("review: stopping; writing the decisions still pending")
-    finally:
-        server.close()
+    with stopped_by_signals():
+        try:  # from here on: a Ctrl-C right after the url is printed stops the writer thread and the socket too
+            show_url(server.url)
+            progress("review: keys: digits or a class's first letters label, Enter accepts the model's class, "
+                     "k keeps, x excludes, u undoes, arrows move. Ctrl-C stops.")
+            if open_browser:
+                import webbrowser
+                webbrowser.open(server.url)
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            progress("review: stopping; writing the decisions still pending")
+        finally:
+            server.close()
     progress(f"review: {server.review.changed()} row(s) changed in {server.review.backend.describe()}")
+
+
+@contextmanager
+def stopped_by_signals():
+    """SIGINT and SIGTERM raise KeyboardInterrupt inside: the one way out of the server, which writes the
+    pending decisions. Python leaves SIGINT ignored when it started so (a background job of a script, of
+    a test run started with &): the server would then serve on through every Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {number: signal.signal(number, signal.default_int_handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -320,16 +320,23 @@ def test_the_same_decisions_and_refusals_on_xlsx_and_a_google_sheet(project, kin
         assert after[column].equals(seen[column].reindex(after.index)), column
 
 
-def cli_process(*args) -> subprocess.Popen:
-    code = "from dcloop.cli import main; main()"
+def cli_process(*args, before: str = "") -> subprocess.Popen:
+    code = before + "from dcloop.cli import main; main()"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
+# A test run started as a background job (pytest ... &) starts every child with SIGINT ignored.
+STOPS = {"ctrl-c": (signal.SIGINT, ""), "sigterm": (signal.SIGTERM, ""),
+         "ctrl-c-started-ignored": (signal.SIGINT, "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); ")}
+
+
 @pytest.mark.training  # the module's project is trained once
-def test_ctrl_c_writes_the_pending_decisions_and_exits_0(project):
-    process = cli_process("review", project)
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_ctrl_c_writes_the_pending_decisions_and_exits_0(project, stop):
+    number, before = STOPS[stop]
+    process = cli_process("review", project, before=before)
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/")
@@ -341,7 +348,7 @@ def test_ctrl_c_writes_the_pending_decisions_and_exits_0(project):
         body = json.dumps({"decisions": [decision(row.name, row, reviewed="ok")]})
         connection.request("POST", f"/{token}/api/decide", body, {"Content-Type": "application/json"})
         time.sleep(0.1)  # the decision waits for its batch (0.4 s) when Ctrl-C comes
-        process.send_signal(signal.SIGINT)
+        process.send_signal(number)
         assert process.wait(60) == 0, process.stderr.read()
     finally:
         process.kill()

@@ -429,8 +429,8 @@ def report(directory, config, run_id, open_page, as_json):
 def review(directory, config, port, open_page):
     """Review the suspects in a local page by keyboard; each decision is written to the table within a second.
 
-    Prints the page's url (it holds a secret token) and serves it on 127.0.0.1 until Ctrl-C, which
-    writes the decisions still pending. Keys: a digit or a class's first letters label the row, Enter
+    Prints the page's url (it holds a secret token) and serves it on 127.0.0.1 until Ctrl-C (or SIGTERM),
+    which writes the decisions still pending. Keys: a digit or a class's first letters label the row, Enter
     accepts the model's class, k keeps the label (reviewed = ok), x excludes the row, u undoes, arrows move.
 
     \b

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,7 @@ from .progress import Progress, quiet
 from .report import Thumbnails, image_files, latest_run_id, load_run, projection
 
 BATCH_SECONDS = 0.4  # decisions made within this long go in one write (one Sheets request, not one each)
+CLOSE_SECONDS = 60  # a Ctrl-C waits this long for the last write: a stalled one must not keep the server forever
 IMAGE_SIZES = {"large": 448, "small": 96}
 NEIGHBOURS_SHOWN = 8
 MAX_BODY_BYTES = 4 << 20  # a relabel of every row of a large project fits
@@ -336,12 +338,21 @@ class Writer:
             while self.pending or self.busy:
                 self.cond.wait(0.05)
 
-    def close(self) -> None:
-        """Write what is pending, then stop the thread."""
+    def close(self, wait: float = CLOSE_SECONDS) -> bool:
+        """Write what is pending, then stop the thread; False when the write had not ended after ``wait`` seconds."""
         with self.cond:
             self.closing = True
             self.cond.notify_all()
-        self.thread.join()
+        return joined(self.thread, wait)
+
+
+def joined(thread: threading.Thread, seconds: float) -> bool:
+    """Whether ``thread`` ended within ``seconds``. Joined in short waits: the OS may hand a second
+    Ctrl-C to another thread, and the main thread only raises it between waits, never inside a long one."""
+    deadline = time.monotonic() + seconds
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(min(0.1, max(deadline - time.monotonic(), 0)))
+    return not thread.is_alive()
 
 
 # ---- a sync started from the page -------------------------------------------------------------
@@ -433,7 +444,9 @@ class ReviewServer(ThreadingHTTPServer):
 
     def close(self) -> None:
         """Write the pending decisions, stop a sync started from the page, close the socket."""
-        self.writer.close()
+        if not self.writer.close():
+            self.progress(f"review: the write to {self.review.backend.describe()} did not end within "
+                          f"{CLOSE_SECONDS:g}s; the decisions in it may not have been written")
         self.sync.stop(self.progress)
         self.server_close()
 
@@ -581,18 +594,35 @@ def start(root: Path, config: Config, port: int = 0, backend=None, progress: Pro
 
 def serve(root: Path, config: Config, port: int = 0, open_browser: bool = False, progress: Progress = quiet,
           show_url: Callable[[str], None] = print) -> None:
-    """Run the review page until Ctrl-C; then write what is pending, and return."""
+    """Run the review page until Ctrl-C or SIGTERM; then write what is pending, and return."""
     server = start(root, config, port, progress=progress)
-    show_url(server.url)
-    progress("review: keys: digits or a class's first letters label, Enter accepts the model's class, k keeps, "
-             "x excludes, u undoes, arrows move. Ctrl-C stops.")
-    if open_browser:
-        import webbrowser
-        webbrowser.open(server.url)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        progress("review: stopping; writing the decisions still pending")
-    finally:
-        server.close()
+    with stopped_by_signals():
+        try:  # from here on: a Ctrl-C right after the url is printed stops the writer thread and the socket too
+            show_url(server.url)
+            progress("review: keys: digits or a class's first letters label, Enter accepts the model's class, "
+                     "k keeps, x excludes, u undoes, arrows move. Ctrl-C stops.")
+            if open_browser:
+                import webbrowser
+                webbrowser.open(server.url)
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            progress("review: stopping; writing the decisions still pending")
+        finally:
+            server.close()
     progress(f"review: {server.review.changed()} row(s) changed in {server.review.backend.describe()}")
+
+
+@contextmanager
+def stopped_by_signals():
+    """SIGINT and SIGTERM raise KeyboardInterrupt inside: the one way out of the server, which writes the
+    pending decisions. Python leaves SIGINT ignored when it started so (a background job of a script, of
+    a test run started with &): the server would then serve on through every Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {number: signal.signal(number, signal.default_int_handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -320,16 +320,23 @@ def test_the_same_decisions_and_refusals_on_xlsx_and_a_google_sheet(project, kin
         assert after[column].equals(seen[column].reindex(after.index)), column
 
 
-def cli_process(*args) -> subprocess.Popen:
-    code = "from dcloop.cli import main; main()"
+def cli_process(*args, before: str = "") -> subprocess.Popen:
+    code = before + "from dcloop.cli import main; main()"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
+# A test run started as a background job (pytest ... &) starts every child with SIGINT ignored.
+STOPS = {"ctrl-c": (signal.SIGINT, ""), "sigterm": (signal.SIGTERM, ""),
+         "ctrl-c-started-ignored": (signal.SIGINT, "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); ")}
+
+
 @pytest.mark.training  # the module's project is trained once
-def test_ctrl_c_writes_the_pending_decisions_and_exits_0(project):
-    process = cli_process("review", project)
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_ctrl_c_writes_the_pending_decisions_and_exits_0(project, stop):
+    number, before = STOPS[stop]
+    process = cli_process("review", project, before=before)
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/")
@@ -341,7 +348,7 @@ def test_ctrl_c_writes_the_pending_decisions_and_exits_0(project):
         body = json.dumps({"decisions": [decision(row.name, row, reviewed="ok")]})
         connection.request("POST", f"/{token}/api/decide", body, {"Content-Type": "application/json"})
         time.sleep(0.1)  # the decision waits for its batch (0.4 s) when Ctrl-C comes
-        process.send_signal(signal.SIGINT)
+        process.send_signal(number)
         assert process.wait(60) == 0, process.stderr.read()
     finally:
         process.kill()
@@ -398,6 +405,67 @@ def test_the_command_prints_the_url_opens_the_browser_and_stops_on_ctrl_c(projec
     url = result.stdout.strip()
     assert opened == [url] and url.startswith("http://127.0.0.1:")
     assert "row(s) changed in labels.csv" in result.stderr
+
+
+@pytest.mark.training  # the module's project is trained once
+def test_a_ctrl_c_right_after_the_url_is_printed_still_stops_the_writer_and_the_socket(project, monkeypatch):
+    servers, messages = [], []
+    start = rp.start
+    monkeypatch.setattr(rp, "start", lambda *args, **options: servers.append(start(*args, **options)) or servers[0])
+
+    def show_url(url):
+        raise KeyboardInterrupt  # Ctrl-C before serve_forever: the writer thread runs already
+
+    try:
+        rp.serve(project, load_config(project, environ={}), progress=messages.append, show_url=show_url)
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C before serving started was not handled")
+    assert not servers[0].writer.thread.is_alive() and servers[0].socket.fileno() == -1
+    assert any("stopping" in m for m in messages)
+
+
+class StalledReview:
+    """A Review whose write hangs (a stalled network) until ``go`` is set, at most 5 s."""
+
+    def __init__(self):
+        self.go = threading.Event()
+        self.backend = MemoryBackend(pd.DataFrame(columns=tbl.COLUMNS))
+
+    def decide(self, targets):
+        self.go.wait(5)
+        return [rp.Decided(t["id"], True) for t in targets]
+
+
+def test_closing_the_writer_gives_up_on_a_stalled_write_after_its_wait():
+    review = StalledReview()
+    writer = rp.Writer(review, window=0)
+    writer.submit([{"id": "a"}])
+    began = time.monotonic()
+    try:
+        assert not writer.close(0.3)
+        assert time.monotonic() - began < 2
+    finally:
+        review.go.set()
+    assert writer.close(5)
+
+
+def test_a_second_ctrl_c_handed_to_another_thread_ends_the_wait_for_a_stalled_write():
+    review = StalledReview()
+    writer = rp.Writer(review, window=0)
+    writer.submit([{"id": "a"}])
+    # The OS may deliver SIGINT to any thread; Python then raises it in the main thread, but only once
+    # that thread runs again: a join without a timeout holds it until the write ends.
+    other = threading.Timer(0.2, lambda: signal.pthread_kill(threading.get_ident(), signal.SIGINT))
+    began = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            other.start()
+            writer.close(30)
+        assert time.monotonic() - began < 2
+    finally:
+        review.go.set()
+        other.join()
+    assert writer.close(5)
 
 
 # ---- the page in a real browser ---------------------------------------------------------------

@@ -156,7 +156,8 @@ def ceilings(seconds: float) -> list[dict]:
 class Stages:
     """Wall time of each stage of dcloop.sync.sync, by wrapping (not replacing) its functions."""
 
-    NAMES = ["pull", "load_images", "materialize", "save_predictions", "changed_since"]
+    NAMES = ["pull", "load_images", "materialize", "save_predictions", "changed_since", "train_networks", "score_rows",
+             "report_after_sync"]
     MODEL = ["train", "predict"]
 
     def __init__(self):
@@ -205,8 +206,9 @@ def image_server(folder: Path):
         server.server_close()
 
 
-def synthetic_rows(source: pd.DataFrame, n: int, farm: Path, base_url: str, urls: str = "http") -> pd.DataFrame:
-    """n rows, each its own url (a link to a real image), 200 train and 100 val, the rest test.
+def synthetic_rows(source: pd.DataFrame, n: int, farm: Path, base_url: str, urls: str = "http",
+                   train: int = 200, val: int = 100) -> pd.DataFrame:
+    """n rows, each its own url (a link to a real image), ``train`` train and ``val`` val, the rest test.
 
     ``urls``: "http" serves the links from ``base_url``; "local" names them by path, as a table of
     files on one's own disk does (a no-change sync then stats every one).
@@ -217,7 +219,7 @@ def synthetic_rows(source: pd.DataFrame, n: int, farm: Path, base_url: str, urls
         link = farm / f"{i:06d}.png"
         if not link.exists():
             os.symlink(real["url"], link)
-        split = "train" if i < 200 else "val" if i < 300 else "test"
+        split = "train" if i < train else "val" if i < train + val else "test"
         url = f"{base_url}/{link.name}" if urls == "http" else str(link)
         rows.append({"url": url, "label": real["label"], "split": split})
     return pd.DataFrame(rows)
@@ -523,6 +525,63 @@ def rate(step, images: int, seconds: float) -> float:
 
 # 6. Several networks at once ----------------------------------------------------------------------
 
+CROSSFIT_OFF = {"suspicion": {"crossfit": 0}}
+
+
+def crossfit_cost(data: Path, rows: int, epochs: int, work: Path, roman_epochs: int | None = None) -> list[dict]:
+    """--parts crossfit: what the default cross-fitting networks add to a sync, as the wall time of a forced
+    sync with [suspicion] crossfit = 0 and one with the defaults, in turn on the same project.
+
+    Two projects: the Roman numerals as given (train, val, label_book) at the recipe's 100 epochs (or
+    ``roman_epochs``: --small), and ``rows`` rows (70% train, 30% val, links to the real images by path) at ``epochs``. Both syncs of a
+    project start with its images decoded and cached, so the difference is training and scoring.
+    """
+    source = rows_from_folder(data)
+    farm = work / "images"
+    farm.mkdir(parents=True)
+    tables = [("Roman numerals as given", source, roman_epochs),
+              (f"{rows} rows", synthetic_rows(source, rows, farm, "", "local", int(0.7 * rows), rows - int(0.7 * rows)),
+               epochs)]
+    out = []
+    for name, table, table_epochs in tables:
+        root = work / f"cost-{len(out)}"
+        init_project(root, table)
+        if table_epochs:
+            write_settings(root, {"model": {"epochs": table_epochs}})
+        say(f"cost: {name}: decoding the images once")
+        warm_images(root)
+        for setting, overrides in (("crossfit 0", CROSSFIT_OFF), ("default", {})):
+            config = load_config(root, overrides, environ={})
+            say(f"cost: {name}: a forced sync, {setting}, {config.model.epochs} epochs")
+            stages, load = Stages(), os.getloadavg()[0]
+            started = time.perf_counter()
+            with stages.installed():
+                dsync.sync(root, config, force=True)
+            out.append({"table": name, "rows": len(table), "setting": setting, "epochs": config.model.epochs,
+                        "total_s": time.perf_counter() - started - stages.seconds.get("report_after_sync", 0.0),
+                        "report_s": stages.seconds.get("report_after_sync", 0.0), "train_s": stages.seconds.get("train_networks", 0.0),
+                        "score_s": stages.seconds.get("score_rows", 0.0), "load_avg": load,
+                        "networks": crossfit_networks(config, int((table["split"] == "train").sum()))})
+    return out
+
+
+def warm_images(root: Path) -> None:
+    """Fetch and decode a project's images into its cache, as a sync's first stage does, without training."""
+    from dcloop.dataset import load_images
+    from dcloop.table import validate
+    config = load_config(root, environ={})
+    checked = validate(dsync.open_backend(config, root).read(), config.project.classes)
+    load_images(root, config, checked, lambda message: None)
+
+
+def crossfit_networks(config, train_rows: int) -> str:
+    from dcloop.training import crossfit_shape
+    if config.suspicion.crossfit < 2:
+        return "main only"
+    repeats, epochs = crossfit_shape(config, train_rows)
+    return f"main + {config.suspicion.crossfit * repeats} x {epochs} epochs"
+
+
 def roman_arrays(data: Path) -> dict[str, np.ndarray]:
     """train/ and val/ as uint8 (N, 3, 32, 32) arrays and class codes, decoded as dcloop decodes them."""
     from dcloop.images import decode_one
@@ -597,6 +656,9 @@ def main() -> None:
     parser.add_argument("--before", type=Path,
                         help="with the sync or nochange part: a checkout of dcloop before the quick check, whose "
                              "no-change `dcloop sync` is timed in turn with this one's")
+    parser.add_argument("--keep-projects", type=Path,
+                        help="with the crossfit part: make its projects in this new folder and keep them (the Roman "
+                             "project's labels.csv can then be scored with scripts/score_against_review.py)")
     parser.add_argument("--json-out", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
     epochs = args.epochs or (2 if args.small else 10)
@@ -634,12 +696,18 @@ def main() -> None:
         figures["precision"] = precision_rates(2.0 if args.small else 4.0)
     if "networks" in parts:
         figures["networks"] = networks_at_once(args.data, epochs)
+    if "crossfit" in parts:
+        with contextlib.ExitStack() as stack:
+            folder = args.keep_projects or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-crossfit-")))
+            figures["crossfit"] = crossfit_cost(args.data, max(sizes), epochs, folder, epochs if args.small else None)
     args.json_out.write_text(json.dumps(figures, indent=2) + "\n")
     print(report(figures))
     say(f"figures written to {args.json_out}")
 
 
-PARTS = ["training", "sync", "busy", "precision", "networks"]  # and "nochange": part 3's no-change sync alone
+PARTS = ["training", "sync", "busy", "precision", "networks"]
+# and, only when named: "nochange" (part 3's no-change sync alone), "crossfit" (what cross-fitting adds to a
+# sync: two recipe-length trainings of the Roman numerals, about 30 minutes on 2 cores)
 
 
 def recipe_settings(threads: int = 0):
@@ -676,6 +744,8 @@ def report(f: dict) -> str:
         lines += precision_report(f["precision"], f["machine"])
     if "networks" in f:
         lines += networks_report(f["networks"], f["epochs"])
+    if "crossfit" in f:
+        lines += crossfit_report(f["crossfit"])
     return "\n".join(lines)
 
 
@@ -766,6 +836,19 @@ def networks_report(rows: list[dict], epochs: int) -> list[str]:
                    if "at_once_s" in r else f"{'-':>7}")
         lines.append(f"  {r['networks']:<42}{r['one_after_another_s']:>7.1f} ({r['one_after_another_x']:.2f}x)   "
                      f"{at_once}   {r['load_avg']:.1f}")
+    return lines
+
+
+def crossfit_report(rows: list[dict]) -> list[str]:
+    lines = ["", "what cross-fitting adds to a forced sync    setting     networks                 "
+             "train s  score s  total s (report apart)  load average"]
+    for r in rows:
+        lines.append(f"  {r['table']:<28}{r['epochs']:>4} ep  {r['setting']:<12}{r['networks']:<25}"
+                     f"{r['train_s']:>7.0f}{r['score_s']:>9.1f}{r['total_s']:>9.0f} ({r['report_s']:.0f})        {r['load_avg']:.1f}")
+    for off, on in zip(rows[::2], rows[1::2]):
+        lines.append(f"  {on['table']}: the default adds {on['total_s'] - off['total_s']:.0f} s to the sync, "
+                     f"{on['total_s'] / off['total_s']:.2f}x the sync without cross-fitting "
+                     f"(training {on['train_s'] / off['train_s']:.2f}x, scoring {on['score_s'] / max(off['score_s'], 1e-9):.2f}x)")
     return lines
 
 

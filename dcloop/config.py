@@ -116,10 +116,10 @@ class SuspicionSection(Section):
     crossfit: int = Field(2, ge=0, description="K >= 2: also train networks on the other folds of the train rows, "
                           "so every labeled row is judged by networks that never saw it, train and val on one "
                           "scale; 0 or 1: off, one network")
-    crossfit_repeats: int = Field(4, ge=1, description="with crossfit = K: split the train rows into K folds this "
+    crossfit_repeats: int = Field(8, ge=1, description="with crossfit = K: split the train rows into K folds this "
                                   "many times, each with its own seed (K x repeats networks); each train row is "
                                   "judged by this many networks and their mean")
-    crossfit_epoch_share: float = Field(0.2, gt=0, le=1, description="each cross-fitting network trains this "
+    crossfit_epoch_share: float = Field(0.05, gt=0, le=1, description="each cross-fitting network trains this "
                                         "share of [model] epochs, but at least 600 steps (fewer repeats then, "
                                         "never a costlier set): several short networks judge labels better than "
                                         "one long one (docs: explanation/suspicion)")

@@ -46,12 +46,12 @@ def test_crossfitting_scores_a_planted_wrong_train_label_out_of_sample(planted_e
 
 def test_the_crossfitting_networks_are_short_where_they_can_learn_and_never_cost_more():
     from dcloop.training import crossfit_shape
-    recipe = Config()  # 100 epochs at batch 8: 8 networks of 20 epochs (129 steps an epoch on 1,034 rows)
-    assert crossfit_shape(recipe, 2067) == (4, 20)
+    recipe = Config()  # 100 epochs at batch 8: 16 networks of 5 epochs (130 steps an epoch on 1,034 rows)
+    assert crossfit_shape(recipe, 2067) == (8, 5)
     quickstart = Config(model=ModelSection(epochs=15, batch_size=32))  # 20 steps an epoch: 2 networks, full length
     assert crossfit_shape(quickstart, 1078) == (1, 15)
-    thirty = Config(model=ModelSection(epochs=30))
-    assert crossfit_shape(thirty, 2067) == (4, 6)
+    thirty = Config(model=ModelSection(epochs=30))  # 5 epochs reach 600 steps; the budget (8 x 1.5 epochs) buys 2 splits
+    assert crossfit_shape(thirty, 2067) == (2, 5)
     fast = Config(model=ModelSection(epochs=40, batch_size=32))  # 19 epochs reach 600 steps: one split
     assert crossfit_shape(fast, 2067) == (1, 19)
 

@@ -131,7 +131,8 @@ def crossfit_plan(config: Config, pixels: np.ndarray, labels: np.ndarray, splits
 
 
 # A cross-fitting network needs about this many optimizer steps to judge labels: on the Roman
-# numerals (batch 8) the embeddings of epoch 5 (645 steps) already ranked as well as later ones.
+# numerals (batch 8) the embeddings of epoch 5 (650 steps) already ranked as well as later ones, and
+# 16 networks of 5 epochs ranked as well as 8 of 10 or 20 (docs/explanation/suspicion.md).
 MIN_CROSSFIT_STEPS = 600
 
 

@@ -323,12 +323,20 @@ class Writer:
             results = self.review.decide([t for t, _ in batch])
         except Exception as e:  # noqa: BLE001 - a busy file or a Sheets error: each decision says so
             message = str(e) if isinstance(e, DcloopError) else f"{type(e).__name__}: {e}"
-            self.progress(f"review: {len(batch)} decision(s) not written: {message}")
+            self.say(f"review: {len(batch)} decision(s) not written: {message}")
             results = [Decided(t["id"], False, f"not written: {message}") for t, _ in batch]
         for (_, future), result in zip(batch, results):
             future.set_result(result)
-        self.progress(f"review: wrote {sum(r.ok for r in results)} of {len(results)} decision(s) "
-                      f"to {self.review.backend.describe()}")
+        self.say(f"review: wrote {sum(r.ok for r in results)} of {len(results)} decision(s) "
+                 f"to {self.review.backend.describe()}")
+
+    def say(self, message: str) -> None:
+        """Progress that cannot end the writer: with stderr gone (its terminal closed) a failed print
+        would stop this thread, and every later decision, and Ctrl-C's last write, would wait for it forever."""
+        try:
+            self.progress(message)
+        except (OSError, ValueError):  # a closed or broken stream
+            pass
 
     def flush(self) -> None:
         """Return once every decision submitted so far is written (or refused)."""

@@ -449,6 +449,19 @@ def test_closing_the_writer_gives_up_on_a_stalled_write_after_its_wait():
     assert writer.close(5)
 
 
+def test_the_writer_goes_on_writing_when_its_progress_cannot_be_printed():
+    review = StalledReview()
+    review.go.set()
+
+    def stderr_gone(message):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    writer = rp.Writer(review, window=0, progress=stderr_gone)
+    for row_id in ("a", "b"):  # the second decision is written too: the first write's failed print did not end the thread
+        assert writer.submit([{"id": row_id}])[0].result(timeout=5).ok
+    assert writer.close(5)
+
+
 def test_a_second_ctrl_c_handed_to_another_thread_ends_the_wait_for_a_stalled_write():
     review = StalledReview()
     writer = rp.Writer(review, window=0)

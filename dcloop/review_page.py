@@ -205,7 +205,8 @@ class Review:
 
     def changed(self) -> int:
         """Rows whose label, split or reviewed differ from when this server first saw them."""
-        return sum(self.known[i] != c for i, c in self.first.items() if i in self.known)
+        with self.lock:  # a page reload may be adding rows to both meanwhile
+            return sum(self.known[i] != c for i, c in self.first.items() if i in self.known)
 
     def map_json(self) -> dict:
         """The run's 2-D map (report.projection: the report's own, cached with the run)."""

@@ -18,21 +18,23 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-# How many neighbours vote and how much their labels count next to the classifier's probabilities.
-# The count was chosen with scripts/bench_label_errors.py on flip seed 7 (8 settings: digits and Roman
-# numerals, 10% and 20%, uniform and confused-pair flips), as was a weight of 0.4; with the label error
-# below, 0.2 ranked better both on the Roman tuning sample (AUROC 0.914 against 0.906 at 0.4) and on
-# planted junk and flips (Roman, plant seed 11: 0.909 against 0.904).
+# The label error: how much the neighbours' labels count next to the classifier's probabilities, and
+# the share of self-confidence (vs the normalized margin) in it. With one network (crossfit = 0) they
+# were chosen with scripts/bench_label_errors.py on flip seed 7 (8 settings: digits and Roman
+# numerals, 10% and 20%, uniform and confused-pair flips) as the grid point whose worst setting beat
+# cleanlab's best score by the most, and confirmed on flip seeds 8 and 9: flips between look-alike
+# classes rank best with much margin. The cross-fitted default was chosen on the Roman numerals'
+# tuning sample: most real problems there are junk that the networks spread their probability over,
+# and the margin ranked confidently misread good drawings above it (AUROC of suspicion 0.914 against
+# 0.894 with the one-network weights; planted junk and flips, Roman, plant seed 11: 0.909 against
+# 0.906). The one-network weights would lose two of flip seed 9's settings to cleanlab if self-
+# confidence replaced the margin there (docs/benchmarks/2026-12-02-ranking.md).
 NEIGHBOURS = 20
-KNN_WEIGHT = 0.2
-# The share of self-confidence (vs the normalized margin) in the label error that ranks the rows, and
-# in the one that a 'label?' flag needs. Planted flips between look-alike classes rank best with much
-# margin (0.4, chosen with the weights above); on the Roman numerals as given, where most problems are
-# junk that the networks spread their probability over, the margin ranked confidently mispredicted
-# good drawings above it, and self-confidence alone ranked better (tuning sample, session 25: AUROC
-# 0.906 against 0.894 with the old neighbour weight; docs/benchmarks/2026-12-02-ranking.md). The flag, which names the class the
-# model prefers, keeps the margin: it should fire where another class is clearly preferred.
-SELF_CONFIDENCE_SHARE = 1.0
+KNN_WEIGHT, SELF_CONFIDENCE_SHARE = 0.4, 0.4  # one network
+CROSSFIT_KNN_WEIGHT, CROSSFIT_SELF_CONFIDENCE_SHARE = 0.2, 1.0  # cross-fitted (the default)
+# A 'label?' flag needs the label error with the margin (FLAG_SELF_CONFIDENCE_SHARE) of at least
+# LABEL_FLAG_MIN, in either mode: the flag names the class the model prefers, so it should fire where
+# another class is clearly preferred.
 FLAG_SELF_CONFIDENCE_SHARE = 0.4
 # The share of the training dynamics (the network's softmax averaged over the epochs up to the kept
 # weights') in a row's probabilities, where the row has them. Chosen on flip seeds 7 and 8 with the weights above fixed;
@@ -439,15 +441,15 @@ def label_error_score(q: np.ndarray, labels: np.ndarray, share: float = SELF_CON
     return 1 - (share * self_confidence(q, labels) + (1 - share) * normalized_margin(q, labels))
 
 
-def label_findings(q: np.ndarray, labels: np.ndarray, classes: list[str],
-                   low_label_prob: float) -> tuple[np.ndarray, list[str]]:
-    """(label_error_score, a 'label?' flag) per labeled row; 0 and '' for the rest."""
+def label_findings(q: np.ndarray, labels: np.ndarray, classes: list[str], low_label_prob: float,
+                   share: float = SELF_CONFIDENCE_SHARE) -> tuple[np.ndarray, list[str]]:
+    """(label_error_score with ``share``, a 'label?' flag) per labeled row; 0 and '' for the rest."""
     score, texts = np.zeros(len(labels)), [""] * len(labels)
     known = np.flatnonzero(labels >= 0)
     if not len(known):
         return score, texts
     own = self_confidence(q[known], labels[known])
-    score[known] = label_error_score(q[known], labels[known])
+    score[known] = label_error_score(q[known], labels[known], share)
     best = q[known].argmax(1)
     issue = confident_issue(q[known], labels[known], class_thresholds(q[known], labels[known]))
     issue |= (own < low_label_prob) & (best != labels[known])
@@ -509,14 +511,18 @@ def assess(ev: Evidence, classes: list[str], low_label_prob: float = 0.2) -> pd.
     suspicion is a noisy-OR: 1 - (1 - label error) * prod(1 - weight of each finding), where the
     label error is ``label_error_score`` of q, the out-of-sample probabilities blended with the
     labels of the row's nearest neighbours and then with the training dynamics where a row has
-    them. Rows with a standing review keep their score but lose their flags and sort last.
+    them, with the cross-fitted or the one-network weights (``ev.knn_proba`` given: cross-fitted).
+    Rows with a standing review keep their score but lose their flags and sort last.
     """
     index, similarity = neighbours(ev.embeddings)
-    knn = knn_label_proba(index, ev.labels, ev.proba.shape[1]) if ev.knn_proba is None else ev.knn_proba
-    q = blend(ev.proba, knn)
+    cross_fitted = ev.knn_proba is not None
+    knn = ev.knn_proba if cross_fitted else knn_label_proba(index, ev.labels, ev.proba.shape[1])
+    knn_weight, share = ((CROSSFIT_KNN_WEIGHT, CROSSFIT_SELF_CONFIDENCE_SHARE) if cross_fitted
+                         else (KNN_WEIGHT, SELF_CONFIDENCE_SHARE))
+    q = blend(ev.proba, knn, knn_weight)
     if ev.dynamics is not None:
         q = with_dynamics(q, ev.dynamics)
-    label_score, label_texts = label_findings(q, ev.labels, classes, low_label_prob)
+    label_score, label_texts = label_findings(q, ev.labels, classes, low_label_prob, share)
     keep = 1 - label_score
     flags = [[t] if t else [] for t in label_texts]
 

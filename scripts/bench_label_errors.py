@@ -527,8 +527,9 @@ def score_planted(planted: dict, one: dict, fitted) -> tuple[dict, dict]:
     scores = {"dcloop suspicion (crossfit 2, one scale)": default["suspicion"].astype(float).to_numpy(),
               "dcloop suspicion, crossfit 0": suspicion.assess(planted_evidence(planted, one), planted["classes"])
               ["suspicion"].astype(float).to_numpy(),
-              "dcloop label error alone (crossfit 2)": suspicion.label_error_score(
-                  suspicion.blend(judged.proba, judged.knn_proba), labels),
+              "dcloop label error alone (crossfit 2)": suspicion.label_error_score(  # weighted as a sync does
+                  suspicion.blend(judged.proba, judged.knn_proba, suspicion.CROSSFIT_KNN_WEIGHT), labels,
+                  suspicion.CROSSFIT_SELF_CONFIDENCE_SHARE),
               "dcloop not-a-class alone": suspicion.not_a_class_findings(judged, blank)[0],
               "1 - label_prob (crossfit 2)": 1 - suspicion.self_confidence(judged.proba, labels)}
     for method in CLEANLAB_METHODS:

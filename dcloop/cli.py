@@ -334,6 +334,7 @@ def watch_project(directory: Path, config, force: bool, interval: float, settle:
 
     from .lock import project_lock
     from .render import table_name
+    from .signals import stop_signals_to
     from .watch import watch
 
     stop = threading.Event()
@@ -349,16 +350,11 @@ def watch_project(directory: Path, config, force: bool, interval: float, settle:
         if as_json:
             click.echo(json.dumps(cycle.to_json()))
 
-    with project_lock(directory, config, "dcloop sync --watch"):
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            say(f"watching {table_name(config)} every {interval:g}s; a change is synced once it has "
-                f"settled for {settle:g}s. Ctrl-C stops.")
-            cycles = watch(directory, config, stop, on_cycle, interval, settle, force, say, quick=quick,
-                           refetch=refetch, fast=fast)
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
+    with project_lock(directory, config, "dcloop sync --watch"), stop_signals_to(on_signal):
+        say(f"watching {table_name(config)} every {interval:g}s; a change is synced once it has "
+            f"settled for {settle:g}s. Ctrl-C stops.")
+        cycles = watch(directory, config, stop, on_cycle, interval, settle, force, say, quick=quick,
+                       refetch=refetch, fast=fast)
     say(f"stopped after {cycles} cycle(s)")
 
 

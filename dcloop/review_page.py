@@ -23,7 +23,6 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +41,7 @@ from .fsutil import is_safe_name
 from .images import access_of
 from .progress import Progress, quiet
 from .report import Thumbnails, image_files, latest_run_id, load_run, projection
+from .signals import stop_signals_to
 
 BATCH_SECONDS = 0.4  # decisions made within this long go in one write (one Sheets request, not one each)
 CLOSE_SECONDS = 60  # a Ctrl-C waits this long for the last write: a stalled one must not keep the server forever
@@ -605,7 +605,7 @@ def serve(root: Path, config: Config, port: int = 0, open_browser: bool = False,
           show_url: Callable[[str], None] = print) -> None:
     """Run the review page until Ctrl-C or SIGTERM; then write what is pending, and return."""
     server = start(root, config, port, progress=progress)
-    with stopped_by_signals():
+    with stop_signals_to(signal.default_int_handler):  # KeyboardInterrupt: the way out that writes what is pending
         try:  # from here on: a Ctrl-C right after the url is printed stops the writer thread and the socket too
             show_url(server.url)
             progress("review: keys: digits or a class's first letters label, Enter accepts the model's class, "
@@ -619,19 +619,3 @@ def serve(root: Path, config: Config, port: int = 0, open_browser: bool = False,
         finally:
             server.close()
     progress(f"review: {server.review.changed()} row(s) changed in {server.review.backend.describe()}")
-
-
-@contextmanager
-def stopped_by_signals():
-    """SIGINT and SIGTERM raise KeyboardInterrupt inside: the one way out of the server, which writes the
-    pending decisions. Python leaves SIGINT ignored when it started so (a background job of a script, of
-    a test run started with &): the server would then serve on through every Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    previous = {number: signal.signal(number, signal.default_int_handler) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)

@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dcloop"
 
 # Higher imports lower, never the other way round.
 LAYERS = {
-    "errors": 0, "fsutil": 0, "table": 0, "config": 0, "progress": 0, "names": 0,
+    "errors": 0, "fsutil": 0, "table": 0, "config": 0, "progress": 0, "names": 0, "signals": 0,
     "backends": 1, "backends.csv": 1, "backends.gsheet": 1, "backends.memory": 1, "backends.sheet_grid": 1,
     "backends.sheet_http": 1, "backends.sheet_layout": 1, "backends.xlsx": 1, "backends.rewrite": 1,
     "model": 2, "threads": 2, "networks": 2, "suspicion": 2,

@@ -666,6 +666,8 @@ def main() -> None:
                              "project's labels.csv can then be scored with scripts/score_against_review.py)")
     parser.add_argument("--json-out", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
+    if args.keep_projects and args.keep_projects.exists():
+        parser.error(f"--keep-projects {args.keep_projects}: already exists; name a new folder")
     epochs = args.epochs or (2 if args.small else 10)
     seeds = args.seeds or (1 if args.small else 2)
     sizes = [int(s) for s in (args.rows or ("300,1000" if args.small else "1000,3000,10000")).split(",")]
